@@ -1,0 +1,44 @@
+# `make run` and `make test` each set up what they need, idempotently, then run.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+SERVE_ARGS ?=
+
+# The virtual environment is rebuilt only when the project's requirements change.
+REQUIREMENTS_HASH := $(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
+RUN_STAMP := $(VENV)/.run-$(REQUIREMENTS_HASH)
+TEST_STAMP := $(VENV)/.test-$(REQUIREMENTS_HASH)
+
+.PHONY: run test test-fast setup-run setup-test lint
+
+run: setup-run
+	$(BIN)/assistant serve $(SERVE_ARGS)
+
+test: setup-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup-test
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: setup-test
+	$(BIN)/python -m ruff check assistant audio vision client tests
+
+setup-run: $(RUN_STAMP)
+	@scripts/debian-packages.sh scripts/debian-run.txt
+
+setup-test: $(TEST_STAMP)
+	@scripts/debian-packages.sh scripts/debian-run.txt scripts/debian-test.txt
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUN_STAMP): $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e '.[all]'
+	touch $@
+
+$(TEST_STAMP): $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e '.[all,test]'
+	touch $@ $(RUN_STAMP)

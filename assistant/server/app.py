@@ -1,0 +1,244 @@
+"""``assistant serve``: the Live protocol over real websockets.
+
+The server accepts the Live paths the google-genai SDK and Pastra pages use,
+checks the access key, the browser Origin and the message size, and hands
+each connection to a ``Session``. Plain HTTP GETs on the same port serve the
+browser client, so the page and its socket share one origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import mimetypes
+import re
+import ssl
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from assistant.protocol import CloseCode
+from assistant.session import Backend, ResumptionStore, ServerTools, Session, SessionSettings, TransportClosed
+
+logger = logging.getLogger("assistant.server")
+
+LIVE_PATH = re.compile(
+    r"^/+ws/google\.ai\.generativelanguage\.(?P<version>v1alpha|v1beta|v1)\."
+    r"GenerativeService\.BidiGenerateContent(?:Constrained)?$"
+)
+DEFAULT_LIVE_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+SETUP_GRACE_S = 5.0
+BAD_KEY_REASON = "API key not valid; send the server's access key in the x-goog-api-key header or ?key="
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    """How ``assistant serve`` listens and whom it lets in."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    api_key: str | None = None
+    allowed_origins: list[str] = field(default_factory=list)
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    static_dir: Path | None = None
+    session: SessionSettings = field(default_factory=SessionSettings)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.tls_cert is None and self.tls_key is None:
+            return None
+        if self.tls_cert is None or self.tls_key is None:
+            raise ValueError("TLS needs both --tls-cert and --tls-key")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.tls_cert, self.tls_key)
+        return context
+
+
+class WebSocketTransport:
+    """A ``Transport`` over one websockets server connection."""
+
+    def __init__(self, connection: ServerConnection) -> None:
+        self.connection = connection
+        address = connection.remote_address
+        self.peer = f"{address[0]}:{address[1]}" if address else "unknown"
+
+    async def recv(self) -> str | bytes:
+        try:
+            return await self.connection.recv()
+        except ConnectionClosed:
+            raise TransportClosed from None
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self.connection.send(data)
+        except ConnectionClosed:
+            raise TransportClosed from None
+
+    async def close(self, code: int, reason: str) -> None:
+        await self.connection.close(code, reason)
+
+
+def origin_allowed(origin: str | None, host_header: str | None, allowed: list[str]) -> bool:
+    """Browsers may connect from the same origin, from loopback pages, or from an allowed origin.
+
+    Clients that are not browsers send no Origin and are let in (the access
+    key is what guards them).
+    """
+    if origin is None or "*" in allowed or origin in allowed:
+        return True
+    parts = urlsplit(origin)
+    if parts.hostname in LOOPBACK_HOSTS:
+        return True
+    return bool(host_header) and parts.netloc.lower() == (host_header or "").lower()
+
+
+def presented_key(request: Request) -> str | None:
+    """The access key a client sent: header (the SDK), query (browsers) or bearer token."""
+    key = request.headers.get("x-goog-api-key")
+    if key:
+        return key
+    query = parse_qs(request.path.partition("?")[2])
+    if query.get("key"):
+        return query["key"][0]
+    authorization = request.headers.get("authorization", "")
+    if authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return None
+
+
+class LiveServer:
+    """Owns the listening socket, the backend and the live sessions."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        backend: Backend,
+        *,
+        store: ResumptionStore,
+        tools: ServerTools | None = None,
+    ) -> None:
+        self.config = config
+        self.backend = backend
+        self.store = store
+        self.tools = tools
+        self.sessions: set[Session] = set()
+        self._server: Server | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "server not started"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def scheme(self) -> str:
+        return "wss" if self.config.tls_cert else "ws"
+
+    @property
+    def live_url(self) -> str:
+        return f"{self.scheme}://{self.config.host}:{self.port}{DEFAULT_LIVE_PATH}"
+
+    async def start(self) -> None:
+        await self.backend.start()
+        self._server = await serve(
+            self._handle,
+            self.config.host,
+            self.config.port,
+            ssl=self.config.ssl_context(),
+            process_request=self._process_request,
+            max_size=self.config.max_message_bytes,
+            compression=None,  # base64 PCM barely compresses; deflate would only cost CPU and latency
+            server_header="assistant",
+        )
+
+    async def stop(self) -> None:
+        """Close the listener and every connection (1001), then release the backend."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        await self.backend.aclose()
+        await self.store.aclose()
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None, "server not started"
+        await self._server.serve_forever()
+
+    # -- HTTP side ------------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        # Not urlsplit: it would read the "ws" of a doubled leading slash as a host name.
+        path = unquote(request.path.partition("?")[0])
+        if LIVE_PATH.match(path):
+            if not origin_allowed(
+                request.headers.get("origin"), request.headers.get("host"), self.config.allowed_origins
+            ):
+                logger.warning("refused websocket from origin %s", request.headers.get("origin"))
+                return connection.respond(
+                    HTTPStatus.FORBIDDEN, "Origin not allowed; start the server with --allow-origin\n"
+                )
+            if "upgrade" not in request.headers.get("connection", "").lower():
+                return connection.respond(HTTPStatus.UPGRADE_REQUIRED, "This is a Live websocket endpoint.\n")
+            return None
+        return self._static(connection, path)
+
+    def _static(self, connection: ServerConnection, path: str) -> Response:
+        root = self.config.static_dir
+        not_found = f"Not found. The Live websocket endpoint is {DEFAULT_LIVE_PATH}\n"
+        if root is None or not root.is_dir():
+            return connection.respond(HTTPStatus.NOT_FOUND, not_found)
+        relative = path.lstrip("/") or "index.html"
+        target = (root / relative).resolve()
+        if not target.is_relative_to(root.resolve()) or not target.is_file():
+            return connection.respond(HTTPStatus.NOT_FOUND, not_found)
+        content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        if content_type.startswith("text/") or content_type.endswith("javascript"):
+            content_type += "; charset=utf-8"
+        body = target.read_bytes()
+        headers = Headers(
+            [
+                ("Content-Type", content_type),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-cache"),
+                ("X-Content-Type-Options", "nosniff"),
+            ]
+        )
+        return Response(HTTPStatus.OK, "OK", headers, body)
+
+    # -- websocket side -----------------------------------------------------------
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        request = connection.request
+        assert request is not None
+        if self.config.api_key is not None:
+            key = presented_key(request)
+            if key is None or not hmac.compare_digest(key.encode(), self.config.api_key.encode()):
+                logger.warning("refused %s: bad or missing access key", connection.remote_address)
+                # Like the real service, answer the setup with the close, so a client that sends
+                # setup straight after the handshake (the SDK) reads the reason instead of a
+                # broken pipe.
+                with contextlib.suppress(TimeoutError, ConnectionClosed):
+                    await asyncio.wait_for(connection.recv(), SETUP_GRACE_S)
+                await connection.close(CloseCode.POLICY_VIOLATION, BAD_KEY_REASON)
+                return
+        session = Session(
+            WebSocketTransport(connection),
+            self.backend,
+            store=self.store,
+            tools=self.tools,
+            settings=self.config.session,
+        )
+        self.sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            self.sessions.discard(session)

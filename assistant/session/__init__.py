@@ -1,0 +1,37 @@
+"""The session manager: one Live conversation per connection.
+
+``Session`` runs the handshake and both directions; ``Backend`` is the seam
+the Gemini and local backends implement; ``ServerTools`` is the seam for the
+tool registry; ``ResumptionStore`` keeps handles between connections.
+"""
+
+from assistant.session.backend import Backend, BackendError, BackendSession, SessionRequest
+from assistant.session.resumption import (
+    DEFAULT_HANDLE_TTL_S,
+    MemoryResumptionStore,
+    ResumptionStore,
+    SavedSession,
+    SqliteResumptionStore,
+)
+from assistant.session.session import Session, SessionSettings, SessionStats, Transport, TransportClosed
+from assistant.session.tools import NoServerTools, ServerTools, ToolContext
+
+__all__ = [
+    "DEFAULT_HANDLE_TTL_S",
+    "Backend",
+    "BackendError",
+    "BackendSession",
+    "MemoryResumptionStore",
+    "NoServerTools",
+    "ResumptionStore",
+    "SavedSession",
+    "ServerTools",
+    "Session",
+    "SessionRequest",
+    "SessionSettings",
+    "SessionStats",
+    "SqliteResumptionStore",
+    "ToolContext",
+    "Transport",
+    "TransportClosed",
+]

@@ -1,0 +1,88 @@
+"""The seam between a session and whatever produces the replies.
+
+A ``Backend`` is created once per server and owns what sessions share (loaded
+models, an HTTP client). Each connection opens a ``BackendSession`` that takes
+normalised client events and yields server messages. The session manager does
+the rest (handshake, queues, tool routing, resumption), so a backend never
+sees the wire, the socket or which kind of client is attached.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from assistant.protocol import ClientEvent, Content, ServerMessage, Setup
+from assistant.protocol.errors import CloseCode
+
+
+class BackendError(Exception):
+    """A backend failure the client should hear about as a close code and reason.
+
+    Raise it from ``open``, ``send`` or ``receive`` with Gemini's own reason (a
+    rejected key, an unknown model) or a local one (a model that failed to
+    load); the session closes the connection with it instead of a stack trace.
+    """
+
+    def __init__(self, reason: str, code: CloseCode = CloseCode.INTERNAL_ERROR) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+@dataclass(slots=True)
+class SessionRequest:
+    """Everything a backend needs to open one conversation.
+
+    ``setup`` is the client's setup merged with server-side settings (server
+    tools appended to the declarations). ``history`` is the conversation so
+    far when a client resumes; ``backend_state`` is what this backend's
+    ``resumption_state`` returned last time, for continuity it manages itself.
+    """
+
+    session_id: str
+    setup: Setup
+    history: list[Content] = field(default_factory=list)
+    backend_state: dict[str, Any] | None = None
+
+
+class BackendSession(ABC):
+    """One conversation with a backend: events in, server messages out."""
+
+    @abstractmethod
+    async def send(self, event: ClientEvent) -> None:
+        """Deliver one client event. Should return quickly; heavy work belongs elsewhere."""
+
+    @abstractmethod
+    def receive(self) -> AsyncIterator[ServerMessage]:
+        """Yield server messages for the life of the session, across turns.
+
+        The iterator ending means the backend session is over; raising
+        ``BackendError`` ends it with that code and reason.
+        """
+
+    def resumption_state(self) -> dict[str, Any] | None:
+        """JSON-serialisable state to hand back on resumption (e.g. an upstream handle)."""
+        return None
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release the session's resources. Called once, whatever ended the session."""
+
+
+class Backend(ABC):
+    """A source of replies shared by all sessions of a server."""
+
+    name: str = "backend"
+
+    async def start(self) -> None:  # noqa: B027 - optional hook, empty by design
+        """Load what sessions share (models, clients) before the first connection."""
+
+    @abstractmethod
+    async def open(self, request: SessionRequest) -> BackendSession:
+        """Open one conversation; raise ``BackendError`` when it cannot start."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, empty by design
+        """Release what ``start`` acquired."""

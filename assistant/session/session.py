@@ -1,0 +1,558 @@
+"""One Live conversation, from the setup handshake to the close frame.
+
+A ``Session`` joins a transport (a websocket, or an in-process pipe for the
+desktop app) to a ``BackendSession``. After the handshake four tasks run at
+once, joined by two bounded ``FlowQueue``s:
+
+    client reader -> inbound queue -> backend writer
+    backend reader -> outbound queue -> client writer
+
+The reader and writer of each direction are separate so a slow backend never
+stalls the client's socket and a stalled client never stalls the backend
+beyond the queue's bound; audio gives way first (see ``queues``).
+
+The backend reader is where the session's own rules live: tool calls are
+split between the client (functions it declared) and the server's tools;
+cancellations reach whoever runs the call; a barge-in flushes queued reply
+audio; each completed turn gets a resumption handle when the client asked for
+resumption. Whatever ends the session ends it with a close code and reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from assistant.logs import SessionLogger
+from assistant.protocol import (
+    INPUT_AUDIO_RATE,
+    ActivityEnd,
+    AudioChunk,
+    AudioStreamEnd,
+    Blob,
+    ClientEvent,
+    ClientTurns,
+    CloseCode,
+    Content,
+    ContextChange,
+    FunctionCall,
+    FunctionResponse,
+    ProtocolError,
+    ServerMessage,
+    SessionResumptionUpdate,
+    Setup,
+    SetupComplete,
+    TextInput,
+    Tool,
+    ToolResponses,
+    VideoFrame,
+    client_events,
+    encode_message,
+    fit_close_reason,
+    parse_client_message,
+)
+from assistant.protocol.events import audio_rate_from_mime
+from assistant.session.backend import Backend, BackendError, BackendSession, SessionRequest
+from assistant.session.history import ConversationLog
+from assistant.session.queues import FlowQueue, QueueClosed
+from assistant.session.resumption import DEFAULT_HANDLE_TTL_S, ResumptionStore, SavedSession, new_handle
+from assistant.session.tools import NoServerTools, ServerTools, ToolContext
+from audio.resample import StreamResampler
+
+logger = logging.getLogger("assistant.session")
+
+
+class TransportClosed(Exception):
+    """The peer went away; there is nobody left to send a close frame to."""
+
+
+class Transport(Protocol):
+    """A message pipe to one client: a websocket, or an in-process pair."""
+
+    peer: str
+
+    async def recv(self) -> str | bytes:
+        """The next client frame; ``TransportClosed`` when the client is gone."""
+        ...
+
+    async def send(self, data: bytes) -> None:
+        """Send one server frame; ``TransportClosed`` when the client is gone."""
+        ...
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close with a code and a reason the client can act on."""
+        ...
+
+
+@dataclass(slots=True)
+class SessionSettings:
+    """Bounds and timeouts of one session; the defaults suit 20 ms audio chunks."""
+
+    inbound_queue_size: int = 250  # 5 s of 20 ms chunks before audio is shed
+    outbound_queue_size: int = 250
+    setup_timeout_s: float = 30.0
+    handle_ttl_s: float = DEFAULT_HANDLE_TTL_S
+    drain_timeout_s: float = 5.0
+
+
+@dataclass(slots=True)
+class SessionStats:
+    """Counters logged when the session ends (and read by tests and benchmarks)."""
+
+    messages_in: int = 0
+    messages_out: int = 0
+    audio_in_s: float = 0.0
+    audio_out_s: float = 0.0
+    turns: int = 0
+    flushed_on_interrupt: int = 0
+
+
+def merge_server_tools(setup: Setup, tools: ServerTools) -> Setup:
+    """The setup a backend sees: the client's declarations plus the server's.
+
+    A server tool the client also declared is left out: the client's own
+    declaration wins, and the model never sees one name twice.
+    """
+    client_names = {declaration.name for declaration in setup.function_declarations()}
+    extra = [d for d in tools.declarations() if d.name not in client_names]
+    if not extra:
+        return setup
+    return setup.model_copy(update={"tools": [*(setup.tools or []), Tool(function_declarations=extra)]})
+
+
+def _audio_seconds(blob: Blob) -> float:
+    try:
+        rate = audio_rate_from_mime(blob.mime_type, "reply audio")
+    except ProtocolError:
+        return 0.0
+    return len(blob.data) / 2 / rate
+
+
+def _is_droppable_input(event: ClientEvent) -> bool:
+    return isinstance(event, (AudioChunk, VideoFrame))
+
+
+def _is_reply_audio(message: ServerMessage) -> bool:
+    """A message that carries nothing but reply audio (safe to shed or flush)."""
+    content = message.server_content
+    if content is None or content.model_turn is None or message.tool_call is not None:
+        return False
+    fields = content.model_fields_set - {"model_turn"}
+    parts = content.model_turn.parts
+    return (
+        not fields
+        and bool(parts)
+        and all(part.inline_data is not None and part.inline_data.mime_type.startswith("audio/") for part in parts)
+    )
+
+
+class TurnClock:
+    """Times each turn: end of user input to first reply, for the log."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self.user_done_at: float | None = None
+        self.first_reply_at: float | None = None
+        self.reply_audio_s = 0.0
+        self.tool_calls = 0
+        self.interrupted = False
+
+    def user_finished(self) -> None:
+        self.user_done_at = self._clock()
+        self.first_reply_at = None
+
+    def reply(self, audio_s: float = 0.0) -> None:
+        if self.first_reply_at is None:
+            self.first_reply_at = self._clock()
+        self.reply_audio_s += audio_s
+
+    def summary(self, turn: int) -> str:
+        """One log line for the turn just finished; resets for the next."""
+        latency = "n/a"
+        if self.user_done_at is not None and self.first_reply_at is not None:
+            latency = f"{(self.first_reply_at - self.user_done_at) * 1000:.0f} ms"
+        text = (
+            f"turn {turn} {'interrupted' if self.interrupted else 'complete'}: "
+            f"first reply {latency} after end of input, "
+            f"{self.reply_audio_s:.1f} s reply audio, {self.tool_calls} tool calls"
+        )
+        self.user_done_at = self.first_reply_at = None
+        self.reply_audio_s = 0.0
+        self.tool_calls = 0
+        self.interrupted = False
+        return text
+
+
+class Session:
+    """Runs one conversation; ``run`` returns when it is over and the client closed."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        backend: Backend,
+        *,
+        store: ResumptionStore,
+        tools: ServerTools | None = None,
+        settings: SessionSettings | None = None,
+        session_id: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.id = session_id or secrets.token_hex(4)
+        self.transport = transport
+        self.backend = backend
+        self.store = store
+        self.tools = tools or NoServerTools()
+        self.settings = settings or SessionSettings()
+        self.stats = SessionStats()
+        self.log = SessionLogger(logger, self.id, transport.peer, backend.name)
+        self.inbound: FlowQueue[ClientEvent] = FlowQueue(self.settings.inbound_queue_size)
+        self.outbound: FlowQueue[ServerMessage] = FlowQueue(
+            self.settings.outbound_queue_size, kind=lambda m: "reply audio" if _is_reply_audio(m) else "message"
+        )
+        self.conversation = ConversationLog()
+        self.client_setup: Setup | None = None
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._backend_session: BackendSession | None = None
+        self._client_tool_names: set[str] = set()
+        self._client_calls: dict[str, str] = {}
+        self._server_calls: dict[str, asyncio.Task[None]] = {}
+        self._resamplers: dict[int, StreamResampler] = {}
+        self._handle: str | None = None
+        self._turn_clock = TurnClock(clock)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def run(self) -> None:
+        """Handshake, pump both directions, then close with the reason it ended."""
+        code: int | None = CloseCode.NORMAL
+        reason = "session ended"
+        try:
+            await self._open()
+            code, reason = await self._pump()
+        except ProtocolError as exc:
+            code, reason = exc.code, exc.reason
+            self.log.info("closing on bad input: %s", reason)
+        except BackendError as exc:
+            code, reason = exc.code, exc.reason
+            self.log.warning("closing on backend error %d: %s", code, reason)
+        except TransportClosed:
+            code = None
+            self.log.info("client disconnected")
+        except Exception:
+            self.log.exception("session failed")
+            code, reason = CloseCode.INTERNAL_ERROR, f"internal error in session {self.id}; see the server log"
+        finally:
+            await self._release()
+        self.close_code, self.close_reason = code, reason
+        if code is not None:
+            with contextlib.suppress(TransportClosed):
+                await self.transport.close(int(code), fit_close_reason(reason))
+        self.log.info(
+            "ended (%s): %d turns, %d messages in, %d out, %.1f s audio in, %.1f s out, dropped in %s, out %s",
+            code if code is not None else "client gone",
+            self.stats.turns,
+            self.stats.messages_in,
+            self.stats.messages_out,
+            self.stats.audio_in_s,
+            self.stats.audio_out_s,
+            dict(self.inbound.dropped) or 0,
+            dict(self.outbound.dropped) or 0,
+        )
+
+    async def _open(self) -> None:
+        try:
+            data = await asyncio.wait_for(self.transport.recv(), self.settings.setup_timeout_s)
+        except TimeoutError:
+            raise ProtocolError(
+                f"no setup message within {self.settings.setup_timeout_s:.0f} s; send setup first",
+                CloseCode.POLICY_VIOLATION,
+            ) from None
+        message = parse_client_message(data)
+        if message.setup is None:
+            raise ProtocolError(f"{message.kind} before setup; the first message must be setup")
+        request = await self._session_request(message.setup)
+        self._backend_session = await self.backend.open(request)
+        await self.transport.send(encode_message(ServerMessage(setup_complete=SetupComplete(session_id=self.id))))
+        self.log.info(
+            "started: model %s, %d client tools, %d server tools%s",
+            request.setup.model,
+            len(self._client_tool_names),
+            len(request.setup.function_declarations()) - len(self._client_tool_names),
+            f", resumed after {self.stats.turns} turns" if request.history else "",
+        )
+
+    async def _session_request(self, setup: Setup) -> SessionRequest:
+        """Resolve a resumption handle, then merge the server's tools into the setup."""
+        history: list[Content] = []
+        backend_state = None
+        handle = setup.session_resumption.handle if setup.session_resumption else None
+        if handle:
+            saved = await self.store.load(handle)
+            if saved is None:
+                raise ProtocolError(
+                    "sessionResumption.handle is unknown or expired; "
+                    "connect without a handle to start a new conversation"
+                )
+            fields = {**saved.setup, **setup.model_dump(mode="json", exclude_unset=True)}
+            setup = Setup.model_validate(fields)
+            history = [Content.model_validate(turn) for turn in saved.history]
+            backend_state = saved.backend_state if saved.backend == self.backend.name else None
+            self.stats.turns = saved.turns
+            self._handle = handle
+        self._set_client_setup(setup)
+        self.conversation = ConversationLog(history)
+        return SessionRequest(
+            session_id=self.id,
+            setup=merge_server_tools(setup, self.tools),
+            history=history,
+            backend_state=backend_state,
+        )
+
+    def _set_client_setup(self, setup: Setup) -> None:
+        self.client_setup = setup
+        self._client_tool_names = {d.name for d in setup.function_declarations()}
+
+    async def _pump(self) -> tuple[int, str]:
+        tasks = [
+            asyncio.create_task(self._read_client(), name=f"{self.id}-client-reader"),
+            asyncio.create_task(self._write_backend(), name=f"{self.id}-backend-writer"),
+            asyncio.create_task(self._read_backend(), name=f"{self.id}-backend-reader"),
+        ]
+        writer = asyncio.create_task(self._write_client(), name=f"{self.id}-client-writer")
+        try:
+            done, _ = await asyncio.wait([*tasks, writer], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            # Only the backend reader ends without an error: the backend closed the session.
+            # Deliver what it said before closing.
+            self.outbound.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(writer), self.settings.drain_timeout_s)
+            return CloseCode.NORMAL, "the backend ended the session"
+        finally:
+            for task in [*tasks, writer]:
+                task.cancel()
+            await asyncio.gather(*tasks, writer, return_exceptions=True)
+
+    async def _release(self) -> None:
+        self.inbound.close()
+        self.outbound.close()
+        for task in self._server_calls.values():
+            task.cancel()
+        await asyncio.gather(*self._server_calls.values(), return_exceptions=True)
+        self._server_calls.clear()
+        if self._backend_session is not None:
+            try:
+                await self._backend_session.close()
+            except Exception:
+                self.log.exception("backend session failed to close")
+
+    # -- client -> backend ---------------------------------------------------
+
+    async def _read_client(self) -> None:
+        while True:
+            data = await self.transport.recv()
+            self.stats.messages_in += 1
+            message = parse_client_message(data)
+            if message.setup is not None:
+                raise ProtocolError("setup was already sent; send it once, as the first message")
+            for event in client_events(message):
+                accepted = self._accept_client_event(event)
+                if accepted is not None:
+                    await self.inbound.put(accepted, droppable=_is_droppable_input(accepted))
+
+    def _accept_client_event(self, event: ClientEvent) -> ClientEvent | None:
+        """Normalise one event and apply the session's bookkeeping; None drops it."""
+        if isinstance(event, AudioChunk):
+            self.stats.audio_in_s += event.duration_s
+            return self._to_input_rate(event)
+        if isinstance(event, ToolResponses):
+            known = self._known_client_responses(event)
+            if known is None:
+                return None
+            event = known
+        if isinstance(event, ContextChange):
+            self._apply_context_change(event)
+        if isinstance(event, (ActivityEnd, AudioStreamEnd, TextInput)) or (
+            isinstance(event, ClientTurns) and event.turn_complete
+        ):
+            self._turn_clock.user_finished()
+        self.conversation.client_event(event)
+        return event
+
+    def _to_input_rate(self, chunk: AudioChunk) -> AudioChunk:
+        if chunk.sample_rate == INPUT_AUDIO_RATE:
+            return chunk
+        resampler = self._resamplers.get(chunk.sample_rate)
+        if resampler is None:
+            resampler = self._resamplers[chunk.sample_rate] = StreamResampler(chunk.sample_rate, INPUT_AUDIO_RATE)
+        return AudioChunk(pcm=resampler.process(chunk.pcm), sample_rate=INPUT_AUDIO_RATE)
+
+    def _known_client_responses(self, event: ToolResponses) -> ToolResponses | None:
+        known = []
+        for response in event.responses:
+            if response.id is not None and self._client_calls.pop(response.id, None) is not None:
+                known.append(response)
+            else:
+                self.log.warning("ignoring toolResponse for call %s: no such call is pending", response.id)
+        return ToolResponses(known) if known else None
+
+    def _apply_context_change(self, event: ContextChange) -> None:
+        assert self.client_setup is not None
+        changed = {name: getattr(event.update, name) for name in event.update.model_fields_set}
+        self._set_client_setup(self.client_setup.model_copy(update=changed))
+
+    async def _write_backend(self) -> None:
+        assert self._backend_session is not None
+        while True:
+            try:
+                event = await self.inbound.get()
+            except QueueClosed:
+                return
+            await self._backend_session.send(event)
+
+    # -- backend -> client ---------------------------------------------------
+
+    async def _read_backend(self) -> None:
+        assert self._backend_session is not None
+        async for message in self._backend_session.receive():
+            await self._route(message)
+
+    async def _route(self, message: ServerMessage) -> None:
+        if message.setup_complete is not None or message.session_resumption_update is not None:
+            # The session owns the handshake and the handles; a backend's own are internal.
+            return
+        if message.tool_call is not None:
+            message = self._with_call_ids(message)
+        self.conversation.server_message(message)
+        if message.tool_call is not None:
+            await self._route_tool_calls(message.tool_call.function_calls)
+            rest = message.model_copy(update={"tool_call": None})
+            if rest.model_dump(exclude_none=True):
+                await self._send(rest)
+            return
+        if message.tool_call_cancellation is not None:
+            await self._cancel_calls(message.tool_call_cancellation.ids)
+            return
+        if message.is_interrupted:
+            self.stats.flushed_on_interrupt += self.outbound.discard(_is_reply_audio)
+            self._turn_clock.interrupted = True
+        if message.server_content and message.server_content.model_turn:
+            seconds = sum(_audio_seconds(blob) for blob in message.audio_parts())
+            self.stats.audio_out_s += seconds
+            self._turn_clock.reply(seconds)
+        if message.server_content and message.server_content.input_transcription:
+            if message.server_content.input_transcription.finished:
+                self._turn_clock.user_finished()
+        await self._send(message, droppable=_is_reply_audio(message))
+        if message.is_turn_complete:
+            await self._complete_turn()
+
+    async def _send(self, message: ServerMessage, droppable: bool = False) -> None:
+        await self.outbound.put(message, droppable=droppable)
+
+    @staticmethod
+    def _with_call_ids(message: ServerMessage) -> ServerMessage:
+        """Give every call an id, so its response and cancellation can be matched."""
+        assert message.tool_call is not None
+        calls = [
+            call if call.id else call.model_copy(update={"id": f"call-{secrets.token_hex(6)}"})
+            for call in message.tool_call.function_calls
+        ]
+        return message.model_copy(update={"tool_call": message.tool_call.model_copy(update={"function_calls": calls})})
+
+    async def _route_tool_calls(self, calls: list[FunctionCall]) -> None:
+        for_client: list[FunctionCall] = []
+        unknown: list[FunctionResponse] = []
+        for call in calls:
+            assert call.id is not None
+            self._turn_clock.tool_calls += 1
+            self._turn_clock.reply()
+            if call.name in self._client_tool_names:
+                self._client_calls[call.id] = call.name
+                for_client.append(call)
+            elif self.tools.handles(call.name):
+                self._server_calls[call.id] = asyncio.create_task(
+                    self._run_server_tool(call), name=f"{self.id}-tool-{call.name}"
+                )
+            else:
+                self.log.warning("model called unknown tool %s", call.name)
+                unknown.append(
+                    FunctionResponse(
+                        id=call.id, name=call.name, response={"error": f"there is no tool named {call.name}"}
+                    )
+                )
+        if for_client:
+            await self._send(ServerMessage.calls(for_client))
+        if unknown:
+            self.conversation.tool_results(unknown)
+            await self.inbound.put(ToolResponses(unknown))
+
+    async def _run_server_tool(self, call: FunctionCall) -> None:
+        assert call.id is not None
+        started = time.perf_counter()
+        context = ToolContext(session_id=self.id, send_response=self._deliver_tool_response)
+        try:
+            response = await self.tools.call(call, context)
+        except Exception:
+            self.log.exception("server tool %s crashed", call.name)
+            response = FunctionResponse(id=call.id, name=call.name, response={"error": f"{call.name} failed"})
+        finally:
+            self._server_calls.pop(call.id, None)
+        self.log.info("server tool %s answered in %.0f ms", call.name, (time.perf_counter() - started) * 1000)
+        await self._deliver_tool_response(response.model_copy(update={"id": call.id, "name": call.name}))
+
+    async def _deliver_tool_response(self, response: FunctionResponse) -> None:
+        self.conversation.tool_results([response])
+        await self.inbound.put(ToolResponses([response]))
+
+    async def _cancel_calls(self, ids: list[str]) -> None:
+        for call_id in ids:
+            task = self._server_calls.pop(call_id, None)
+            if task is not None:
+                task.cancel()
+        for_client = [call_id for call_id in ids if self._client_calls.pop(call_id, None) is not None]
+        if for_client:
+            await self._send(ServerMessage.cancel_calls(for_client))
+        if ids:
+            self.log.info("cancelled tool calls %s", ", ".join(ids))
+
+    async def _complete_turn(self) -> None:
+        self.stats.turns += 1
+        self.log.info(self._turn_clock.summary(self.stats.turns))
+        setup = self.client_setup
+        if setup is None or setup.session_resumption is None or self._client_calls or self._server_calls:
+            return
+        assert self._backend_session is not None
+        handle = new_handle()
+        saved = SavedSession(
+            setup=setup.model_dump(mode="json", exclude_none=True),
+            history=[turn.model_dump(mode="json", exclude_none=True) for turn in self.conversation.snapshot()],
+            backend=self.backend.name,
+            backend_state=self._backend_session.resumption_state(),
+            turns=self.stats.turns,
+        )
+        await self.store.save(handle, saved, self.settings.handle_ttl_s)
+        if self._handle is not None:
+            await self.store.delete(self._handle)
+        self._handle = handle
+        await self._send(
+            ServerMessage(session_resumption_update=SessionResumptionUpdate(new_handle=handle, resumable=True))
+        )
+
+    async def _write_client(self) -> None:
+        while True:
+            try:
+                message = await self.outbound.get()
+            except QueueClosed:
+                return
+            await self.transport.send(encode_message(message))
+            self.stats.messages_out += 1

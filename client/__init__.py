@@ -1,0 +1,1 @@
+"""Clients of the Live server: the browser page (``client/web``) and the terminal app."""

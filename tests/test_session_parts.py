@@ -1,0 +1,152 @@
+"""The session's plain parts: flow queues, resumption stores, history, config merging."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from assistant.protocol import (
+    ClientTurns,
+    Content,
+    FunctionCall,
+    FunctionDeclaration,
+    FunctionResponse,
+    Part,
+    ServerMessage,
+    Setup,
+    TextInput,
+    ToolResponses,
+)
+from assistant.session import MemoryResumptionStore, NoServerTools, SavedSession, SqliteResumptionStore
+from assistant.session.history import ConversationLog
+from assistant.session.queues import FlowQueue, QueueClosed
+from assistant.session.session import merge_server_tools
+
+
+class TestFlowQueue:
+    async def test_media_gives_way_oldest_first_and_is_counted(self) -> None:
+        queue: FlowQueue[str] = FlowQueue(3, kind=lambda item: item[0])
+        await queue.put("a1", droppable=True)
+        await queue.put("c1")
+        await queue.put("a2", droppable=True)
+        await queue.put("a3", droppable=True)  # full: a1 goes
+        await queue.put("c2")  # full: a2 goes
+        assert [await queue.get() for _ in range(3)] == ["c1", "a3", "c2"]
+        assert queue.dropped == {"a": 2}
+        assert queue.high_water == 3
+
+    async def test_control_waits_for_room_instead_of_dropping(self) -> None:
+        queue: FlowQueue[str] = FlowQueue(2)
+        await queue.put("c1")
+        await queue.put("c2")
+        blocked = asyncio.create_task(queue.put("c3"))
+        await asyncio.sleep(0)
+        assert not blocked.done()
+        assert await queue.get() == "c1"
+        await blocked
+        assert [await queue.get(), await queue.get()] == ["c2", "c3"]
+        assert not queue.dropped
+
+    async def test_media_also_waits_when_only_control_is_queued(self) -> None:
+        queue: FlowQueue[str] = FlowQueue(1)
+        await queue.put("c1")
+        blocked = asyncio.create_task(queue.put("a1", droppable=True))
+        await asyncio.sleep(0)
+        assert not blocked.done()
+        await queue.get()
+        await blocked
+        assert await queue.get() == "a1"
+
+    async def test_discard_and_close(self) -> None:
+        queue: FlowQueue[str] = FlowQueue(10)
+        for item in ["a1", "t", "a2"]:
+            await queue.put(item, droppable=item.startswith("a"))
+        assert queue.discard(lambda item: item.startswith("a")) == 2
+        queue.close()
+        assert await queue.get() == "t"
+        with pytest.raises(QueueClosed):
+            await queue.get()
+        with pytest.raises(QueueClosed):
+            await queue.put("late")
+
+
+SAVED = SavedSession(
+    setup={"model": "m"}, history=[{"role": "user", "parts": [{"text": "hi"}]}], backend="local", turns=1
+)
+
+
+async def test_sqlite_store_survives_a_restart_and_expires(tmp_path: Path) -> None:
+    now = [100.0]
+    store = SqliteResumptionStore(tmp_path / "s.sqlite3", clock=lambda: now[0])
+    await store.save("h1", SAVED, ttl_s=10)
+    await store.aclose()
+    reopened = SqliteResumptionStore(tmp_path / "s.sqlite3", clock=lambda: now[0])
+    assert await reopened.load("h1") == SAVED
+    now[0] += 11
+    assert await reopened.load("h1") is None
+    await reopened.save("h2", SAVED, ttl_s=10)
+    await reopened.delete("h2")
+    assert await reopened.load("h2") is None
+    await reopened.aclose()
+
+
+async def test_memory_store_round_trip() -> None:
+    store = MemoryResumptionStore()
+    await store.save("h", SAVED, ttl_s=10)
+    assert await store.load("h") == SAVED
+    assert await store.load("other") is None
+
+
+def test_history_joins_fragments_into_turns() -> None:
+    log = ConversationLog()
+    for message in [
+        ServerMessage.input_transcript("what "),
+        ServerMessage.input_transcript("time is it", finished=True),
+        ServerMessage.calls([FunctionCall(id="1", name="get_time")]),
+    ]:
+        log.server_message(message)
+    log.tool_results([FunctionResponse(id="1", name="get_time", response={"output": "12:00"})])
+    for message in [
+        ServerMessage.output_transcript("It is "),
+        ServerMessage.output_transcript("noon."),
+        ServerMessage.turn_done(),
+    ]:
+        log.server_message(message)
+    log.client_event(TextInput("and the date?"))
+    log.server_message(ServerMessage.output_transcript("Monday"))
+    log.server_message(ServerMessage.interrupted_turn())
+    shape = [(turn.role, turn.text() or next(iter(turn.parts[0].model_dump(exclude_none=True)))) for turn in log.turns]
+    assert shape == [
+        ("user", "what time is it"),
+        ("model", "functionCall"),
+        ("user", "functionResponse"),
+        ("model", "It is noon."),
+        ("user", "and the date?"),
+        ("model", "Monday"),
+    ]
+
+
+def test_history_snapshot_includes_the_turn_in_progress_and_is_bounded() -> None:
+    log = ConversationLog(max_turns=3)
+    for index in range(5):
+        log.client_event(ClientTurns([Content(role="user", parts=[Part(text=str(index))])], turn_complete=True))
+    log.server_message(ServerMessage.output_transcript("partial"))
+    assert [turn.text() for turn in log.snapshot()] == ["3", "4", "partial"]
+    log.client_event(ToolResponses([FunctionResponse(id="x", name="f", response={})]))
+    assert log.turns[-1].parts[0].function_response is not None
+
+
+def test_merge_server_tools_keeps_the_clients_and_skips_clashes() -> None:
+    class Tools(NoServerTools):
+        def declarations(self) -> list[FunctionDeclaration]:
+            return [FunctionDeclaration(name="get_time"), FunctionDeclaration(name="mine")]
+
+    setup = Setup.model_validate(
+        {"model": "m", "tools": [{"functionDeclarations": [{"name": "mine"}]}, {"googleSearch": {}}]}
+    )
+    merged = merge_server_tools(setup, Tools())
+    assert [d.name for d in merged.function_declarations()] == ["mine", "get_time"]
+    assert merged.tools is not None and merged.tools[1].google_search == {}
+    assert merge_server_tools(setup, NoServerTools()) is setup

@@ -1,0 +1,1 @@
+"""Camera and screen frames in, and local analysers that describe them."""
