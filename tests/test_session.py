@@ -20,6 +20,7 @@ from assistant.protocol import (
     ServerMessage,
     TextInput,
     ToolResponses,
+    VideoFrame,
     decode_server_message,
 )
 from assistant.session import (
@@ -61,6 +62,7 @@ class EchoTools:
     def __init__(self) -> None:
         self.started: list[str] = []
         self.cancelled: list[str] = []
+        self.frames: list[VideoFrame | None] = []
 
     def declarations(self) -> list[FunctionDeclaration]:
         return [
@@ -75,6 +77,7 @@ class EchoTools:
     async def call(self, call: FunctionCall, context: ToolContext) -> FunctionResponse:
         assert call.id is not None
         self.started.append(call.id)
+        self.frames.append(context.latest_frame())
         if call.name == "boom":
             raise RuntimeError("tool bug")
         if call.name == "slow":
@@ -183,6 +186,7 @@ async def test_server_tool_calls_run_in_the_server_and_never_reach_the_client() 
     tools = EchoTools()
 
     async def script(s: ScriptedSession) -> None:
+        await s.expect(VideoFrame)
         s.emit(ServerMessage.calls([FunctionCall(name="echo", args={"x": 2}), FunctionCall(id="u1", name="missing")]))
         answers = {}
         for _ in range(2):
@@ -194,9 +198,13 @@ async def test_server_tool_calls_run_in_the_server_and_never_reach_the_client() 
         s.emit(ServerMessage.model_text("done"), ServerMessage.turn_done())
 
     async with running(script, tools=tools) as (client, _, _):
+        jpeg = base64.b64encode(b"\xff\xd8\xff\xe0frame").decode()
+        await client.send({"realtimeInput": {"video": {"data": jpeg, "mimeType": "image/jpeg"}}})
         first = await client.recv()
         assert first.tool_call is None and first.server_content is not None
         assert (await client.recv()).is_turn_complete
+        # Tools that look see the newest frame the client sent.
+        assert tools.frames == [VideoFrame(b"\xff\xd8\xff\xe0frame")]
 
 
 async def test_a_crashing_server_tool_is_reported_to_the_model() -> None:

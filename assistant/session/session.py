@@ -225,6 +225,7 @@ class Session:
         self._server_calls: dict[str, asyncio.Task[None]] = {}
         self._resamplers: dict[int, StreamResampler] = {}
         self._handle: str | None = None
+        self.latest_frame: VideoFrame | None = None
         self._turn_clock = TurnClock(clock)
 
     # -- lifecycle -----------------------------------------------------------
@@ -374,6 +375,8 @@ class Session:
         if isinstance(event, AudioChunk):
             self.stats.audio_in_s += event.duration_s
             return self._to_input_rate(event)
+        if isinstance(event, VideoFrame):
+            self.latest_frame = event
         if isinstance(event, ToolResponses):
             known = self._known_client_responses(event)
             if known is None:
@@ -499,7 +502,9 @@ class Session:
     async def _run_server_tool(self, call: FunctionCall) -> None:
         assert call.id is not None
         started = time.perf_counter()
-        context = ToolContext(session_id=self.id, send_response=self._deliver_tool_response)
+        context = ToolContext(
+            session_id=self.id, send_response=self._deliver_tool_response, latest_frame=lambda: self.latest_frame
+        )
         try:
             response = await self.tools.call(call, context)
         except Exception:

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from assistant.protocol import FunctionCall, FunctionDeclaration, FunctionResponse
+from assistant.protocol import FunctionCall, FunctionDeclaration, FunctionResponse, VideoFrame
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,11 +21,13 @@ class ToolContext:
 
     ``send_response`` delivers a later result for the same call (a timer that
     fires minutes after ``set_timer`` returned), with the scheduling the
-    response names.
+    response names. ``latest_frame`` is the newest camera or screen frame the
+    client sent in this session, for tools that look (``describe_view``).
     """
 
     session_id: str
     send_response: Callable[[FunctionResponse], Awaitable[None]]
+    latest_frame: Callable[[], VideoFrame | None] = lambda: None
 
 
 @runtime_checkable
