@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,13 +31,11 @@ from assistant.backends.gemini.convert import with_server_defaults
 from assistant.backends.gemini.options import GeminiSettings
 from assistant.protocol import (
     FunctionCall,
-    FunctionDeclaration,
-    FunctionResponse,
     ServerMessage,
     UsageMetadata,
 )
 from assistant.server import LiveServer
-from assistant.session import MemoryResumptionStore, ServerTools, ToolContext
+from assistant.session import MemoryResumptionStore, ServerTools
 from assistant.session.session import merge_server_tools
 from tests.conftest import Certificate, ServerFactory
 from tests.support.fake_gemini import (
@@ -48,6 +47,7 @@ from tests.support.fake_gemini import (
     Script,
 )
 from tests.test_server_sdk import full_config, sdk_client, turn
+from tests.test_session import EchoTools
 
 MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
 CHUNK_BYTES = 640  # 20 ms at 16 kHz
@@ -164,6 +164,12 @@ async def reply(c: FakeConnection, text: str, *, handle: bool = True) -> str | N
     return await c.send_handle() if handle else None
 
 
+async def exchange(c: FakeConnection, heard: str, said: str, *, handle: bool = True) -> str | None:
+    """Gemini's side of a whole turn: the user's typed words, then a spoken answer."""
+    assert await c.text() == heard
+    return await reply(c, said, handle=handle)
+
+
 def declarations(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [declaration for tool in tools for declaration in tool.get("functionDeclarations", [])]
 
@@ -200,8 +206,7 @@ async def test_an_audio_turn_with_transcriptions_and_the_servers_defaults(make_c
             ServerMessage.turn_done(usage),
         )
         await c.send_handle()
-        assert await c.text() == "and now?"
-        await reply(c, "Still a cup.")
+        await exchange(c, "and now?", "Still a cup.")
 
     async with make_chain([gemini], base_url_from_env=True) as chain:
         async with chain.client().aio.live.connect(model=MODEL, config=types.LiveConnectConfig()) as session:
@@ -236,16 +241,6 @@ async def test_an_audio_turn_with_transcriptions_and_the_servers_defaults(make_c
 
 
 async def test_every_setup_field_the_client_sent_reaches_gemini(make_chain: ChainFactory) -> None:
-    class ClockTools:
-        def declarations(self) -> list[FunctionDeclaration]:
-            return [FunctionDeclaration(name="get_time", description="The local time.")]
-
-        def handles(self, name: str) -> bool:
-            return name == "get_time"
-
-        async def call(self, call: FunctionCall, context: ToolContext) -> FunctionResponse:
-            raise AssertionError("not called here")
-
     async def gemini(c: FakeConnection) -> None:
         await c.wait_closed()
 
@@ -253,7 +248,7 @@ async def test_every_setup_field_the_client_sent_reaches_gemini(make_chain: Chai
     config.tools = [*(config.tools or []), types.Tool(google_search=types.GoogleSearch())]
     config.proactivity = types.ProactivityConfig(proactive_audio=True)
     config.enable_affective_dialog = True
-    async with make_chain([gemini], tools=ClockTools()) as chain:
+    async with make_chain([gemini], tools=EchoTools()) as chain:
         async with chain.client().aio.live.connect(model=MODEL, config=config):
             await eventually(lambda: bool(chain.server.sessions))
             [live] = chain.server.sessions
@@ -269,7 +264,8 @@ async def test_every_setup_field_the_client_sent_reaches_gemini(make_chain: Chai
         # The SDK gathers all function declarations into one tool; the order of tools means nothing.
         sent_tools, received_tools = sent.pop("tools"), received.pop("tools")
         assert declarations(received_tools) == declarations(sent_tools)
-        assert [d["name"] for d in declarations(received_tools)] == ["turn_on_lights", "get_time"]
+        # The server's tools once, after the client's.
+        assert [d["name"] for d in declarations(received_tools)] == ["turn_on_lights", "echo", "slow", "client_tool"]
         assert other_tools(received_tools) == other_tools(sent_tools) == ['{"googleSearch": {}}']
         assert received == sent
         assert got.voice_name() == "Kore" and got.generation_config is not None
@@ -355,54 +351,29 @@ async def test_a_tool_call_answered_by_the_clients_tool(make_chain: ChainFactory
             assert transcript(await turn(session)) == "The kitchen is lit."
 
 
-class SlowTools:
-    """Server-side tools: ``get_time`` answers, ``look_up`` takes forever (until cancelled)."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-        self.cancelled: list[str] = []
-
-    def declarations(self) -> list[FunctionDeclaration]:
-        return [FunctionDeclaration(name="get_time"), FunctionDeclaration(name="look_up")]
-
-    def handles(self, name: str) -> bool:
-        return name in {"get_time", "look_up"}
-
-    async def call(self, call: FunctionCall, context: ToolContext) -> FunctionResponse:
-        assert call.id is not None
-        self.calls.append(call.id)
-        if call.name == "look_up":
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                self.cancelled.append(call.id)
-                raise
-        return FunctionResponse(id=call.id, name=call.name, response={"output": "12:30"})
-
-
 async def test_a_tool_call_answered_by_a_server_side_tool(make_chain: ChainFactory) -> None:
     async def gemini(c: FakeConnection) -> None:
         assert c.setup is not None
-        assert [d.name for d in c.setup.function_declarations()] == ["get_time", "look_up"]
+        assert [d.name for d in c.setup.function_declarations()] == ["echo", "slow", "client_tool"]
         assert await c.text() == "what time is it?"
-        await c.send(ServerMessage.calls([FunctionCall(id="fc-9", name="get_time")]))
+        await c.send(ServerMessage.calls([FunctionCall(id="fc-9", name="echo", args={"time": "12:30"})]))
         response = (await c.next("toolResponse")).tool_response
         assert response is not None
         assert response.function_responses[0].model_dump(exclude_none=True) == {
             "id": "fc-9",
-            "name": "get_time",
-            "response": {"output": "12:30"},
+            "name": "echo",
+            "response": {"output": {"time": "12:30"}},
         }
         await reply(c, "Half past twelve.")
 
-    tools = SlowTools()
+    tools = EchoTools()
     async with make_chain([gemini], tools=tools) as chain:
         async with chain.client().aio.live.connect(model=MODEL, config=types.LiveConnectConfig()) as session:
             await session.send_realtime_input(text="what time is it?")
             answer = await turn(session)
         assert "toolCall" not in kinds(answer)  # the server ran it; the client never saw the call
         assert transcript(answer) == "Half past twelve."
-        assert tools.calls == ["fc-9"]
+        assert tools.started == ["fc-9"]
 
 
 @pytest.mark.parametrize("gemini_cancels", [True, False], ids=["gemini-cancels", "backend-cancels"])
@@ -413,7 +384,7 @@ async def test_barge_in_cancels_pending_calls(make_chain: ChainFactory, gemini_c
             ServerMessage.calls(
                 [
                     FunctionCall(id="fc-1", name="turn_on_lights", args={"room_name": "hall"}),
-                    FunctionCall(id="fc-2", name="look_up", args={"query": "weather"}),
+                    FunctionCall(id="fc-2", name="slow", args={"query": "weather"}),
                 ]
             ),
             ServerMessage.model_audio(REPLY),
@@ -424,10 +395,9 @@ async def test_barge_in_cancels_pending_calls(make_chain: ChainFactory, gemini_c
             await c.send(ServerMessage.cancel_calls(["fc-1", "fc-2"]))
         await c.send(ServerMessage.turn_done())
         await c.send_handle()
-        assert await c.text() == "never mind"
-        await reply(c, "OK.")
+        await exchange(c, "never mind", "OK.")
 
-    tools = SlowTools()
+    tools = EchoTools()
     async with make_chain([gemini], tools=tools) as chain:
         async with chain.client().aio.live.connect(model=MODEL, config=full_config()) as session:
             await session.send_realtime_input(text="lights on and look up the weather")
@@ -449,8 +419,7 @@ async def test_go_away_moves_the_next_turn_to_a_new_connection_unseen(make_chain
     handles: list[str | None] = []
 
     async def first(c: FakeConnection) -> None:
-        assert await c.text() == "one"
-        handles.append(await reply(c, "Reply one."))
+        handles.append(await exchange(c, "one", "Reply one."))
         assert await c.text() == "two"
         await c.send(ServerMessage.output_transcript("Reply "))
         await c.go_away("50s")  # mid-reply: the backend finishes this turn here, then moves
@@ -460,8 +429,7 @@ async def test_go_away_moves_the_next_turn_to_a_new_connection_unseen(make_chain
 
     async def second(c: FakeConnection) -> None:
         assert c.presented_handle == handles[-1]
-        assert await c.text() == "three"
-        await reply(c, "Reply three.")
+        await exchange(c, "three", "Reply three.")
 
     async with make_chain([first, second]) as chain:
         async with chain.client().aio.live.connect(model=MODEL, config=types.LiveConnectConfig()) as session:
@@ -480,8 +448,7 @@ async def test_go_away_with_a_turn_that_runs_past_time_left_moves_and_asks_again
     handles: list[str | None] = []
 
     async def first(c: FakeConnection) -> None:
-        assert await c.text() == "one"
-        handles.append(await reply(c, "Reply one."))
+        handles.append(await exchange(c, "one", "Reply one."))
         assert await c.text() == "two"
         await c.send(ServerMessage.output_transcript("Reply t"))
         await c.go_away("0.4s")  # ... and the turn never ends here
@@ -505,8 +472,7 @@ async def test_a_1011_mid_turn_resumes_with_the_handle_and_replays_what_the_user
     handles: list[str | None] = []
 
     async def first(c: FakeConnection) -> None:
-        assert await c.text() == "one"
-        handles.append(await reply(c, "Reply one."))
+        handles.append(await exchange(c, "one", "Reply one."))
         assert await c.audio(len(SPEECH) / 32_000) == SPEECH
         await c.send(ServerMessage.model_audio(REPLY[:960]))
         await c.close(1011, INTERNAL_REASON)
@@ -530,8 +496,7 @@ async def test_a_1011_mid_turn_resumes_with_the_handle_and_replays_what_the_user
 
 async def test_a_1011_before_any_handle_re_seeds_the_history(make_chain: ChainFactory) -> None:
     async def first(c: FakeConnection) -> None:
-        assert await c.text() == "one"
-        await reply(c, "Reply one.", handle=False)
+        await exchange(c, "one", "Reply one.", handle=False)
         await c.audio(len(SPEECH) / 32_000)
         await c.close(1011, INTERNAL_REASON)
 
@@ -573,13 +538,11 @@ async def test_a_resumed_client_session_resumes_geminis_session_too(make_chain: 
     handles: list[str | None] = []
 
     async def first(c: FakeConnection) -> None:
-        assert await c.text() == "one"
-        handles.append(await reply(c, "Reply one."))
+        handles.append(await exchange(c, "one", "Reply one."))
 
     async def second(c: FakeConnection) -> None:
         assert c.presented_handle == handles[0]
-        assert await c.text() == "two"
-        await reply(c, "Reply two.")
+        await exchange(c, "two", "Reply two.")
 
     config = types.LiveConnectConfig(session_resumption=types.SessionResumptionConfig())
     async with make_chain([first, second], store=MemoryResumptionStore()) as chain:
@@ -597,8 +560,7 @@ async def test_a_resumed_client_session_resumes_geminis_session_too(make_chain: 
 
 async def test_an_expired_gemini_handle_falls_back_to_the_history(make_chain: ChainFactory) -> None:
     async def first(c: FakeConnection) -> None:
-        assert await c.text() == "one"
-        await reply(c, "Reply one.")
+        await exchange(c, "one", "Reply one.")
 
     async def second(c: FakeConnection) -> None:
         raise AssertionError("the fake refuses the unknown handle before any script runs")
@@ -608,8 +570,7 @@ async def test_an_expired_gemini_handle_falls_back_to_the_history(make_chain: Ch
         seed = (await c.next()).client_content
         assert seed is not None
         assert [(turn.role, turn.text()) for turn in seed.turns or []] == [("user", "one"), ("model", "Reply one.")]
-        assert await c.text() == "two"
-        await reply(c, "Reply two.")
+        await exchange(c, "two", "Reply two.")
 
     config = types.LiveConnectConfig(session_resumption=types.SessionResumptionConfig())
     async with make_chain([first, second, third], store=MemoryResumptionStore()) as chain:
@@ -674,3 +635,16 @@ async def test_a_setup_the_developer_api_cannot_take_is_refused_with_the_sdks_re
             and "explicit_vad_signal parameter is only supported" in websocket.close_reason
         )
         assert not chain.fake.connections
+
+
+async def test_vertex_ai_without_credentials_closes_with_the_reason(
+    live_server: ServerFactory, tls_certificate: Certificate, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    backend = GeminiBackend(GeminiSettings(vertex=True, project="my-project", location="us-central1"))
+    async with live_server(backend, tls_cert=tls_certificate.cert, tls_key=tls_certificate.key) as server:
+        with pytest.raises(errors.APIError) as caught:
+            async with sdk_client(server.port, tls_certificate).aio.live.connect(model=MODEL):
+                pass
+    assert caught.value.code == 1011
+    assert "Vertex AI credentials: File" in str(caught.value)  # google-auth's own words follow

@@ -20,9 +20,11 @@ accept those aliases. Three places need more than that:
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from google.genai import types
+from pydantic import ValidationError
 
 from assistant.backends.gemini.options import GeminiSettings
 from assistant.protocol import (
@@ -59,6 +61,8 @@ FLAT_GENERATION_FIELDS = frozenset(
     }
 )
 MODEL_PREFIX = "models/"
+
+logger = logging.getLogger("assistant.backends.gemini")
 
 
 def upstream_model(setup: Setup, settings: GeminiSettings) -> str:
@@ -125,8 +129,32 @@ def text_history(history: list[Content]) -> list[types.Content]:
 
 
 def from_sdk_message(message: types.LiveServerMessage) -> ServerMessage:
-    """The SDK's view of a server message as ours, bytes and casing intact."""
-    return ServerMessage.model_validate(message.model_dump(mode="json", by_alias=True, exclude_none=True))
+    """The SDK's view of a server message as ours, bytes and casing intact.
+
+    A field a newer SDK knows and our models do not is dropped (and logged)
+    rather than failing the whole message: losing a reply over an unknown
+    metadata field would be the worse outcome.
+    """
+    fields = message.model_dump(mode="json", by_alias=True, exclude_none=True)
+    try:
+        return ServerMessage.model_validate(fields)
+    except ValidationError as error:
+        unknown = [detail["loc"] for detail in error.errors() if detail["type"] == "extra_forbidden"]
+        if not unknown or len(unknown) < error.error_count():
+            raise
+        try:
+            for location in unknown:
+                _delete(fields, location)
+        except (KeyError, IndexError, TypeError):
+            raise error from None
+        logger.warning("dropped server message fields the protocol models do not know: %s", unknown)
+        return ServerMessage.model_validate(fields)
+
+
+def _delete(tree: Any, location: tuple[int | str, ...]) -> None:
+    for key in location[:-1]:
+        tree = tree[key]
+    del tree[location[-1]]
 
 
 async def forward(session: Any, event: ClientEvent) -> None:

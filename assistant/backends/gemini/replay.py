@@ -24,6 +24,8 @@ from assistant.protocol import (
 )
 
 # Tool responses answer calls of a connection that is gone; context changes live in the setup.
+# Durations are sums of float chunk lengths; this much over the bound is rounding, not audio.
+ROUNDING_S = 1e-6
 REPLAYABLE = (AudioChunk, TextInput, ActivityStart, ActivityEnd, AudioStreamEnd, ClientTurns)
 
 
@@ -51,7 +53,7 @@ class ReplayBuffer:
         self._events.append(event)
         if isinstance(event, AudioChunk):
             self._audio_s += event.duration_s
-            while self._audio_s > self.max_audio_s:
+            while self._audio_s > self.max_audio_s + ROUNDING_S:
                 dropped = self._pop()
                 if isinstance(dropped, AudioChunk):
                     self.dropped_audio_s += dropped.duration_s

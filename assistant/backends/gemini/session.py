@@ -319,19 +319,21 @@ class GeminiSession(BackendSession):
         started = time.perf_counter()
         async with self._lock:
             self._live = False
-        old, self._link = self._link, None
+        if self._link is not None:
+            # Nothing more is read from it: a goAway connection's last words would only race the new one.
+            self._close_later(self._link)
+            self._link = None
         self._leave_by = None
         self._pushed_back = None
         link, resumed = await self._connect()
-        if old is not None:
-            self._close_later(old)
+        self._link = link  # from here ``close`` releases it, whatever happens next
         async with self._lock:
             backlog = self._replay.since_handle() if resumed else self._replay.since_turn()
             if self._latest_frame is not None:
                 await link.send(self._latest_frame)
             for event in backlog:
                 await link.send(event)
-            self._link, self._live = link, True
+            self._live = True
         self.reconnects += 1
         audio_s = sum(event.duration_s for event in backlog if isinstance(event, AudioChunk))
         self.log.info(

@@ -72,7 +72,7 @@ def classify(error: BaseException) -> Failure:
         )
     if isinstance(error, (ValueError, pydantic.ValidationError)):
         # The SDK checks the config before sending it (e.g. a Vertex-only field on the Developer API).
-        return Failure(f"setup rejected: {error}", CloseCode.INVALID_ARGUMENT, True)
+        return Failure(str(error), CloseCode.INVALID_ARGUMENT, True)
     if isinstance(error, GoogleAuthError):
         return Failure(f"Vertex AI credentials: {error}", CloseCode.INTERNAL_ERROR, True)
     if isinstance(error, ConnectionClosed):
