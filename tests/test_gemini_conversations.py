@@ -272,6 +272,63 @@ async def test_every_setup_field_the_client_sent_reaches_gemini(make_chain: Chai
         assert got.generation_config.temperature == 0.4
 
 
+async def test_every_kind_of_client_input_reaches_gemini_in_order(make_chain: ChainFactory) -> None:
+    async def gemini(c: FakeConnection) -> None:
+        assert await c.text() == "done"
+        await reply(c, "Got it all.")
+        assert await c.text() == "still there?"
+        await c.close(1011, INTERNAL_REASON)
+
+    async def after_drop(c: FakeConnection) -> None:
+        assert c.setup is not None and c.setup.system_instruction is not None
+        assert c.setup.system_instruction.text() == "Answer in French."  # the update outlives the connection
+        await exchange(c, "still there?", "Oui.")
+
+    async with make_chain([gemini, after_drop]) as chain:
+        async with chain.client().aio.live.connect(model=MODEL, config=types.LiveConnectConfig()) as session:
+            await session.send_realtime_input(activity_start=types.ActivityStart())
+            await send_speech(session, SPEECH[:CHUNK_BYTES])
+            await session.send_realtime_input(activity_end=types.ActivityEnd())
+            await session.send_realtime_input(audio_stream_end=True)
+            await session.send_realtime_input(video=types.Blob(data=JPEG, mime_type="image/jpeg"))
+            picture = types.Part(inline_data=types.Blob(data=JPEG + b"\x01", mime_type="image/jpeg"))
+            await session.send_client_content(
+                turns=types.Content(role="user", parts=[types.Part(text="look:"), picture]), turn_complete=False
+            )
+            await session.send_context_update(system_instruction="Answer in French.")
+            await session.send_realtime_input(text="done")
+            await turn(session)
+            await session.send_realtime_input(text="still there?")
+            assert transcript(await turn(session)) == "Oui."
+        received = chain.upstream(0).received
+        assert [m.kind for m in received] == [
+            "realtimeInput",
+            "realtimeInput",
+            "realtimeInput",
+            "realtimeInput",
+            "realtimeInput",
+            "clientContent",
+            "contextUpdate",
+            "realtimeInput",
+            "realtimeInput",
+        ]
+        realtime = [m.realtime_input for m in received if m.realtime_input is not None]
+        assert realtime[0].activity_start is not None and realtime[2].activity_end is not None
+        assert realtime[1].audio is not None and realtime[1].audio.data == SPEECH[:CHUNK_BYTES]
+        assert realtime[3].audio_stream_end and realtime[4].video is not None and realtime[4].video.data == JPEG
+        content = received[5].client_content
+        assert content is not None and content.turns is not None and content.turn_complete is False
+        assert content.turns[0].parts[0].text == "look:"
+        assert content.turns[0].parts[1].inline_data is not None
+        assert content.turns[0].parts[1].inline_data.data == JPEG + b"\x01"
+        update = received[6].context_update
+        assert update is not None and update.system_instruction is not None
+        assert update.system_instruction.text() == "Answer in French."
+        # After the drop: the newest frame again, then what the user said since the last turn.
+        assert [m.kind for m in chain.upstream(1).received] == ["realtimeInput", "realtimeInput"]
+        assert chain.upstream(1).frames_received() == [JPEG]
+
+
 async def test_a_48_khz_microphone_reaches_gemini_at_16_khz(make_chain: ChainFactory) -> None:
     seconds, tone_hz = 0.6, 440.0
     t = np.arange(int(48_000 * seconds)) / 48_000
