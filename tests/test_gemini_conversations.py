@@ -42,6 +42,7 @@ from tests.support.fake_gemini import (
     BAD_KEY_REASON,
     DEFAULT_KEY,
     INTERNAL_REASON,
+    REPLY,
     FakeConnection,
     FakeGemini,
     Script,
@@ -52,7 +53,6 @@ from tests.test_session import EchoTools
 MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
 CHUNK_BYTES = 640  # 20 ms at 16 kHz
 SPEECH = bytes(range(256)) * 40  # 0.32 s at 16 kHz, every chunk different
-REPLY = b"\x10\x20" * 4800  # 0.2 s at 24 kHz
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 32
 FAST = GeminiSettings(backoff_initial_s=0.01, handle_wait_s=0.3, connect_timeout_s=5.0)
 
@@ -153,23 +153,6 @@ def kinds(messages: list[types.LiveServerMessage]) -> list[str]:
     return names
 
 
-async def reply(c: FakeConnection, text: str, *, handle: bool = True) -> str | None:
-    """Gemini's side of a short spoken answer: transcript, audio, turnComplete, handle."""
-    await c.send(
-        ServerMessage.output_transcript(text),
-        ServerMessage.model_audio(REPLY),
-        ServerMessage.generation_done(),
-        ServerMessage.turn_done(),
-    )
-    return await c.send_handle() if handle else None
-
-
-async def exchange(c: FakeConnection, heard: str, said: str, *, handle: bool = True) -> str | None:
-    """Gemini's side of a whole turn: the user's typed words, then a spoken answer."""
-    assert await c.text() == heard
-    return await reply(c, said, handle=handle)
-
-
 def declarations(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [declaration for tool in tools for declaration in tool.get("functionDeclarations", [])]
 
@@ -206,7 +189,7 @@ async def test_an_audio_turn_with_transcriptions_and_the_servers_defaults(make_c
             ServerMessage.turn_done(usage),
         )
         await c.send_handle()
-        await exchange(c, "and now?", "Still a cup.")
+        await c.exchange("and now?", "Still a cup.")
 
     async with make_chain([gemini], base_url_from_env=True) as chain:
         async with chain.client().aio.live.connect(model=MODEL, config=types.LiveConnectConfig()) as session:
@@ -275,14 +258,14 @@ async def test_every_setup_field_the_client_sent_reaches_gemini(make_chain: Chai
 async def test_every_kind_of_client_input_reaches_gemini_in_order(make_chain: ChainFactory) -> None:
     async def gemini(c: FakeConnection) -> None:
         assert await c.text() == "done"
-        await reply(c, "Got it all.")
+        await c.reply("Got it all.")
         assert await c.text() == "still there?"
         await c.close(1011, INTERNAL_REASON)
 
     async def after_drop(c: FakeConnection) -> None:
         assert c.setup is not None and c.setup.system_instruction is not None
         assert c.setup.system_instruction.text() == "Answer in French."  # the update outlives the connection
-        await exchange(c, "still there?", "Oui.")
+        await c.exchange("still there?", "Oui.")
 
     async with make_chain([gemini, after_drop]) as chain:
         async with chain.client().aio.live.connect(model=MODEL, config=types.LiveConnectConfig()) as session:
@@ -336,7 +319,7 @@ async def test_a_48_khz_microphone_reaches_gemini_at_16_khz(make_chain: ChainFac
 
     async def gemini(c: FakeConnection) -> None:
         await c.audio(0.5)  # checks every chunk says audio/pcm;rate=16000
-        await reply(c, "I hear a tone.")
+        await c.reply("I hear a tone.")
 
     async with make_chain([gemini]) as chain:
         async with chain.client().aio.live.connect(model=MODEL, config=types.LiveConnectConfig()) as session:
@@ -391,7 +374,7 @@ async def test_a_tool_call_answered_by_the_clients_tool(make_chain: ChainFactory
         assert response is not None
         [answer] = response.function_responses
         assert (answer.id, answer.name, answer.response) == ("fc-1", "turn_on_lights", {"output": "on"})
-        await reply(c, "The kitchen is lit.")
+        await c.reply("The kitchen is lit.")
 
     async with make_chain([gemini]) as chain:
         async with chain.client().aio.live.connect(model=MODEL, config=full_config()) as session:
@@ -421,7 +404,7 @@ async def test_a_tool_call_answered_by_a_server_side_tool(make_chain: ChainFacto
             "name": "echo",
             "response": {"output": {"time": "12:30"}},
         }
-        await reply(c, "Half past twelve.")
+        await c.reply("Half past twelve.")
 
     tools = EchoTools()
     async with make_chain([gemini], tools=tools) as chain:
@@ -452,7 +435,7 @@ async def test_barge_in_cancels_pending_calls(make_chain: ChainFactory, gemini_c
             await c.send(ServerMessage.cancel_calls(["fc-1", "fc-2"]))
         await c.send(ServerMessage.turn_done())
         await c.send_handle()
-        await exchange(c, "never mind", "OK.")
+        await c.exchange("never mind", "OK.")
 
     tools = EchoTools()
     async with make_chain([gemini], tools=tools) as chain:
@@ -476,7 +459,7 @@ async def test_go_away_moves_the_next_turn_to_a_new_connection_unseen(make_chain
     handles: list[str | None] = []
 
     async def first(c: FakeConnection) -> None:
-        handles.append(await exchange(c, "one", "Reply one."))
+        handles.append(await c.exchange("one", "Reply one."))
         assert await c.text() == "two"
         await c.send(ServerMessage.output_transcript("Reply "))
         await c.go_away("50s")  # mid-reply: the backend finishes this turn here, then moves
@@ -486,7 +469,7 @@ async def test_go_away_moves_the_next_turn_to_a_new_connection_unseen(make_chain
 
     async def second(c: FakeConnection) -> None:
         assert c.presented_handle == handles[-1]
-        await exchange(c, "three", "Reply three.")
+        await c.exchange("three", "Reply three.")
 
     async with make_chain([first, second]) as chain:
         async with chain.client().aio.live.connect(model=MODEL, config=types.LiveConnectConfig()) as session:
@@ -505,7 +488,7 @@ async def test_go_away_with_a_turn_that_runs_past_time_left_moves_and_asks_again
     handles: list[str | None] = []
 
     async def first(c: FakeConnection) -> None:
-        handles.append(await exchange(c, "one", "Reply one."))
+        handles.append(await c.exchange("one", "Reply one."))
         assert await c.text() == "two"
         await c.send(ServerMessage.output_transcript("Reply t"))
         await c.go_away("0.4s")  # ... and the turn never ends here
@@ -513,7 +496,7 @@ async def test_go_away_with_a_turn_that_runs_past_time_left_moves_and_asks_again
     async def second(c: FakeConnection) -> None:
         assert c.presented_handle == handles[0]
         assert await c.text() == "two"  # the user's words, sent again
-        await reply(c, "Reply two.")
+        await c.reply("Reply two.")
 
     async with make_chain([first, second]) as chain:
         async with chain.client().aio.live.connect(model=MODEL, config=types.LiveConnectConfig()) as session:
@@ -529,7 +512,7 @@ async def test_a_1011_mid_turn_resumes_with_the_handle_and_replays_what_the_user
     handles: list[str | None] = []
 
     async def first(c: FakeConnection) -> None:
-        handles.append(await exchange(c, "one", "Reply one."))
+        handles.append(await c.exchange("one", "Reply one."))
         assert await c.audio(len(SPEECH) / 32_000) == SPEECH
         await c.send(ServerMessage.model_audio(REPLY[:960]))
         await c.close(1011, INTERNAL_REASON)
@@ -537,7 +520,7 @@ async def test_a_1011_mid_turn_resumes_with_the_handle_and_replays_what_the_user
     async def second(c: FakeConnection) -> None:
         assert c.presented_handle == handles[0]
         assert await c.audio(len(SPEECH) / 32_000) == SPEECH  # nothing the user said is lost
-        await reply(c, "Reply two.")
+        await c.reply("Reply two.")
 
     async with make_chain([first, second]) as chain:
         async with chain.client().aio.live.connect(model=MODEL, config=types.LiveConnectConfig()) as session:
@@ -553,7 +536,7 @@ async def test_a_1011_mid_turn_resumes_with_the_handle_and_replays_what_the_user
 
 async def test_a_1011_before_any_handle_re_seeds_the_history(make_chain: ChainFactory) -> None:
     async def first(c: FakeConnection) -> None:
-        await exchange(c, "one", "Reply one.", handle=False)
+        await c.exchange("one", "Reply one.", handle=False)
         await c.audio(len(SPEECH) / 32_000)
         await c.close(1011, INTERNAL_REASON)
 
@@ -563,7 +546,7 @@ async def test_a_1011_before_any_handle_re_seeds_the_history(make_chain: ChainFa
         assert seed is not None and not seed.turn_complete
         assert [(turn.role, turn.text()) for turn in seed.turns or []] == [("user", "one"), ("model", "Reply one.")]
         assert await c.audio(len(SPEECH) / 32_000) == SPEECH
-        await reply(c, "Reply two.")
+        await c.reply("Reply two.")
 
     async with make_chain([first, second]) as chain:
         async with chain.client().aio.live.connect(model=MODEL, config=types.LiveConnectConfig()) as session:
@@ -595,11 +578,11 @@ async def test_a_resumed_client_session_resumes_geminis_session_too(make_chain: 
     handles: list[str | None] = []
 
     async def first(c: FakeConnection) -> None:
-        handles.append(await exchange(c, "one", "Reply one."))
+        handles.append(await c.exchange("one", "Reply one."))
 
     async def second(c: FakeConnection) -> None:
         assert c.presented_handle == handles[0]
-        await exchange(c, "two", "Reply two.")
+        await c.exchange("two", "Reply two.")
 
     config = types.LiveConnectConfig(session_resumption=types.SessionResumptionConfig())
     async with make_chain([first, second], store=MemoryResumptionStore()) as chain:
@@ -617,7 +600,7 @@ async def test_a_resumed_client_session_resumes_geminis_session_too(make_chain: 
 
 async def test_an_expired_gemini_handle_falls_back_to_the_history(make_chain: ChainFactory) -> None:
     async def first(c: FakeConnection) -> None:
-        await exchange(c, "one", "Reply one.")
+        await c.exchange("one", "Reply one.")
 
     async def second(c: FakeConnection) -> None:
         raise AssertionError("the fake refuses the unknown handle before any script runs")
@@ -627,7 +610,7 @@ async def test_an_expired_gemini_handle_falls_back_to_the_history(make_chain: Ch
         seed = (await c.next()).client_content
         assert seed is not None
         assert [(turn.role, turn.text()) for turn in seed.turns or []] == [("user", "one"), ("model", "Reply one.")]
-        await exchange(c, "two", "Reply two.")
+        await c.exchange("two", "Reply two.")
 
     config = types.LiveConnectConfig(session_resumption=types.SessionResumptionConfig())
     async with make_chain([first, second, third], store=MemoryResumptionStore()) as chain:

@@ -14,7 +14,7 @@ from google.genai import types
 
 from tests.conftest import Certificate
 from tests.support.fake_gemini import DEFAULT_KEY, FakeConnection, FakeGemini
-from tests.test_gemini_conversations import MODEL, exchange, kinds, transcript
+from tests.test_gemini_conversations import MODEL, kinds, transcript
 from tests.test_server_sdk import sdk_client, turn
 
 ENDPOINT = re.compile(r"Live endpoint\s+wss://127\.0\.0\.1:(\d+)/")
@@ -61,12 +61,12 @@ async def test_the_sdk_talks_to_assistant_serve_across_an_upstream_go_away(tls_c
     handles: list[str | None] = []
 
     async def first(c: FakeConnection) -> None:
-        handles.append(await exchange(c, "hello", "Hi there."))
+        handles.append(await c.exchange("hello", "Hi there."))
         await c.go_away("30s")
 
     async def second(c: FakeConnection) -> None:
         assert c.presented_handle == handles[0]
-        await exchange(c, "how are you?", "Fine, thanks.")
+        await c.exchange("how are you?", "Fine, thanks.")
 
     async with FakeGemini(tls_certificate, [first, second]) as fake:
         async with assistant_serve(tls_certificate, fake.base_url) as (port, log):

@@ -54,6 +54,7 @@ DEFAULT_KEY = "gemini-test-key"
 BAD_KEY_REASON = "API key not valid. Please pass a valid API key."
 INTERNAL_REASON = "Internal error encountered."
 UNKNOWN_HANDLE_REASON = "Session resumption handle is invalid or has expired."
+REPLY = b"\x10\x20" * 4800  # what ``reply`` speaks: 0.2 s of 24 kHz PCM
 
 
 def unknown_model_reason(model: str) -> str:
@@ -139,6 +140,22 @@ class FakeConnection:
         """Each message as one binary frame of camelCase JSON."""
         for message in messages:
             await self.websocket.send(encode_message(message))
+
+    async def reply(self, text: str, *, handle: bool = True) -> str | None:
+        """A short spoken answer as Gemini gives it: transcript, audio, generationComplete,
+        turnComplete, then (``handle``) a resumption handle, which is returned."""
+        await self.send(
+            ServerMessage.output_transcript(text),
+            ServerMessage.model_audio(REPLY),
+            ServerMessage.generation_done(),
+            ServerMessage.turn_done(),
+        )
+        return await self.send_handle() if handle else None
+
+    async def exchange(self, heard: str, said: str, *, handle: bool = True) -> str | None:
+        """A whole turn: wait for the user's typed words ``heard``, then ``reply`` with ``said``."""
+        assert await self.text() == heard
+        return await self.reply(said, handle=handle)
 
     async def send_handle(self, resumable: bool = True) -> str:
         """Issue a resumption handle, as Gemini does after a turn."""

@@ -21,10 +21,11 @@ accept those aliases. Three places need more than that:
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from google.genai import types
-from pydantic import ValidationError
+from google.genai.live import AsyncSession
+from pydantic import BaseModel, ValidationError
 
 from assistant.backends.gemini.options import GeminiSettings
 from assistant.protocol import (
@@ -43,6 +44,7 @@ from assistant.protocol import (
     VideoFrame,
 )
 from assistant.protocol.events import AUDIO_MIME_HINT
+from assistant.protocol.models import WireModel
 
 # Generation settings that LiveConnectConfig takes as its own (flat) fields.
 FLAT_GENERATION_FIELDS = frozenset(
@@ -61,6 +63,7 @@ FLAT_GENERATION_FIELDS = frozenset(
     }
 )
 MODEL_PREFIX = "models/"
+SdkModel = TypeVar("SdkModel", bound=BaseModel)
 
 logger = logging.getLogger("assistant.backends.gemini")
 
@@ -110,8 +113,9 @@ def connect_config(setup: Setup, settings: GeminiSettings, upstream_handle: str 
     return types.LiveConnectConfig.model_validate({**fields, **flat})
 
 
-def sdk_content(turn: Content) -> types.Content:
-    return types.Content.model_validate(turn.model_dump(by_alias=True, exclude_none=True))
+def to_sdk(model: WireModel, sdk_type: type[SdkModel]) -> SdkModel:
+    """One of our models as the SDK's type of the same wire shape (bytes stay bytes)."""
+    return sdk_type.model_validate(model.model_dump(by_alias=True, exclude_none=True))
 
 
 def text_history(history: list[Content]) -> list[types.Content]:
@@ -157,12 +161,8 @@ def _delete(tree: Any, location: tuple[int | str, ...]) -> None:
     del tree[location[-1]]
 
 
-async def forward(session: Any, event: ClientEvent) -> None:
-    """Send one client event upstream with the SDK call that carries it.
-
-    ``session`` is the SDK's ``AsyncSession``; audio is already 16 kHz
-    (the session resampled it).
-    """
+async def forward(session: AsyncSession, event: ClientEvent) -> None:
+    """Send one client event upstream with the SDK call that carries it (audio is already 16 kHz)."""
     match event:
         case AudioChunk():
             await session.send_realtime_input(audio=types.Blob(data=event.pcm, mime_type=AUDIO_MIME_HINT))
@@ -177,19 +177,17 @@ async def forward(session: Any, event: ClientEvent) -> None:
         case AudioStreamEnd():
             await session.send_realtime_input(audio_stream_end=True)
         case ClientTurns():
-            turns = [sdk_content(turn) for turn in event.turns] or None
-            await session.send_client_content(turns=turns, turn_complete=event.turn_complete)
+            turns: list[types.Content | types.ContentDict] = [to_sdk(turn, types.Content) for turn in event.turns]
+            await session.send_client_content(turns=turns or None, turn_complete=event.turn_complete)
         case ToolResponses():
-            responses = [
-                types.FunctionResponse.model_validate(r.model_dump(by_alias=True, exclude_none=True))
-                for r in event.responses
+            responses: list[types.FunctionResponseOrDict] = [
+                to_sdk(response, types.FunctionResponse) for response in event.responses
             ]
             await session.send_tool_response(function_responses=responses)
         case ContextChange():
             update = event.update
-            await session.send_context_update(
-                system_instruction=sdk_content(update.system_instruction) if update.system_instruction else None,
-                tools=[types.Tool.model_validate(t.model_dump(by_alias=True, exclude_none=True)) for t in update.tools]
-                if update.tools is not None
-                else None,
-            )
+            instruction = to_sdk(update.system_instruction, types.Content) if update.system_instruction else None
+            tools: types.ToolListUnion | None = None
+            if update.tools is not None:
+                tools = [to_sdk(tool, types.Tool) for tool in update.tools]
+            await session.send_context_update(system_instruction=instruction, tools=tools)

@@ -94,7 +94,7 @@ class GeminiSession(BackendSession):
         self._leave_by: float | None = None
         self._failures = 0
         self._closing: set[asyncio.Task[None]] = set()
-        self.reconnects = 0
+        self._moves = 0
         self.log = SessionLogger(logger, request.session_id, "upstream", "gemini")
 
     # -- lifecycle -----------------------------------------------------------
@@ -111,6 +111,14 @@ class GeminiSession(BackendSession):
             await self._link.close()
             self._link = None
         await asyncio.gather(*self._closing, return_exceptions=True)
+        self.log.info(
+            "closed after %d connections (%d moves); frames %d sent, %d dropped; %.1f s of audio too old to replay",
+            self._links_opened,
+            self._moves,
+            self._frames.sent,
+            self._frames.dropped,
+            self._replay.dropped_audio_s,
+        )
 
     def resumption_state(self) -> dict[str, Any] | None:
         return {STATE_HANDLE: self._handle} if self._handle else None
@@ -334,7 +342,7 @@ class GeminiSession(BackendSession):
             for event in backlog:
                 await link.send(event)
             self._live = True
-        self.reconnects += 1
+        self._moves += 1
         audio_s = sum(event.duration_s for event in backlog if isinstance(event, AudioChunk))
         self.log.info(
             "%s: moved to connection %d (%s) in %.0f ms, replayed %d inputs (%.1f s of audio)",
