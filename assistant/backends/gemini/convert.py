@@ -1,0 +1,193 @@
+"""Between the project's Live models and the google-genai SDK's types.
+
+Both describe the same wire protocol, so conversion goes through the wire's
+own shape: our models dump to lowerCamelCase and the SDK's pydantic types
+accept those aliases. Three places need more than that:
+
+- ``LiveConnectConfig`` is flat where the wire nests ``generationConfig``;
+  the SDK moves its flat fields back under ``generationConfig`` (see
+  ``_LiveConnectConfig_to_mldev``), and takes the rest of a generation
+  config through its ``generation_config`` field, so every field a client
+  sent reaches the upstream setup.
+- The server's defaults are applied here, only where the client said
+  nothing: AUDIO replies, both transcriptions, a voice, and context window
+  compression (the setup is sent before any frame, so compression is on
+  from the start for every session that may send video).
+- Server messages keep their bytes and casing by going through JSON:
+  ``model_dump(mode="json", by_alias=True)`` of the SDK's message validates
+  as our ``ServerMessage`` and serialises back to what Gemini sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypeVar
+
+from google.genai import types
+from google.genai.live import AsyncSession
+from pydantic import BaseModel, ValidationError
+
+from assistant.backends.gemini.options import GeminiSettings
+from assistant.protocol import (
+    ActivityEnd,
+    ActivityStart,
+    AudioChunk,
+    AudioStreamEnd,
+    ClientEvent,
+    ClientTurns,
+    Content,
+    ContextChange,
+    ServerMessage,
+    Setup,
+    TextInput,
+    ToolResponses,
+    VideoFrame,
+)
+from assistant.protocol.events import AUDIO_MIME_HINT
+from assistant.protocol.models import WireModel
+
+# Generation settings that LiveConnectConfig takes as its own (flat) fields.
+FLAT_GENERATION_FIELDS = frozenset(
+    {
+        "responseModalities",
+        "temperature",
+        "topP",
+        "topK",
+        "maxOutputTokens",
+        "mediaResolution",
+        "seed",
+        "speechConfig",
+        "thinkingConfig",
+        "enableAffectiveDialog",
+        "translationConfig",
+    }
+)
+MODEL_PREFIX = "models/"
+SdkModel = TypeVar("SdkModel", bound=BaseModel)
+
+logger = logging.getLogger("assistant.backends.gemini")
+
+
+def upstream_model(setup: Setup, settings: GeminiSettings) -> str:
+    """The model to ask Gemini for: the server's choice, else the client's, else the default.
+
+    ``models/`` is dropped so the SDK adds the prefix each API wants
+    (``models/`` for the Developer API, ``publishers/google/models/`` on Vertex AI).
+    """
+    if settings.model:
+        return settings.model.removeprefix(MODEL_PREFIX)
+    return setup.model.strip().removeprefix(MODEL_PREFIX) or settings.default_model
+
+
+def with_server_defaults(setup: Setup, settings: GeminiSettings) -> dict[str, Any]:
+    """The client's setup as wire JSON (camelCase, raw bytes), with the server's defaults filled in."""
+    fields = setup.model_dump(by_alias=True, exclude_none=True)
+    generation: dict[str, Any] = fields.setdefault("generationConfig", {})
+    modalities = generation.setdefault("responseModalities", ["AUDIO"])
+    fields.setdefault("inputAudioTranscription", {})
+    if "AUDIO" in modalities:
+        fields.setdefault("outputAudioTranscription", {})
+        voice = generation.setdefault("speechConfig", {}).setdefault("voiceConfig", {})
+        if not voice:
+            voice["prebuiltVoiceConfig"] = {"voiceName": settings.voice}
+    if settings.context_compression:
+        fields.setdefault("contextWindowCompression", {"slidingWindow": {}})
+    return fields
+
+
+def connect_config(setup: Setup, settings: GeminiSettings, upstream_handle: str | None) -> types.LiveConnectConfig:
+    """The SDK config for one upstream connection of a session.
+
+    The client's ``sessionResumption`` names the project's own handle, which
+    Gemini never issued; upstream resumption is always on and presents the
+    upstream handle this backend kept, if any.
+    """
+    fields = with_server_defaults(setup, settings)
+    del fields["model"]
+    generation = fields.pop("generationConfig")
+    flat = {name: generation.pop(name) for name in list(generation) if name in FLAT_GENERATION_FIELDS}
+    if generation:
+        # Fields LiveConnectConfig has no flat twin for (presencePenalty, stopSequences, ...).
+        fields["generationConfig"] = generation
+    fields["sessionResumption"] = {"handle": upstream_handle} if upstream_handle else {}
+    return types.LiveConnectConfig.model_validate({**fields, **flat})
+
+
+def to_sdk(model: WireModel, sdk_type: type[SdkModel]) -> SdkModel:
+    """One of our models as the SDK's type of the same wire shape (bytes stay bytes)."""
+    return sdk_type.model_validate(model.model_dump(by_alias=True, exclude_none=True))
+
+
+def text_history(history: list[Content]) -> list[types.Content]:
+    """Past turns as text, to re-seed a new upstream session that has no handle to resume.
+
+    Tool calls and responses are left out: a response whose call the new
+    session never made is an invalid argument to Gemini.
+    """
+    seeded = []
+    for turn in history:
+        text = turn.text().strip()
+        if text:
+            seeded.append(types.Content(role=turn.role or "user", parts=[types.Part(text=text)]))
+    return seeded
+
+
+def from_sdk_message(message: types.LiveServerMessage) -> ServerMessage:
+    """The SDK's view of a server message as ours, bytes and casing intact.
+
+    A field a newer SDK knows and our models do not is dropped (and logged)
+    rather than failing the whole message: losing a reply over an unknown
+    metadata field would be the worse outcome.
+    """
+    fields = message.model_dump(mode="json", by_alias=True, exclude_none=True)
+    try:
+        return ServerMessage.model_validate(fields)
+    except ValidationError as error:
+        unknown = [detail["loc"] for detail in error.errors() if detail["type"] == "extra_forbidden"]
+        if not unknown or len(unknown) < error.error_count():
+            raise
+        try:
+            for location in unknown:
+                _delete(fields, location)
+        except (KeyError, IndexError, TypeError):
+            raise error from None
+        logger.warning("dropped server message fields the protocol models do not know: %s", unknown)
+        return ServerMessage.model_validate(fields)
+
+
+def _delete(tree: Any, location: tuple[int | str, ...]) -> None:
+    for key in location[:-1]:
+        tree = tree[key]
+    del tree[location[-1]]
+
+
+async def forward(session: AsyncSession, event: ClientEvent) -> None:
+    """Send one client event upstream with the SDK call that carries it (audio is already 16 kHz)."""
+    match event:
+        case AudioChunk():
+            await session.send_realtime_input(audio=types.Blob(data=event.pcm, mime_type=AUDIO_MIME_HINT))
+        case VideoFrame():
+            await session.send_realtime_input(video=types.Blob(data=event.image, mime_type=event.mime_type))
+        case TextInput():
+            await session.send_realtime_input(text=event.text)
+        case ActivityStart():
+            await session.send_realtime_input(activity_start=types.ActivityStart())
+        case ActivityEnd():
+            await session.send_realtime_input(activity_end=types.ActivityEnd())
+        case AudioStreamEnd():
+            await session.send_realtime_input(audio_stream_end=True)
+        case ClientTurns():
+            turns: list[types.Content | types.ContentDict] = [to_sdk(turn, types.Content) for turn in event.turns]
+            await session.send_client_content(turns=turns or None, turn_complete=event.turn_complete)
+        case ToolResponses():
+            responses: list[types.FunctionResponseOrDict] = [
+                to_sdk(response, types.FunctionResponse) for response in event.responses
+            ]
+            await session.send_tool_response(function_responses=responses)
+        case ContextChange():
+            update = event.update
+            instruction = to_sdk(update.system_instruction, types.Content) if update.system_instruction else None
+            tools: types.ToolListUnion | None = None
+            if update.tools is not None:
+                tools = [to_sdk(tool, types.Tool) for tool in update.tools]
+            await session.send_context_update(system_instruction=instruction, tools=tools)

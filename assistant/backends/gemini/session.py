@@ -1,0 +1,366 @@
+"""One conversation with Gemini Live that outlives its connections.
+
+Gemini ends every connection after about ten minutes (announced by a
+``goAway``) and sometimes drops one (1011, network errors). The client should
+notice neither, so this session keeps what it needs to carry the
+conversation over to a new connection:
+
+- the latest resumable handle Gemini issued (kept here, never forwarded: the
+  client gets the project's own handles from the session);
+- the history of completed turns, to re-seed a new Gemini session when no
+  handle exists yet or Gemini refuses it;
+- the user's input since that handle or turn (``ReplayBuffer``), sent again on
+  the new connection, which is also where input goes while reconnecting.
+
+A ``goAway`` moves the conversation at the next turn boundary, once Gemini has
+issued the handle for the turn just finished, or when ``timeLeft`` runs short,
+whichever comes first. A connection that drops is replaced at once; a reply
+that was cut short is marked ``interrupted`` for the client (its audio is
+flushed) and asked again by replaying the user's words. Consecutive failures
+are bounded, with backoff, and end in a ``BackendError`` with the reason.
+
+Everything that touches the connection runs in ``receive`` (one task), except
+forwarding client input, which ``send`` does under a lock that the switch
+holds while it replays, so input is neither lost nor sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from google.genai import Client, types
+
+from assistant.backends.gemini.convert import connect_config, from_sdk_message, text_history, upstream_model
+from assistant.backends.gemini.frames import FrameLimiter
+from assistant.backends.gemini.options import GeminiSettings
+from assistant.backends.gemini.replay import ReplayBuffer
+from assistant.backends.gemini.upstream import Failure, UpstreamLink, classify
+from assistant.logs import SessionLogger
+from assistant.protocol import (
+    AudioChunk,
+    ClientEvent,
+    CloseCode,
+    Content,
+    ContextChange,
+    ServerMessage,
+    ToolResponses,
+    VideoFrame,
+)
+from assistant.protocol.models import SessionResumptionUpdate
+from assistant.session import BackendError, BackendSession, SessionRequest
+from assistant.session.history import ConversationLog
+
+logger = logging.getLogger("assistant.backends.gemini")
+
+STATE_HANDLE = "upstream_handle"
+
+
+def duration_seconds(text: str | None) -> float:
+    """A protobuf Duration as JSON ("50s", "1.5s") in seconds; 0 when unreadable (leave now)."""
+    try:
+        return max(0.0, float((text or "").strip().removesuffix("s")))
+    except ValueError:
+        return 0.0
+
+
+class GeminiSession(BackendSession):
+    """A ``BackendSession`` over a chain of Live connections."""
+
+    def __init__(self, client: Client, request: SessionRequest, settings: GeminiSettings, frames: FrameLimiter) -> None:
+        self._client = client
+        self._settings = settings
+        self._frames = frames
+        self._setup = request.setup
+        self._model = upstream_model(request.setup, settings)
+        self._handle: str | None = (request.backend_state or {}).get(STATE_HANDLE)
+        self._conversation = ConversationLog(request.history)
+        self._history_at_turn: list[Content] = list(request.history)
+        self._replay = ReplayBuffer(settings.replay_audio_s)
+        self._latest_frame: VideoFrame | None = None
+        self._link: UpstreamLink | None = None
+        self._links_opened = 0
+        self._live = False
+        self._lock = asyncio.Lock()
+        self._pushed_back: types.LiveServerMessage | Exception | None = None
+        self._pending_calls: set[str] = set()
+        self._calls_at_interruption: set[str] = set()
+        self._replying = False
+        self._handle_fresh = False
+        self._expect_handles = True
+        self._leave_by: float | None = None
+        self._failures = 0
+        self._closing: set[asyncio.Task[None]] = set()
+        self._moves = 0
+        self.log = SessionLogger(logger, request.session_id, "upstream", "gemini")
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the first connection; ``BackendError`` with Gemini's reason when it is refused."""
+        link, resumed = await self._connect()
+        self._link, self._live = link, True
+        self.log.info("connected to %s (%s)", self._model, "resumed" if resumed else "new Gemini session")
+
+    async def close(self) -> None:
+        self._live = False
+        if self._link is not None:
+            await self._link.close()
+            self._link = None
+        await asyncio.gather(*self._closing, return_exceptions=True)
+        self.log.info(
+            "closed after %d connections (%d moves); frames %d sent, %d dropped; %.1f s of audio too old to replay",
+            self._links_opened,
+            self._moves,
+            self._frames.sent,
+            self._frames.dropped,
+            self._replay.dropped_audio_s,
+        )
+
+    def resumption_state(self) -> dict[str, Any] | None:
+        return {STATE_HANDLE: self._handle} if self._handle else None
+
+    # -- client -> Gemini ----------------------------------------------------
+
+    async def send(self, event: ClientEvent) -> None:
+        if isinstance(event, VideoFrame):
+            if not self._frames.admit(event):
+                return
+            self._latest_frame = event
+        elif isinstance(event, ContextChange):
+            changed = {name: getattr(event.update, name) for name in event.update.model_fields_set}
+            self._setup = self._setup.model_copy(update=changed)
+        elif isinstance(event, ToolResponses):
+            self._pending_calls.difference_update(r.id for r in event.responses if r.id)
+        self._conversation.client_event(event)
+        async with self._lock:
+            self._replay.add(event)
+            if self._live and self._link is not None:
+                await self._link.send(event)
+
+    # -- Gemini -> client ----------------------------------------------------
+
+    async def receive(self) -> AsyncIterator[ServerMessage]:
+        while True:
+            link = self._link
+            assert link is not None
+            item, self._pushed_back = self._pushed_back, None
+            if item is None:
+                item = await link.next(self._seconds_left())
+            if item is None:
+                for message in self._cut_turn():
+                    yield message
+                await self._switch("the connection's time ran out")
+                continue
+            if isinstance(item, Exception):
+                failure = classify(item)
+                if failure.fatal:
+                    raise BackendError(failure.reason, CloseCode(failure.code))
+                self.log.warning("connection %d lost: %s", link.number, failure.reason)
+                for message in self._cut_turn():
+                    yield message
+                await self._after_failure(failure)
+                await self._switch("connection lost")
+                continue
+            for message in self._relay(item):
+                if message.is_turn_complete:
+                    await self._wait_for_handle(link)
+                yield message
+            if self._time_to_move():
+                await self._switch("Gemini sent goAway")
+
+    def _relay(self, received: types.LiveServerMessage) -> list[ServerMessage]:
+        """What the client sees of one upstream message; updates the session's state."""
+        message = from_sdk_message(received)
+        if message.session_resumption_update is not None:
+            self._note_handle(message.session_resumption_update)
+        if message.go_away is not None:
+            self._note_go_away(message.go_away.time_left)
+        message = message.model_copy(
+            update={"session_resumption_update": None, "go_away": None, "setup_complete": None}
+        )
+        if not message.model_dump(exclude_none=True):
+            return []
+        out: list[ServerMessage] = []
+        if message.tool_call is not None:
+            self._pending_calls.update(call.id for call in message.tool_call.function_calls if call.id)
+            self._replying = True
+        if message.tool_call_cancellation is not None:
+            self._pending_calls.difference_update(message.tool_call_cancellation.ids)
+            self._calls_at_interruption.difference_update(message.tool_call_cancellation.ids)
+        content = message.server_content
+        if content is not None:
+            if content.model_turn is not None or content.output_transcription is not None:
+                self._replying = True
+            if content.interrupted:
+                self._calls_at_interruption = set(self._pending_calls)
+            if content.turn_complete and self._calls_at_interruption:
+                # Gemini did not cancel the calls the user talked over: cancel them for it.
+                out.append(ServerMessage.cancel_calls(sorted(self._calls_at_interruption)))
+                self._pending_calls -= self._calls_at_interruption
+                self._calls_at_interruption = set()
+        out.append(message)
+        self._conversation.server_message(message)
+        if message.is_turn_complete:
+            self._turn_completed()
+        return out
+
+    def _turn_completed(self) -> None:
+        self._replying = False
+        self._handle_fresh = False
+        self._failures = 0
+        self._replay.turn_completed()
+        self._history_at_turn = self._conversation.snapshot()
+
+    def _note_handle(self, update: SessionResumptionUpdate) -> None:
+        if update.resumable and update.new_handle:
+            self._handle = update.new_handle
+            self._handle_fresh = self._expect_handles = True
+            self._replay.handle_issued()
+
+    def _note_go_away(self, time_left: str | None) -> None:
+        seconds = duration_seconds(time_left)
+        margin = min(self._settings.go_away_margin_s, seconds / 2)
+        self._leave_by = time.monotonic() + seconds - margin
+        self.log.info("Gemini sent goAway (%s left); moving at the next turn boundary", time_left)
+
+    async def _wait_for_handle(self, link: UpstreamLink) -> None:
+        """Hold a turnComplete briefly for the handle Gemini sends right after it.
+
+        Until that handle arrives, input the client sends for its next turn
+        would count as older than the handle and be left out of a replay. And
+        the session saves a resumption point when it routes turnComplete, with
+        this backend's handle in it, which must already hold the turn. Gemini
+        sends the handle at once, so the hold costs milliseconds; an upstream
+        that sends none is waited for once, then no more.
+        """
+        if self._handle_fresh or not self._expect_handles:
+            return
+        item = await link.next(self._settings.handle_wait_s)
+        if isinstance(item, types.LiveServerMessage) and _only_handle(item):
+            self._relay(item)
+            return
+        self._pushed_back = item
+        if item is None:
+            self.log.info(
+                "no resumption handle within %.1f s of a turn; not waiting again", self._settings.handle_wait_s
+            )
+            self._expect_handles = False
+
+    def _seconds_left(self) -> float | None:
+        if self._leave_by is None:
+            return None
+        return max(0.0, self._leave_by - time.monotonic())
+
+    def _time_to_move(self) -> bool:
+        """After a goAway: between turns, with a handle that holds the turn just finished."""
+        return self._leave_by is not None and self._handle_fresh and not self._replying and not self._pending_calls
+
+    def _cut_turn(self) -> list[ServerMessage]:
+        """Leaving a connection mid-turn: its reply stops here and its calls will never be answered."""
+        out = []
+        if self._replying:
+            out.append(ServerMessage.interrupted_turn())
+        if self._pending_calls:
+            out.append(ServerMessage.cancel_calls(sorted(self._pending_calls)))
+        for message in out:
+            self._conversation.server_message(message)
+        self._pending_calls.clear()
+        self._calls_at_interruption.clear()
+        self._replying = False
+        return out
+
+    # -- connections ---------------------------------------------------------
+
+    async def _open_link(self) -> tuple[UpstreamLink, bool]:
+        """One connection attempt: resume the handle, or start afresh seeded with the history."""
+        handle = self._handle
+        self._links_opened += 1
+        config = connect_config(self._setup, self._settings, handle)
+        link = await UpstreamLink.open(
+            self._client, self._model, config, self._settings.connect_timeout_s, self._links_opened
+        )
+        history: list[types.Content | types.ContentDict] = (
+            [*text_history(self._history_at_turn)] if handle is None else []
+        )
+        if history:
+            try:
+                await link.session.send_client_content(turns=history, turn_complete=False)
+            except BaseException:
+                await link.close()
+                raise
+        return link, handle is not None
+
+    async def _connect(self) -> tuple[UpstreamLink, bool]:
+        """Open a connection, retrying what may pass; ``BackendError`` for what will not."""
+        while True:
+            try:
+                return await self._open_link()
+            except Exception as error:
+                failure = classify(error)
+            if failure.fatal:
+                if failure.rejected_request and self._handle is not None:
+                    self.log.warning("Gemini refused the handle (%s); starting afresh from the history", failure.reason)
+                    self._handle = None
+                    continue
+                raise BackendError(failure.reason, CloseCode(failure.code))
+            self.log.warning("connecting failed: %s", failure.reason)
+            await self._after_failure(failure)
+
+    async def _after_failure(self, failure: Failure) -> None:
+        """Count a failure; give up past the bound, else back off (not before the first retry)."""
+        self._failures += 1
+        attempts = self._settings.reconnect_attempts
+        if self._failures > attempts:
+            raise BackendError(
+                f"lost Gemini and {attempts} reconnects failed: {failure.reason}", CloseCode.INTERNAL_ERROR
+            )
+        if self._failures > 1:
+            delay = self._settings.backoff_initial_s * 2 ** (self._failures - 2)
+            await asyncio.sleep(min(delay, self._settings.backoff_max_s))
+
+    async def _switch(self, why: str) -> None:
+        """Carry the conversation to a new connection, then send what it has not heard."""
+        started = time.perf_counter()
+        async with self._lock:
+            self._live = False
+        if self._link is not None:
+            # Nothing more is read from it: a goAway connection's last words would only race the new one.
+            self._close_later(self._link)
+            self._link = None
+        self._leave_by = None
+        self._pushed_back = None
+        link, resumed = await self._connect()
+        self._link = link  # from here ``close`` releases it, whatever happens next
+        async with self._lock:
+            backlog = self._replay.since_handle() if resumed else self._replay.since_turn()
+            if self._latest_frame is not None:
+                await link.send(self._latest_frame)
+            for event in backlog:
+                await link.send(event)
+            self._live = True
+        self._moves += 1
+        audio_s = sum(event.duration_s for event in backlog if isinstance(event, AudioChunk))
+        self.log.info(
+            "%s: moved to connection %d (%s) in %.0f ms, replayed %d inputs (%.1f s of audio)",
+            why,
+            link.number,
+            "resumed" if resumed else "re-seeded",
+            (time.perf_counter() - started) * 1000,
+            len(backlog),
+            audio_s,
+        )
+
+    def _close_later(self, link: UpstreamLink) -> None:
+        task = asyncio.create_task(link.close(), name=f"gemini-close-{link.number}")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+
+def _only_handle(message: types.LiveServerMessage) -> bool:
+    return message.session_resumption_update is not None and set(message.model_dump(exclude_none=True)) == {
+        "session_resumption_update"
+    }

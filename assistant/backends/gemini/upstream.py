@@ -1,0 +1,135 @@
+"""One websocket to Gemini, and what its failures mean.
+
+The SDK's ``receive()`` ends at every turnComplete, and a read cannot be
+given a deadline without cancelling it, so each connection has a reader task
+that reads across turns into a bounded queue (bounded: a slow session holds
+back the socket instead of growing memory). The session then waits on the
+queue with whatever deadline it needs, such as a goAway's ``timeLeft``.
+
+Failures are sorted once, here: a close Gemini sends because the request is
+wrong (1007 invalid argument, 1008 policy: a rejected key, an unknown model)
+is fatal and reaches the client with Gemini's own reason; a dropped
+connection, a 1011 or a network error is worth a reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+import pydantic
+from google.auth.exceptions import GoogleAuthError
+from google.genai import Client, errors, types
+from google.genai.live import AsyncSession
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+from assistant.backends.gemini.convert import forward
+from assistant.protocol import ClientEvent, CloseCode
+
+logger = logging.getLogger("assistant.backends.gemini")
+
+READ_QUEUE_SIZE = 64
+CLOSE_TIMEOUT_S = 5.0
+FATAL_CLOSE_CODES = frozenset({CloseCode.INVALID_ARGUMENT, CloseCode.POLICY_VIOLATION})
+
+Received = types.LiveServerMessage | Exception
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a connection failed; ``fatal`` when trying again cannot help."""
+
+    reason: str
+    code: int
+    fatal: bool
+
+    @property
+    def rejected_request(self) -> bool:
+        """Gemini refused what was asked (key, model, setup, perhaps an expired handle)."""
+        return self.code in FATAL_CLOSE_CODES
+
+
+def classify(error: BaseException) -> Failure:
+    """Sort an exception from the SDK, websockets or the network into retry or give up."""
+    if isinstance(error, errors.APIError):
+        # The SDK raises APIError for every close frame; ``code`` is the close code.
+        details = error.details if isinstance(error.details, str) else None
+        reason = details or error.message or str(error)
+        code = error.code or CloseCode.INTERNAL_ERROR
+        return Failure(reason, code, code in FATAL_CLOSE_CODES)
+    if isinstance(error, InvalidStatus):
+        status = error.response.status_code
+        transient = status in {408, 429} or status >= 500
+        code = CloseCode.INTERNAL_ERROR if transient else CloseCode.POLICY_VIOLATION
+        return Failure(f"Gemini refused the connection: HTTP {status}", code, not transient)
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return Failure(
+            f"Gemini's TLS certificate was not trusted: {error.verify_message}", CloseCode.INTERNAL_ERROR, True
+        )
+    if isinstance(error, (ValueError, pydantic.ValidationError)):
+        # The SDK checks the config before sending it (e.g. a Vertex-only field on the Developer API).
+        return Failure(str(error), CloseCode.INVALID_ARGUMENT, True)
+    if isinstance(error, GoogleAuthError):
+        return Failure(f"Vertex AI credentials: {error}", CloseCode.INTERNAL_ERROR, True)
+    if isinstance(error, ConnectionClosed):
+        return Failure(f"connection closed: {error}", CloseCode.INTERNAL_ERROR, False)
+    if isinstance(error, (OSError, TimeoutError, WebSocketException)):
+        return Failure(f"cannot reach Gemini: {error or type(error).__name__}", CloseCode.INTERNAL_ERROR, False)
+    return Failure(f"unexpected error from Gemini's client: {error!r}", CloseCode.INTERNAL_ERROR, True)
+
+
+class UpstreamLink:
+    """One open Live connection: the SDK session and the task that reads it."""
+
+    def __init__(self, number: int, stack: AsyncExitStack, session: AsyncSession) -> None:
+        self.number = number
+        self.session = session
+        self._stack = stack
+        self._messages: asyncio.Queue[Received] = asyncio.Queue(READ_QUEUE_SIZE)
+        self._reader = asyncio.create_task(self._read(), name=f"gemini-upstream-{number}")
+
+    @classmethod
+    async def open(
+        cls, client: Client, model: str, config: types.LiveConnectConfig, timeout_s: float, number: int
+    ) -> UpstreamLink:
+        """Connect and wait for setupComplete; errors are the SDK's or the network's."""
+        stack = AsyncExitStack()
+        async with asyncio.timeout(timeout_s):
+            session = await stack.enter_async_context(client.aio.live.connect(model=model, config=config))
+        return cls(number, stack, session)
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                async for message in self.session.receive():
+                    await self._messages.put(message)
+        except Exception as error:  # handed to the session, which decides what it means
+            await self._messages.put(error)
+
+    async def next(self, timeout_s: float | None) -> Received | None:
+        """The next message or the error that ended the connection; None when ``timeout_s`` passed."""
+        try:
+            return await asyncio.wait_for(self._messages.get(), timeout_s)
+        except TimeoutError:
+            return None
+
+    async def send(self, event: ClientEvent) -> bool:
+        """Forward one event; False when the connection is gone (its reader reports why)."""
+        try:
+            await forward(self.session, event)
+        except (ConnectionClosed, OSError, errors.APIError) as error:
+            logger.debug("upstream %d: send failed: %s", self.number, error)
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Stop reading and close the socket (bounded: a dead peer does not hold us up)."""
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
+        with contextlib.suppress(Exception, TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self._stack.aclose()
