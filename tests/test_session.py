@@ -14,6 +14,7 @@ from assistant.protocol import (
     AudioChunk,
     ClientTurns,
     CloseCode,
+    ContextChange,
     FunctionCall,
     FunctionDeclaration,
     FunctionResponse,
@@ -404,3 +405,21 @@ async def test_client_disconnect_mid_turn_releases_the_backend_and_tools() -> No
     assert backend.sessions[0].closed.is_set()
     assert tools.cancelled == ["s1"]
     await backend.aclose()
+
+
+async def test_context_update_keeps_the_server_tools_and_moves_client_routing() -> None:
+    async def script(s: ScriptedSession) -> None:
+        change = await s.expect(ContextChange)
+        assert change.update.tools is not None
+        names = [d.name for tool in change.update.tools for d in tool.function_declarations or []]
+        assert names == ["new_client_tool", "echo", "slow", "client_tool"]
+        s.emit(ServerMessage.calls([FunctionCall(id="n1", name="new_client_tool")]))
+        await s.closed.wait()
+
+    async with running(script, tools=EchoTools()) as (client, _, session):
+        update = {"contextUpdate": {"tools": [{"functionDeclarations": [{"name": "new_client_tool"}]}]}}
+        await client.send(update)
+        call = await client.recv()
+        assert call.tool_call is not None and call.tool_call.function_calls[0].name == "new_client_tool"
+        assert session.client_setup is not None
+        assert [d.name for d in session.client_setup.function_declarations()] == ["new_client_tool"]

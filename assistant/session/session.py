@@ -383,7 +383,7 @@ class Session:
                 return None
             event = known
         if isinstance(event, ContextChange):
-            self._apply_context_change(event)
+            event = self._apply_context_change(event)
         if isinstance(event, (ActivityEnd, AudioStreamEnd, TextInput)) or (
             isinstance(event, ClientTurns) and event.turn_complete
         ):
@@ -408,10 +408,15 @@ class Session:
                 self.log.warning("ignoring toolResponse for call %s: no such call is pending", response.id)
         return ToolResponses(known) if known else None
 
-    def _apply_context_change(self, event: ContextChange) -> None:
+    def _apply_context_change(self, event: ContextChange) -> ContextChange:
+        """Track the client's new setup; new tools reach the backend with the server's appended."""
         assert self.client_setup is not None
         changed = {name: getattr(event.update, name) for name in event.update.model_fields_set}
         self._set_client_setup(self.client_setup.model_copy(update=changed))
+        if event.update.tools is None:
+            return event
+        merged = merge_server_tools(self.client_setup, self.tools)
+        return ContextChange(event.update.model_copy(update={"tools": merged.tools}))
 
     async def _write_backend(self) -> None:
         assert self._backend_session is not None
