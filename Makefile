@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 SERVE_ARGS ?=
+# make's $(call) splits its arguments at commas, so a list of extras needs $(comma).
+comma := ,
 
 # The virtual environment is rebuilt only when the project's requirements change.
 REQUIREMENTS_HASH := $(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
@@ -49,5 +51,5 @@ $(RUN_STAMP): $(VENV)/bin/python
 	touch $@
 
 $(TEST_STAMP): $(VENV)/bin/python
-	$(call install_project,all,test)
+	$(call install_project,all$(comma)test)
 	touch $@ $(RUN_STAMP)
