@@ -49,9 +49,9 @@ async (options) => {
   const recorded = [];
   recorder.port.onmessage = (event) => recorded.push(event.data);
   player.node.connect(recorder);
-  const tone = (seconds, start = 0) => {
+  const tone = (seconds) => {
     const pcm = new Int16Array(Math.round(24000 * seconds));
-    for (let i = 0; i < pcm.length; i++) pcm[i] = Math.round(9830 * Math.sin((2 * Math.PI * 440 * (start + i)) / 24000));
+    for (let i = 0; i < pcm.length; i++) pcm[i] = Math.round(9830 * Math.sin((2 * Math.PI * 440 * i) / 24000));
     return pcm;
   };
   const until = async (predicate, seconds = 10) => {
@@ -88,7 +88,9 @@ async def resample(browsing: Browsing, **arguments: float) -> np.ndarray:
     return np.array(await browsing.page.evaluate(RESAMPLE, arguments))
 
 
-@pytest.mark.parametrize(("in_rate", "out_rate"), [(44_100, 16_000), (48_000, 16_000), (24_000, 44_100), (24_000, 48_000)])
+@pytest.mark.parametrize(
+    ("in_rate", "out_rate"), [(44_100, 16_000), (48_000, 16_000), (24_000, 44_100), (24_000, 48_000)]
+)
 async def test_resampler_keeps_speech_and_rejects_aliases(browsing: Browsing, in_rate: int, out_rate: int) -> None:
     steady = slice(200, -200)  # away from the start-up and the held-back tail
     out = await resample(browsing, inRate=in_rate, outRate=out_rate, frequency=1000, block=128, seconds=0.5)
@@ -118,7 +120,10 @@ async def test_playback_is_gapless_across_chunks_and_ring_growth(browsing: Brows
           const { player, tone, until, context } = window.audioTest;
           const whole = tone(1.5);
           let at = 0;
-          for (const size of [480, 2400, 77, 4800, 960, 12000]) { player.enqueue(whole.subarray(at, at + size), 24000); at += size; }
+          for (const size of [480, 2400, 77, 4800, 960, 12000]) {
+            player.enqueue(whole.subarray(at, at + size), 24000);
+            at += size;
+          }
           player.enqueue(whole.subarray(at), 24000);
           player.drain();
           const expected = Math.round(1.5 * context.sampleRate) - 40;

@@ -338,9 +338,7 @@ async def test_reconnects_after_a_server_restart_and_resumes_the_conversation(
         await session.closed.wait()
 
     first_backend = ScriptedBackend(before_restart)
-    first = LiveServer(
-        ServerConfig(port=0, static_dir=WEB), first_backend, store=SqliteResumptionStore(database)
-    )
+    first = LiveServer(ServerConfig(port=0, static_dir=WEB), first_backend, store=SqliteResumptionStore(database))
     await first.start()
     port = first.port
     second_backend = ScriptedBackend(after_restart)

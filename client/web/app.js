@@ -274,8 +274,8 @@ function renderStatus(detail = { state: client.state }) {
 function renderControls() {
   const micOn = Boolean(state.audio?.mic.active);
   ui.mic.setAttribute("aria-pressed", String(micOn));
-  ui.mic.dataset.on = String(micOn);
-  ui.mic.setAttribute("aria-label", micOn ? "Microphone on; press to mute" : "Microphone off; press to unmute");
+  ui.mic.dataset.on = state.started ? String(micOn) : "idle";
+  ui.mic.title = !state.started ? "Start talking" : micOn ? "Mute" : "Unmute";
   ui.talk.hidden = !settings.pushToTalk;
   ui.talk.setAttribute("aria-pressed", String(state.talking));
   const video = state.video?.kind ?? "none";

@@ -150,11 +150,7 @@ class Browsing:
 
     def outside_requests(self, origin: str) -> list[str]:
         """Requests that left the page's own origin (there must be none)."""
-        return [
-            url
-            for url in self.requests
-            if not (url.startswith(origin) or url.startswith(("data:", "blob:")))
-        ]
+        return [url for url in self.requests if not (url.startswith(origin) or url.startswith(("data:", "blob:")))]
 
 
 @asynccontextmanager
