@@ -32,6 +32,7 @@ from assistant.protocol import (
     ToolResponses,
     VideoFrame,
 )
+from assistant.protocol.models import GoAway
 from assistant.server import LiveServer, ServerConfig
 from assistant.session import SqliteResumptionStore
 from tests.conftest import ServerFactory
@@ -391,3 +392,31 @@ async def start_talking_without_key(browsing: Browsing) -> None:
     stats = await browsing.wait_for_stats(lambda s: s["state"] == "failed", "the refusal")
     assert stats["handle"] is None
     assert "API key not valid" in await browsing.page.inner_text("#status-text")
+
+
+async def test_go_away_moves_to_a_new_connection_once_the_turn_has_a_handle(live_server: ServerFactory) -> None:
+    async def script(session: ScriptedSession) -> None:
+        if session.request.history:  # the connection the page moved to
+            await session.closed.wait()
+            return
+        await session.expect(TextInput)
+        # goAway mid-turn: moving now would lose this turn, so the page waits for its handle.
+        session.emit(ServerMessage(go_away=GoAway(time_left="50s")))
+        session.emit(ServerMessage.output_transcript("Hello."), ServerMessage.turn_done())
+        await session.closed.wait()
+
+    backend = ScriptedBackend(script)
+    async with live_server(backend, static_dir=WEB) as server:
+        async with chromium(f"http://127.0.0.1:{server.port}/") as browsing:
+            await start_talking(browsing)
+            first = await browsing.stats()
+            await browsing.page.fill("#text-input", "Hi")
+            await browsing.page.press("#text-input", "Enter")
+            await browsing.wait_for_stats(
+                lambda s: s["state"] == "open" and s["sessionId"] != first["sessionId"], "the move to a new connection"
+            )
+            assert browsing.errors == []
+    backend.check()
+    assert len(backend.sessions) == 2
+    assert [turn.text() for turn in backend.sessions[1].request.history] == ["Hi", "Hello."]
+    assert backend.sessions[0].closed.is_set()

@@ -5,6 +5,8 @@
 // started, so a turn keeps its user bubble and its model bubble apart and
 // fills whichever the fragment belongs to.
 
+const ARGS_SHOWN = 48; // characters of a call's arguments shown inline; all of them on hover
+
 export class Transcript {
   /** @param {HTMLElement} list the log element */
   constructor(list) {
@@ -60,11 +62,14 @@ export class Transcript {
     name.textContent = call.name;
     const args = document.createElement("code");
     args.className = "tool-args";
-    args.textContent = JSON.stringify(call.args ?? {});
+    const json = JSON.stringify(call.args ?? {});
+    args.textContent = json.length > ARGS_SHOWN ? `${json.slice(0, ARGS_SHOWN - 1)}…` : json;
+    args.title = json;
     const state = document.createElement("span");
     state.className = "tool-state";
     state.textContent = "running";
-    item.append(name, args, state);
+    item.append(name, state);
+    if (json !== "{}") item.append(args);
     this.#add(item);
     if (call.id) this.calls.set(call.id, item);
     return item;
