@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
+import pytest_asyncio
 
 from assistant.cli.serve import default_static_dir
-from tests.conftest import ServerFactory
+from assistant.server import LiveServer, ServerConfig
+from assistant.session import MemoryResumptionStore
 from tests.support.browser import Browsing, chromium
 from tests.support.scripted import ScriptedBackend, idle
 
@@ -68,11 +70,20 @@ async (options) => {
 """
 
 
-@pytest.fixture
-async def browsing(live_server: ServerFactory) -> AsyncIterator[Browsing]:
-    async with live_server(ScriptedBackend(idle), static_dir=default_static_dir()) as server:
+# One server and one browser for the whole module: these tests only import modules into the page.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def browsing() -> AsyncIterator[Browsing]:
+    config = ServerConfig(port=0, static_dir=default_static_dir())
+    server = LiveServer(config, ScriptedBackend(idle), store=MemoryResumptionStore())
+    await server.start()
+    try:
         async with chromium(f"http://127.0.0.1:{server.port}/") as page:
             yield page
+    finally:
+        await server.stop()
 
 
 def fitted_sine(signal: np.ndarray, frequency: float, rate: float) -> tuple[float, float]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import wave
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,10 @@ from assistant.protocol import (
 )
 from assistant.protocol.models import GoAway
 from assistant.server import LiveServer, ServerConfig
-from assistant.session import SqliteResumptionStore
+from assistant.session import MemoryResumptionStore, ResumptionStore, SqliteResumptionStore
 from tests.conftest import ServerFactory
 from tests.support.browser import DESKTOP, Browsing, chromium, next_event, spoken_wav, utterance, voiced_seconds
-from tests.support.scripted import ScriptedBackend, ScriptedSession
+from tests.support.scripted import ScriptedBackend, ScriptedSession, idle
 
 WEB = default_static_dir()
 REPLY_RATE = 24_000
@@ -319,8 +320,39 @@ async def test_push_to_talk_voice_and_instructions_apply_on_a_resumed_connection
     assert [type(event) for event in held] == [ActivityStart, ActivityEnd]
 
 
+class RestartingServer:
+    """A ``LiveServer`` that can stop and start again on the same port, as a restarted server does."""
+
+    def __init__(self) -> None:
+        self.server: LiveServer | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    async def start(self, backend: ScriptedBackend, store: ResumptionStore) -> None:
+        self.server = LiveServer(ServerConfig(port=self.port, static_dir=WEB), backend, store=store)
+        await self.server.start()
+        self.port = self.server.port
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()  # closes every connection with 1001 and the store
+            self.server = None
+
+
+@pytest.fixture
+async def restarting() -> AsyncIterator[RestartingServer]:
+    server = RestartingServer()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
 async def test_reconnects_after_a_server_restart_and_resumes_the_conversation(
-    tmp_path: Path, question_wav: Path
+    restarting: RestartingServer, tmp_path: Path, question_wav: Path
 ) -> None:
     database = tmp_path / "sessions.sqlite3"
     resumed_history: list[list[str]] = []
@@ -338,41 +370,58 @@ async def test_reconnects_after_a_server_restart_and_resumes_the_conversation(
         assert typed.text == "What did I ask?"
         await session.closed.wait()
 
-    first_backend = ScriptedBackend(before_restart)
-    first = LiveServer(ServerConfig(port=0, static_dir=WEB), first_backend, store=SqliteResumptionStore(database))
-    await first.start()
-    port = first.port
-    second_backend = ScriptedBackend(after_restart)
-    second: LiveServer | None = None
-    try:
-        async with chromium(f"http://127.0.0.1:{port}/", microphone=question_wav) as browsing:
-            await start_talking(browsing)
-            before = await browsing.wait_for_stats(
-                lambda s: s["handle"] and not s["playback"]["playing"] and s["playback"]["played"], "the first turn"
-            )
-            await first.stop()
-            await browsing.wait_for_stats(lambda s: s["state"] == "reconnecting", "the page to notice")
-            second = LiveServer(
-                ServerConfig(port=port, static_dir=WEB), second_backend, store=SqliteResumptionStore(database)
-            )
-            await second.start()
-            await browsing.wait_for_stats(
-                lambda s: s["state"] == "open" and s["sessionId"] != before["sessionId"], "the page to reconnect"
-            )
-            page = browsing.page
-            events = await page.locator("#log .event").all_inner_texts()
-            assert events == ["Reconnected; the conversation continues."]
-            await page.fill("#text-input", "What did I ask?")
-            await page.press("#text-input", "Enter")
-            await page.locator("#log .message.model").nth(1).wait_for()
-            await browsing.wait_for_stats(lambda s: s["handle"] != before["handle"], "the second turn's handle")
-            assert await browsing.bubbles("model") == ["It is noon.", f"You asked: {QUESTION}"]
-    finally:
-        if second is not None:
-            await second.stop()
+    first_backend, second_backend = ScriptedBackend(before_restart), ScriptedBackend(after_restart)
+    await restarting.start(first_backend, SqliteResumptionStore(database))
+    async with chromium(restarting.url, microphone=question_wav) as browsing:
+        await start_talking(browsing)
+        before = await browsing.wait_for_stats(
+            lambda s: s["handle"] and not s["playback"]["playing"] and s["playback"]["played"], "the first turn"
+        )
+        await restarting.stop()
+        await browsing.wait_for_stats(lambda s: s["state"] == "reconnecting", "the page to notice")
+        await restarting.start(second_backend, SqliteResumptionStore(database))
+        await browsing.wait_for_stats(
+            lambda s: s["state"] == "open" and s["sessionId"] != before["sessionId"], "the page to reconnect"
+        )
+        page = browsing.page
+        assert await page.locator("#log .event").all_inner_texts() == ["Reconnected; the conversation continues."]
+        await page.fill("#text-input", "What did I ask?")
+        await page.press("#text-input", "Enter")
+        await page.locator("#log .message.model").nth(1).wait_for()
+        await browsing.wait_for_stats(lambda s: s["handle"] != before["handle"], "the second turn's handle")
+        assert await browsing.bubbles("model") == ["It is noon.", f"You asked: {QUESTION}"]
     first_backend.check()
     second_backend.check()
     assert resumed_history == [[QUESTION, "It is noon."]]
+
+
+async def test_a_server_that_forgot_the_conversation_gets_a_new_one(restarting: RestartingServer) -> None:
+    async def chat(session: ScriptedSession) -> None:
+        await session.expect(TextInput)
+        session.emit(ServerMessage.output_transcript("Hello."), ServerMessage.turn_done())
+        await session.closed.wait()
+
+    second_backend = ScriptedBackend(idle)
+    await restarting.start(ScriptedBackend(chat), MemoryResumptionStore())
+    async with chromium(restarting.url) as browsing:
+        await start_talking(browsing)
+        await browsing.page.fill("#text-input", "Hi")
+        await browsing.page.press("#text-input", "Enter")
+        before = await browsing.wait_for_stats(lambda s: s["handle"], "the first turn's handle")
+        await restarting.stop()
+        await browsing.wait_for_stats(lambda s: s["state"] == "reconnecting", "the page to notice")
+        await restarting.start(second_backend, MemoryResumptionStore())  # handles kept in memory are gone
+        await browsing.wait_for_stats(
+            lambda s: s["state"] == "open" and s["sessionId"] != before["sessionId"] and s["handle"] is None,
+            "a new conversation",
+        )
+        assert await browsing.page.locator("#log .event").all_inner_texts() == [
+            "The server no longer knows the previous conversation; starting a new one.",
+            "Reconnected as a new conversation.",
+        ]
+        assert browsing.errors == []
+    # The server refused the stale handle (1007) before opening a backend session; the retry opened one.
+    assert [session.request.history for session in second_backend.sessions] == [[]]
 
 
 async def test_access_key_comes_from_the_page_address(live_server: ServerFactory) -> None:

@@ -306,10 +306,18 @@ function renderPresence() {
 }
 
 // The level meters follow the audio at display rate, and stop when the page is hidden.
+const shownLevels = new Map();
+function showLevel(element, level) {
+  const value = level.toFixed(2);
+  if (shownLevels.get(element) === value) return; // no style work while nothing changes
+  shownLevels.set(element, value);
+  element.style.setProperty("--level", value);
+}
+
 function animate() {
-  const level = Math.min(1, state.micLevel * 6);
-  ui.mic.style.setProperty("--level", level.toFixed(3));
-  ui.presence.style.setProperty("--level", (state.audio?.player.stats.playing ? 0.6 : level).toFixed(3));
+  const level = state.audio?.mic.active ? Math.min(1, state.micLevel * 6) : 0;
+  showLevel(ui.mic, level);
+  showLevel(ui.presence, state.audio?.player.stats.playing ? 0.6 : level);
   requestAnimationFrame(animate);
 }
 
@@ -349,7 +357,7 @@ function applySettingsForm() {
 
 ui.start.addEventListener("click", () => start());
 ui.end.addEventListener("click", () => end());
-ui.mic.addEventListener("click", () => (state.started ? setMic(!state.audio?.mic.active) : start()));
+ui.mic.addEventListener("click", () => (state.started ? setMic(!state.micWanted) : start()));
 ui.camera.addEventListener("click", () => (state.video?.kind === "camera" ? stopVideo() : startVideo("camera")));
 ui.screen.addEventListener("click", () => (state.video?.kind === "screen" ? stopVideo() : startVideo("screen")));
 ui.flip.addEventListener("click", () => startVideo("camera", state.video?.facing === "user" ? "environment" : "user"));

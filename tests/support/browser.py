@@ -114,7 +114,8 @@ class Browsing:
         self.requests.append(request.url)
 
     def _console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
+        # A refused reconnection attempt while a server restarts is logged by the browser, not the page.
+        if message.type == "error" and not message.text.startswith("WebSocket connection to"):
             self.errors.append(f"console: {message.text}")
 
     async def stats(self) -> dict[str, Any]:

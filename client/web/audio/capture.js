@@ -11,6 +11,8 @@ export class Microphone {
     this.source = null;
     this.node = null;
     this.onchunk = null; // (Int16Array pcm, level) => void
+    this.opening = null; // the pending start()
+    this.generation = 0; // bumped by stop(), so a start() still opening knows it was cancelled
   }
 
   get active() {
@@ -20,9 +22,18 @@ export class Microphone {
   /**
    * Open the microphone. Echo cancellation matters most: without it the
    * assistant hears its own voice from the speakers and interrupts itself.
+   * Calls while it is opening share that attempt.
    */
-  async start(deviceId) {
-    if (this.stream) return;
+  start() {
+    if (this.stream) return Promise.resolve();
+    this.opening ??= this.#open().finally(() => {
+      this.opening = null;
+    });
+    return this.opening;
+  }
+
+  async #open() {
+    const generation = this.generation;
     if (!this.node) {
       await this.context.audioWorklet.addModule(new URL("./capture-worklet.js", import.meta.url));
       this.node = new AudioWorkletNode(this.context, "capture-processor", {
@@ -33,21 +44,27 @@ export class Microphone {
         if (this.stream) this.onchunk?.(event.data.pcm, event.data.level);
       };
     }
-    this.stream = await navigator.mediaDevices.getUserMedia({
+    const stream = await navigator.mediaDevices.getUserMedia({
       audio: {
-        deviceId: deviceId ? { exact: deviceId } : undefined,
         channelCount: 1,
         echoCancellation: true,
         noiseSuppression: true,
         autoGainControl: true,
       },
     });
-    this.source = this.context.createMediaStreamSource(this.stream);
+    if (generation !== this.generation) {
+      // Muted again while the browser was opening the device.
+      for (const track of stream.getTracks()) track.stop();
+      return;
+    }
+    this.stream = stream;
+    this.source = this.context.createMediaStreamSource(stream);
     this.source.connect(this.node);
   }
 
   /** Release the device, so the browser's recording indicator goes off. */
   stop() {
+    this.generation += 1;
     this.source?.disconnect();
     this.source = null;
     for (const track of this.stream?.getTracks() ?? []) track.stop();
