@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from playwright.async_api import Page
 
 from assistant.cli.serve import default_static_dir
 from tests.conftest import ServerFactory
@@ -32,6 +33,15 @@ BOXES = """() => [...document.querySelectorAll("button, input")]
   })"""
 
 
+async def assert_fits(page: Page, viewport: dict[str, int]) -> None:
+    """No sideways scrolling; every visible control on screen and big enough to touch."""
+    assert await page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+    for box in await page.evaluate(BOXES):
+        assert 0 <= box["left"] and box["right"] <= viewport["width"], box
+        assert 0 <= box["top"] and box["bottom"] <= viewport["height"], box
+        assert min(box["width"], box["height"]) >= 44, f"touch target too small: {box}"
+
+
 @pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
 async def test_controls_are_named_reachable_and_fit_the_screen(
     live_server: ServerFactory, viewport: dict[str, int]
@@ -47,11 +57,7 @@ async def test_controls_are_named_reachable_and_fit_the_screen(
                 assert line in tree, f"{line!r} missing from the accessibility tree:\n{tree}"
             assert "- button\n" not in tree and '- button ""' not in tree  # no unnamed button
 
-            assert await page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
-            for box in await page.evaluate(BOXES):
-                assert 0 <= box["left"] and box["right"] <= viewport["width"], box
-                assert 0 <= box["top"] and box["bottom"] <= viewport["height"], box
-                assert min(box["width"], box["height"]) >= 44, f"touch target too small: {box}"
+            await assert_fits(page, viewport)
 
             stage = await page.locator(".stage").bounding_box()
             conversation = await page.locator(".conversation").bounding_box()
@@ -68,7 +74,21 @@ async def test_controls_are_named_reachable_and_fit_the_screen(
                 assert field in dialog, dialog
             await page.get_by_role("button", name="Cancel").click()
             assert not await page.locator("dialog").is_visible()
-            assert (await browsing.stats())["sessionId"] is not None
+            session = (await browsing.stats())["sessionId"]
+            assert session is not None
+
+            # Push-to-talk adds the widest control; everything still fits.
+            await page.click("#open-settings")
+            await page.check("#push-to-talk")
+            await page.click("#save-settings")
+            await browsing.wait_for_stats(lambda s: s["state"] == "open" and s["sessionId"] != session, "reconnection")
+            assert '- button "Hold to talk"' in await page.locator("body").aria_snapshot()
+            await assert_fits(page, viewport)
+
+            # Ending hangs up and releases the microphone; the page offers to continue.
+            await page.click("#end")
+            await browsing.wait_for_stats(lambda s: s["state"] == "closed" and not s["micOpen"], "the end")
+            assert await page.get_by_role("button", name="Continue").is_visible()
 
             assert browsing.outside_requests(origin) == []
             assert browsing.errors == []

@@ -125,6 +125,7 @@ async def test_spoken_question_shows_both_transcripts_and_plays_the_reply(
             assert abs(playback["received"] - frames_for(stats, 1.5)) <= 2
             assert playback["played"] == playback["received"]
             assert playback["underruns"] == 0 and playback["flushed"] == 0
+            assert stats["micSettings"]["echoCancellation"] and stats["micSettings"]["noiseSuppression"]
             assert await browsing.page.inner_text("#status-text") == "Connected"
             assert browsing.outside_requests(origin) == []
             assert browsing.errors == []

@@ -179,8 +179,11 @@ client.addEventListener("state", ({ detail }) => {
 });
 
 client.addEventListener("ready", ({ detail }) => {
-  if (state.connectedOnce) {
-    transcript.event(detail.resumed ? "Reconnected; the conversation continues." : "Reconnected as a new conversation.");
+  const conversationShown = Boolean(ui.log.querySelector(".message"));
+  if (state.connectedOnce && detail.resumed) {
+    transcript.event("Reconnected; the conversation continues.");
+  } else if (state.connectedOnce && conversationShown) {
+    transcript.event("Reconnected as a new conversation.");
   } else if (detail.resumed) {
     transcript.event("Resumed the previous conversation.");
   }
@@ -425,6 +428,7 @@ window.assistant = {
     playback: state.audio ? { ...state.audio.player.stats } : null,
     micChunksSent: state.micChunksSent,
     micOpen: Boolean(state.audio?.mic.active),
+    micSettings: state.audio?.mic.stream?.getAudioTracks()[0]?.getSettings() ?? null,
     video: { ...sampler.stats, source: state.video?.kind ?? null },
   }),
 };

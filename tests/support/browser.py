@@ -177,7 +177,7 @@ async def chromium(
 
 async def next_event(session: ScriptedSession, timeout: float = 20.0) -> ClientEvent:
     """Whatever the client sends next, audio included."""
-    event: ClientEvent = await session.expect(object, timeout=timeout, skip_audio=False)  # type: ignore[type-abstract]
+    event: ClientEvent = await session.expect(object, timeout=timeout, skip_audio=False)  # type: ignore[arg-type]
     return event
 
 
