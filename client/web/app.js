@@ -196,6 +196,8 @@ client.addEventListener("resumefailed", () => {
   transcript.event("The server no longer knows the previous conversation; starting a new one.");
 });
 
+client.addEventListener("protocolerror", ({ detail }) => transcript.event(`Ignored a bad message: ${detail.error}`));
+
 client.addEventListener("goaway", () => transcript.event("The server is moving this conversation to a new connection."));
 
 client.addEventListener("content", ({ detail: content }) => {
