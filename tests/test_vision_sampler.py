@@ -26,7 +26,6 @@ from vision.sources import (
     open_source,
 )
 
-
 SMALL = (320, 180)  # for tests that need many frames: a quarter of the pixels to draw
 
 

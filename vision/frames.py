@@ -88,4 +88,7 @@ def fit_within(image: np.ndarray, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarra
         return image
     scale = max_side / longest
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    # Area averaging is the right filter but costs 16 ms for 720p -> 1024 here; bilinear (3 ms)
+    # does not alias until the image shrinks by more than half.
+    interpolation = cv2.INTER_LINEAR if scale >= 0.5 else cv2.INTER_AREA
+    return cv2.resize(image, size, interpolation=interpolation)
