@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from assistant.protocol import VideoFrame
+from vision.bench import bench_sampler
 from vision.change import ChangeGate
 from vision.frames import Frame, ImageDecodeError, decode_image, encode_jpeg, fit_within
 from vision.sampler import FrameSampler, sampled_frames
@@ -300,3 +301,9 @@ def test_empty_folder_and_unreadable_video_are_clear_errors(tmp_path: Path) -> N
     bogus.write_bytes(b"not a video at all")
     with pytest.raises(FrameSourceError, match="cannot open"):
         VideoFileSource(bogus)
+
+
+def test_bench_reports_each_sampler_outcome() -> None:
+    report = bench_sampler(frames=5, size=SMALL)
+    assert set(report) == {"rate_limited", "unchanged", "sent", "change_gate_on_jpeg"}
+    assert all(timing.calls >= 5 and 0 <= timing.p50 <= timing.p95 for timing in report.values())
