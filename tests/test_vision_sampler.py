@@ -47,6 +47,21 @@ def desk(seed: int = 0, words: str = "", size: tuple[int, int] = (640, 360), blo
     return np.clip(image + noise, 0, 255).astype(np.uint8)
 
 
+class FakeClock:
+    """A clock that moves only when something sleeps on it."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
 class CountingSource(FrameSource):
     """A 30 fps "camera" over given images; counts how many frames were decoded."""
 
@@ -233,17 +248,11 @@ def test_video_file_through_the_sampler_gives_one_frame_per_word(video_file: Pat
 
 
 def test_video_file_in_real_time_is_paced_by_the_injected_clock(video_file: Path) -> None:
-    now = [100.0]
-    sleeps: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-        now[0] += seconds
-
-    with VideoFileSource(video_file, realtime=True, clock=lambda: now[0], sleep=sleep) as source:
+    clock = FakeClock(100.0)
+    with VideoFileSource(video_file, realtime=True, clock=clock, sleep=clock.sleep) as source:
         stamps = [frame.timestamp for frame in source.frames()]
     assert stamps[0] == pytest.approx(100.0) and stamps[-1] == pytest.approx(102.9, abs=1e-3)
-    assert sum(sleeps) == pytest.approx(2.9, abs=1e-3)
+    assert sum(clock.sleeps) == pytest.approx(2.9, abs=1e-3)
 
 
 def write_images(folder: Path, count: int) -> list[Path]:

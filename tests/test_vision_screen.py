@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_vision_sampler import FakeClock
 from vision.analysers.colours import ColourAnalyser
 from vision.sampler import FrameSampler
 from vision.sources import FrameSourceError, ScreenSource, open_source
@@ -70,16 +71,10 @@ def test_screen_region_and_sampler(xvfb_display: str) -> None:
 
 
 def test_polling_interval_uses_the_injected_clock(xvfb_display: str) -> None:
-    now = [10.0]
-    sleeps: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-        now[0] += seconds
-
-    screen = ScreenSource(poll_interval_s=0.25, clock=lambda: now[0], sleep=sleep)
+    clock = FakeClock(10.0)
+    screen = ScreenSource(poll_interval_s=0.25, clock=clock, sleep=clock.sleep)
     assert [screen.grab() for _ in range(3)] == [10.0, 10.25, 10.5]
-    assert sleeps == [0.25, 0.25]
+    assert clock.sleeps == [0.25, 0.25]
     screen.close()
 
 
