@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from assistant.protocol import VideoFrame
+from tests.test_vision_sampler import desk
 from vision.analysers.base import Analyser, AnalyserUnavailable, Finding
 from vision.analysers.colours import ColourAnalyser
 from vision.analysers.faces import FaceFinding
@@ -90,6 +91,15 @@ def test_same_frame_and_same_view_are_described_once() -> None:
     cv2.circle(blue, (640, 360), 170, (200, 60, 30), -1)
     changed = describer.describe(blue)
     assert not changed.reused and "blue in the centre" in changed.text and colours.calls == 2
+
+
+def test_a_word_replaced_in_place_is_described_again() -> None:
+    colours = CountingColours()
+    describer = ViewDescriber([colours])
+    describer.describe(desk(0, words="OPEN", size=(1280, 720)))
+    assert describer.describe(desk(1, words="OPEN", size=(1280, 720))).reused
+    assert not describer.describe(desk(2, words="SHUT", size=(1280, 720))).reused
+    assert colours.calls == 2
 
 
 async def test_concurrent_questions_about_one_frame_share_one_analysis() -> None:

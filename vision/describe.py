@@ -12,7 +12,8 @@ the view changed, and never twice for the same view:
 - identical frame bytes hit an LRU cache, and concurrent requests for the same
   frame share one analysis (``describe_async``);
 - a frame that differs only by noise from a recently described one (the
-  ``ChangeGate`` measure) reuses that description.
+  ``ChangeGate`` measure, unsmoothed: a stale reading of changed text is worse
+  than a second of analysis) reuses that description.
 
 One describer serves every session in the process, so the models load once.
 """
@@ -104,7 +105,7 @@ class ViewDescriber:
         if len(set(names)) != len(names):
             raise ValueError(f"two analysers share a name: {names}")
         self.max_side = max_side
-        self._gate = gate or ChangeGate()
+        self._gate = gate or ChangeGate(smooth=False)
         self._cache: OrderedDict[str, ViewDescription] = OrderedDict()
         self._cache_size = cache_size
         self._recent: list[tuple[np.ndarray, ViewDescription]] = []
