@@ -20,7 +20,7 @@ from vision.analysers.faces import FaceFinding, HaarFaceDetector
 from vision.analysers.labels import LabelFinding, MobileNetClassifier, MobileNetV2, packaged_file, preprocess
 from vision.analysers.ocr import RapidOcrReader, TesseractReader, TextFinding, TextLine, reading_order
 from vision.analysers.torch_weights import load_state_dict
-from vision.bench import SENTENCES, character_error_rate, render_text_frame
+from vision.bench import SENTENCES, character_error_rate, ocr_accuracy, render_text_frame
 from vision.frames import Frame, decode_image
 from vision.sampler import FrameSampler
 
@@ -228,3 +228,11 @@ def test_only_confident_labels_are_said() -> None:
     assert LabelFinding([("espresso", 0.6), ("cup", 0.3)]).phrase() == "Looks like espresso (60%) or cup (30%)."
     assert LabelFinding([("espresso", 0.6), ("cup", 0.1)]).phrase() == "Looks like espresso (60%)."
     assert MobileNetClassifier(min_confidence=1.01).analyse(sample_photo("coffee.png")).phrase() == ""
+
+
+@pytest.mark.slow
+def test_bench_ocr_accuracy_on_a_tilted_sentence(rapidocr: RapidOcrReader) -> None:
+    sentence, font = SENTENCES[2]
+    rates = ocr_accuracy(rapidocr, [(sentence, font)], tilts=(0.0, 3.0))
+    assert list(rates) == [sentence] and list(rates[sentence]) == ["tilt 0°", "tilt 3°"]
+    assert max(rates[sentence].values()) <= 0.05

@@ -7,7 +7,8 @@ Measures, on frames drawn here (no files needed):
 - the change gate on relayed JPEG bytes (what a Gemini relay would pay);
 - each analyser per frame (first call excluded: that is model loading);
 - OCR accuracy: character error rate on sentences rendered in four fonts,
-  after the sampler's own resize and JPEG encoding.
+  flat and tilted by 3 degrees, after the sampler's own resize and JPEG
+  encoding.
 
 Timings are wall-clock p50/p95 in milliseconds; on a shared machine they
 vary with load, so compare runs made under the same conditions.
@@ -103,7 +104,7 @@ class BenchReport:
     sampler: dict[str, Timing] = field(default_factory=dict)
     analysers: dict[str, Timing] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
-    ocr_cer: dict[str, float] = field(default_factory=dict)
+    ocr_cer: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _time(action: Callable[[], object], repeats: int) -> Timing:
@@ -166,14 +167,19 @@ def bench_analysers(analysers: Sequence[Analyser], repeats: int = 5) -> tuple[di
     return timings, unavailable
 
 
-def ocr_accuracy(reader: Analyser, sentences: Sequence[tuple[str, int]] = SENTENCES) -> dict[str, float]:
-    """Character error rate per rendered sentence, read from the sampler's JPEG as a client would send it."""
-    rates = {}
+def ocr_accuracy(
+    reader: Analyser, sentences: Sequence[tuple[str, int]] = SENTENCES, tilts: Sequence[float] = (0.0, 3.0)
+) -> dict[str, dict[str, float]]:
+    """Character error rate per rendered sentence and tilt, read from the sampler's JPEG as a client sends it."""
+    rates: dict[str, dict[str, float]] = {}
     for seed, (sentence, font) in enumerate(sentences):
-        sampled = FrameSampler().offer(Frame(render_text_frame(sentence, font=font, seed=seed), 0.0))
-        assert sampled is not None
-        finding = reader.analyse(decode_image(sampled.jpeg))
-        rates[sentence] = round(character_error_rate(sentence, " ".join(finding.text.split())), 4)  # type: ignore[attr-defined]
+        for tilt in tilts:
+            frame = render_text_frame(sentence, font=font, tilt_degrees=tilt, seed=seed)
+            sampled = FrameSampler().offer(Frame(frame, 0.0))
+            assert sampled is not None
+            finding = reader.analyse(decode_image(sampled.jpeg))
+            read = " ".join(finding.text.split())  # type: ignore[attr-defined]
+            rates.setdefault(sentence, {})[f"tilt {tilt:g}°"] = round(character_error_rate(sentence, read), 4)
     return rates
 
 
@@ -211,8 +217,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"  {name:<32} unavailable: {reason}")
     if report.ocr_cer:
         print(f"OCR ({args.ocr}) character error rate on rendered sentences")
-        for sentence, rate in report.ocr_cer.items():
-            print(f"  {rate:6.1%}  {sentence}")
+        for sentence, by_tilt in report.ocr_cer.items():
+            rates = "  ".join(f"{tilt} {rate:6.1%}" for tilt, rate in by_tilt.items())
+            print(f"  {rates}  {sentence}")
 
 
 if __name__ == "__main__":
