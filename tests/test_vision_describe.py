@@ -93,13 +93,16 @@ def test_same_frame_and_same_view_are_described_once() -> None:
     assert not changed.reused and "blue in the centre" in changed.text and colours.calls == 2
 
 
-def test_a_word_replaced_in_place_is_described_again() -> None:
+def test_a_word_or_digit_replaced_in_place_is_described_again() -> None:
     colours = CountingColours()
     describer = ViewDescriber([colours])
     describer.describe(desk(0, words="OPEN", size=(1280, 720)))
     assert describer.describe(desk(1, words="OPEN", size=(1280, 720))).reused
     assert not describer.describe(desk(2, words="SHUT", size=(1280, 720))).reused
-    assert colours.calls == 2
+    for seed, table in enumerate(("Table 0 is reserved", "Table 1 is reserved", "Table 1 is reserved")):
+        sign = describer.describe(encode_jpeg(render_text_frame(table, size=(1024, 576), seed=seed)))
+        assert sign.reused == (seed == 2), table
+    assert colours.calls == 4
 
 
 async def test_concurrent_questions_about_one_frame_share_one_analysis() -> None:

@@ -11,9 +11,10 @@ the view changed, and never twice for the same view:
 
 - identical frame bytes hit an LRU cache, and concurrent requests for the same
   frame share one analysis (``describe_async``);
-- a frame that differs only by noise from a recently described one (the
-  ``ChangeGate`` measure, unsmoothed: a stale reading of changed text is worse
-  than a second of analysis) reuses that description.
+- a frame that differs only by noise from a recently described one reuses
+  that description: not one cell of the ``ChangeGate`` thumbnail (unsmoothed)
+  may have moved, because a stale reading of one changed digit is worse than
+  a second of analysis.
 
 One describer serves every session in the process, so the models load once.
 """
@@ -34,7 +35,7 @@ import numpy as np
 
 from assistant.protocol import VideoFrame
 from vision.analysers.base import Analyser, AnalyserUnavailable, Finding
-from vision.change import ChangeGate
+from vision.change import DEFAULT_GRID, ChangeGate
 from vision.frames import DEFAULT_MAX_SIDE, as_bgr, decode_image, fit_within
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ class ViewDescriber:
         if len(set(names)) != len(names):
             raise ValueError(f"two analysers share a name: {names}")
         self.max_side = max_side
-        self._gate = gate or ChangeGate(smooth=False)
+        self._gate = gate or ChangeGate(smooth=False, min_changed_fraction=1 / DEFAULT_GRID**2)
         self._cache: OrderedDict[str, ViewDescription] = OrderedDict()
         self._cache_size = cache_size
         self._recent: list[tuple[np.ndarray, ViewDescription]] = []
