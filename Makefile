@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 SERVE_ARGS ?=
+COMMA := ,
 
 # The virtual environment is rebuilt only when the project's requirements change.
 REQUIREMENTS_HASH := $(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
@@ -49,5 +50,5 @@ $(RUN_STAMP): $(VENV)/bin/python
 	touch $@
 
 $(TEST_STAMP): $(VENV)/bin/python
-	$(call install_project,all,test)
+	$(call install_project,all$(COMMA)test)
 	touch $@ $(RUN_STAMP)
