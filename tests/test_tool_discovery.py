@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.cli import build_parser
+from assistant.cli import build_parser, main
 from assistant.cli.serve import build_tools
 from assistant.config import CONFIG_ENV, ConfigError, load_config, parse_config
 from assistant.protocol import FunctionCall, FunctionResponse
@@ -199,15 +199,10 @@ def test_assistant_tools_lists_sources_and_schemas_and_reports_problems(plugins:
     assert "    text: " in text.stdout and "Say it louder." in text.stdout
 
 
-def test_a_bad_config_file_is_a_clear_error(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "assistant", "tools", "--config", str(write(tmp_path / "c.toml", "[tools]\nx = 1\n"))],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 2
-    assert result.stderr.strip() == f"assistant: {tmp_path / 'c.toml'}: tools.x: Extra inputs are not permitted"
+def test_a_bad_config_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write(tmp_path / "c.toml", "[tools]\nx = 1\n")
+    assert main(["tools", "--config", str(config)]) == 2
+    assert capsys.readouterr().err.strip() == f"assistant: {config}: tools.x: Extra inputs are not permitted"
 
 
 async def test_serve_builds_its_tools_from_options_and_config_and_survives_broken_plugins(

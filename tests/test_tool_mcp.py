@@ -9,6 +9,7 @@ back to the model.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -27,6 +28,7 @@ from tests.support.tools import answer_texts, calling, collect_responses, tool_s
 NOTES_SERVER = textwrap.dedent(
     '''
     import asyncio
+    import os
     import socket
     import sys
 
@@ -56,6 +58,12 @@ NOTES_SERVER = textwrap.dedent(
     def fail(reason: str) -> str:
         """Always refuses."""
         raise ValueError(reason)
+
+
+    @server.tool()
+    def die() -> str:
+        """Crash the whole server process."""
+        os._exit(1)
 
 
     @server.tool()
@@ -105,7 +113,8 @@ async def registry_from(config_text: str, tmp_path: Path) -> ToolRegistry:
     config_file = tmp_path / "config.toml"
     config_file.write_text(config_text)
     config = parse_config(config_text, config_file)
-    return await load_tools(ToolSources.from_config(config, builtins=False))
+    sources = ToolSources.from_config(config, builtins=False)
+    return await load_tools(dataclasses.replace(sources, entry_points=False))
 
 
 def stdio_config(server: Path, extra: str = "") -> str:
@@ -125,7 +134,13 @@ async def test_a_session_calls_a_stdio_mcp_tool_end_to_end(notes_server: Path, t
     registry = await registry_from(stdio_config(notes_server), tmp_path)
     try:
         assert registry.problems == []
-        assert [t.spec.name for t in registry.tools()] == ["notes_add", "notes_shout", "notes_fail", "notes_wait"]
+        assert [t.spec.name for t in registry.tools()] == [
+            "notes_add",
+            "notes_shout",
+            "notes_fail",
+            "notes_die",
+            "notes_wait",
+        ]
         assert registry.tools()[0].source.startswith("mcp notes (stdio: ")
         add = registry.get("notes_add")
         assert add is not None
@@ -175,6 +190,32 @@ async def test_barge_in_cancels_an_mcp_call_and_the_server_keeps_working(notes_s
         async with tool_session(registry, script) as (client, _):
             assert await client.heard() == "done"
         assert [(r.id, r.response) for r in after] == [("s", {"output": {"result": "STILL HERE"}})]
+    finally:
+        await registry.aclose()
+
+
+async def test_a_server_that_dies_is_an_error_for_that_call_and_restarted_for_the_next(
+    notes_server: Path, tmp_path: Path
+) -> None:
+    registry = await registry_from(stdio_config(notes_server), tmp_path)
+    responses: list[FunctionResponse] = []
+
+    async def script(s: ScriptedSession) -> None:
+        for call in [
+            FunctionCall(id="d", name="notes_die"),
+            FunctionCall(id="s", name="notes_shout", args={"text": "back"}),
+        ]:
+            s.emit(ServerMessage.calls([call]))
+            responses.extend(await collect_responses(s, 1))
+        s.emit(ServerMessage.output_transcript("done"), ServerMessage.turn_done())
+        await answer_texts(s)
+
+    try:
+        async with tool_session(registry, script) as (client, _):
+            assert await client.heard() == "done"
+        died, back = responses
+        assert died.response is not None and died.response["error"].startswith("the MCP server notes failed: ")
+        assert back.response == {"output": {"result": "BACK"}}
     finally:
         await registry.aclose()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 import subprocess
@@ -40,6 +41,12 @@ class Point(BaseModel):
 class Route(BaseModel):
     stops: list[Point]
     mode: Literal["walk", "drive"] = "walk"
+
+
+@dataclasses.dataclass
+class Window:
+    start: str
+    minutes: int = 30
 
 
 class Tree(BaseModel):
@@ -144,6 +151,21 @@ def test_pydantic_models_are_inlined() -> None:
     }
     assert properties["start"] == {**point, "nullable": True, "default": None}
     accepted(declared(plan))
+
+
+async def test_dataclass_parameters_arrive_as_instances() -> None:
+    @tool
+    def book(window: Window) -> str:
+        """Book a slot."""
+        return f"{window.start} for {window.minutes}"
+
+    assert declared(book)["parameters"]["properties"]["window"] == {
+        "type": "OBJECT",
+        "properties": {"start": {"type": "STRING"}, "minutes": {"type": "INTEGER", "default": 30}},
+        "required": ["start"],
+    }
+    invocation = book.bind({"window": {"start": "9:00"}}, None)  # type: ignore[arg-type]
+    assert invocation() == "9:00 for 30"
 
 
 def test_annotated_constraints_reach_the_declaration() -> None:

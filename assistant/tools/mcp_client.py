@@ -18,10 +18,10 @@ import contextlib
 import logging
 from typing import Any
 
-from mcp import Client, StdioServerParameters
+from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp_types import CallToolResult, Tool
+from mcp_types import CONNECTION_CLOSED, CallToolResult, Tool
 
 from assistant.config import McpServerConfig
 from assistant.tools.base import CallContext, ToolError
@@ -112,7 +112,15 @@ class McpConnection:
 
     async def call(self, name: str, arguments: dict[str, Any]) -> Any:
         client = await self._connected()
-        result = await client.call_tool(name, arguments)
+        try:
+            result = await client.call_tool(name, arguments)
+        except MCPError as exc:
+            # A JSON-RPC error from the server, or the connection closing under the call: the
+            # model hears it, and a server that went away is started again by the next call.
+            logger.warning("MCP server %s failed a call to %s: %s", self.name, name, exc)
+            if exc.code == CONNECTION_CLOSED:
+                await self.close()
+            raise ToolError(f"the MCP server {self.name} failed: {exc}") from exc
         return _result_value(result, f"{self.name}/{name}")
 
     async def close(self) -> None:

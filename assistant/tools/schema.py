@@ -91,7 +91,13 @@ def signature_schema(function: Callable[..., Any], context_type: type, name: str
     description, argument_docs = describe_docstring(function)
     fields: dict[str, Any] = {}
     context: list[str] = []
-    for parameter in inspect.signature(function).parameters.values():
+    parameters = list(inspect.signature(function).parameters.values())
+    if parameters and parameters[0].name in ("self", "cls"):
+        raise SchemaError(
+            f"{name} looks like a method: decorating it in the class cannot bind {parameters[0].name}; "
+            f"register tool(instance.{name}) instead"
+        )
+    for parameter in parameters:
         if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
             raise SchemaError(f"{name}: *{parameter.name} cannot be declared to the model; name every argument")
         if parameter.kind is inspect.Parameter.POSITIONAL_ONLY:
