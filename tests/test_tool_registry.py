@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
 from assistant.protocol import FunctionCall, FunctionResponse, ServerMessage, TextInput
 from assistant.session import ToolContext
@@ -132,6 +132,29 @@ def rich() -> Summary:
     return Summary(readings=[Reading(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), Path("/tmp/x"), Mood.CALM)], tags={"a"})
 
 
+class Code(BaseModel):
+    value: str
+
+    @field_validator("value")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        if value != value.upper():
+            raise ValueError("must be upper case")
+        return value
+
+
+@tool
+def redeem(code: Code) -> str:
+    """A model with its own validator."""
+    return code.value
+
+
+@tool
+async def own_timeout() -> str:
+    """A tool whose own network call timed out: a bug to log, not our timeout."""
+    raise TimeoutError("socket read timed out")
+
+
 def registry_with(*tools: Any) -> ToolRegistry:
     registry = ToolRegistry(default_timeout_s=5)
     for each in tools:
@@ -243,17 +266,19 @@ async def test_barge_in_cancels_async_and_sync_tools(name: str) -> None:
             assert not thread.is_alive()
 
 
-async def test_a_tool_that_is_not_cancellable_finishes_but_its_result_is_dropped() -> None:
+async def test_a_tool_that_is_not_cancellable_finishes_but_its_result_is_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     seen: list[object] = []
     registry = registry_with(save)
-    async with tool_session(
-        registry, barge_in_script(FunctionCall(id="c8", name="save", args={"text": "x"}), seen)
-    ) as (
-        client,
-        _,
-    ):
-        assert await client.ask("hello?") == "echo: after barge-in"
-        assert await asyncio.to_thread(probe.finished.wait, 10)
+    script = barge_in_script(FunctionCall(id="c8", name="save", args={"text": "x"}), seen)
+    with caplog.at_level(logging.INFO, logger="assistant.tools"):
+        async with tool_session(registry, script) as (client, _):
+            assert await client.ask("hello?") == "echo: after barge-in"
+            async with asyncio.timeout(10):
+                while "save (call c8) finished after it was abandoned; its result was dropped" not in caplog.messages:
+                    await asyncio.sleep(0.01)
+    assert probe.finished.is_set()
     assert seen == [TextInput("hello?")]
 
 
@@ -363,6 +388,17 @@ async def test_raw_tools_get_the_validated_arguments_as_a_dict() -> None:
     assert good.response == {"output": {"echo": "hey", "thread": True}}
     assert bad.response == {"error": "invalid arguments for echo_word: word: 'x' is too short"}
     assert seen == [{"word": "hey"}]
+
+
+async def test_model_validators_and_a_tools_own_timeout() -> None:
+    registry = registry_with(redeem, own_timeout)
+    context = ToolContext(session_id="s1", send_response=lambda response: asyncio.sleep(0))
+    bad = await registry.call(FunctionCall(id="1", name="redeem", args={"code": {"value": "abc"}}), context)
+    good = await registry.call(FunctionCall(id="2", name="redeem", args={"code": {"value": "ABC"}}), context)
+    timed_out = await registry.call(FunctionCall(id="3", name="own_timeout"), context)
+    assert bad.response == {"error": "invalid arguments for redeem: code.value: Value error, must be upper case"}
+    assert good.response == {"output": "ABC"}
+    assert timed_out.response == {"error": "own_timeout failed with an internal error; the server log has the details"}
 
 
 async def test_sync_tools_run_off_the_event_loop() -> None:

@@ -144,8 +144,12 @@ class CallContext:
         self.follow_ups.append(FollowUp(work, scheduling))
 
 
-class ToolCancelled(Exception):
-    """Raised inside a sync tool's thread when its call was cancelled."""
+class ToolCancelled(BaseException):
+    """Raised inside a sync tool's thread when its call was cancelled.
+
+    A ``BaseException``, like ``asyncio.CancelledError``, so that a tool's
+    ``except Exception`` does not swallow it.
+    """
 
 
 Invocation = Callable[[], Any]

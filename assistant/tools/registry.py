@@ -45,6 +45,10 @@ class InvalidArguments(Exception):
     """The model's arguments do not fit the schema; the message names each bad argument."""
 
 
+class CallTimedOut(Exception):
+    """The call ran past its tool's timeout (not a ``TimeoutError`` the tool raised itself, which is a crash)."""
+
+
 class DuplicateTool(ValueError):
     """A tool of that name is already registered (from ``source``)."""
 
@@ -188,10 +192,11 @@ class ToolRegistry:
         try:
             output = await self._run(registered, call.args, ctx)
             payload: dict[str, Any] = {"output": to_json_safe(output)}
-        except (InvalidArguments, ToolError) as exc:
+        except (InvalidArguments, ToolError, CallTimedOut) as exc:
             payload = {"error": str(exc) or f"{spec.name} failed"}
-        except TimeoutError as exc:
-            payload = {"error": str(exc)}
+        except asyncio.CancelledError:
+            _discard(ctx.follow_ups)
+            raise
         except Exception:
             logger.exception("tool %s crashed (session %s, call %s)", spec.name, context.session_id, call.id)
             payload = {"error": f"{spec.name} failed with an internal error; the server log has the details"}
@@ -213,25 +218,26 @@ class ToolRegistry:
         checked = registered.check(arguments)
         try:
             invocation = registered.tool.bind(checked, ctx)
-        except ValidationError as exc:
-            raise InvalidArguments(f"invalid arguments for {spec.name}: {exc}") from exc
+        except ValidationError as exc:  # the schema passed, but a model's own validator did not
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise InvalidArguments(f"invalid arguments for {spec.name}: {problems}") from exc
         timeout = spec.timeout_s or self.default_timeout_s
         execution: Awaitable[Any] = self._execute(registered.tool, invocation, ctx)
+        shielded: asyncio.Future[Any] | None = None
         if not spec.cancellable:
-            # Shielded: cancelling the call stops the wait, not the work, whose result is then dropped.
-            task = self._keep(asyncio.ensure_future(execution))
-            task.add_done_callback(lambda finished: _log_abandoned(finished, spec.name, ctx))
-            execution = asyncio.shield(task)
+            # Cancelling the call stops the wait, not the work, whose result is then dropped.
+            shielded = self._keep(asyncio.ensure_future(execution))
+            execution = asyncio.shield(shielded)
         try:
             async with asyncio.timeout(timeout) as scope:
                 return await execution
         except TimeoutError:
             if not scope.expired():
                 raise  # the tool's own TimeoutError: a crash like any other
-            ctx.cancelled.set()
-            raise TimeoutError(f"{spec.name} did not finish within {timeout:g} s") from None
+            _abandon(spec, ctx, shielded)
+            raise CallTimedOut(f"{spec.name} did not finish within {timeout:g} s") from None
         except asyncio.CancelledError:
-            ctx.cancelled.set()
+            _abandon(spec, ctx, shielded)
             raise
 
     async def _execute(self, tool: BaseTool, invocation: Callable[[], Any], ctx: CallContext) -> Any:
@@ -293,15 +299,22 @@ class ToolRegistry:
         self._closers.clear()
 
 
-def _log_abandoned(task: asyncio.Future[Any], name: str, ctx: CallContext) -> None:
-    """Say what became of a non-cancellable call whose caller stopped waiting."""
-    if not ctx.cancelled.is_set() or task.cancelled():
+def _abandon(spec: ToolSpec, ctx: CallContext, shielded: asyncio.Future[Any] | None) -> None:
+    """Nobody waits for the call any more: stop a cancellable tool; let a shielded one finish, and log it."""
+    if shielded is None:
+        ctx.cancelled.set()
         return
-    error = task.exception()
-    if error is None:
-        logger.info("%s (call %s) finished after it was cancelled; its result was dropped", name, ctx.call_id)
-    else:
-        logger.warning("%s (call %s) failed after it was cancelled: %r", name, ctx.call_id, error)
+
+    def finished(task: asyncio.Future[Any]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is None:
+            logger.info("%s (call %s) finished after it was abandoned; its result was dropped", spec.name, ctx.call_id)
+        else:
+            logger.warning("%s (call %s) failed after it was abandoned: %r", spec.name, ctx.call_id, error)
+
+    shielded.add_done_callback(finished)
 
 
 def _discard(follow_ups: list[FollowUp]) -> list[FollowUp]:
