@@ -56,9 +56,12 @@ async def test_a_session_calls_it(tmp_path: Path) -> None:
             FunctionCall(id="1", name="convert_units", args={"value": 5, "from_unit": "mi", "to_unit": "km"}),
             FunctionCall(id="2", name="convert_units", args={"value": 1, "from_unit": "kg", "to_unit": "km"}),
         ]
-        async with tool_session(registry, calling(*calls, into=responses)) as (client, _):
+        async with tool_session(registry, calling(*calls, into=responses)) as (client, backend):
             assert await client.heard() == "done"
             assert await client.ask("thanks") == "echo: thanks"
+        # The model was offered the plugin's declaration in the session's setup.
+        offered = {d.name: d for d in backend.sessions[0].request.setup.function_declarations()}
+        assert offered["convert_units"] == registry.get("convert_units").declaration  # type: ignore[union-attr]
         assert {r.id: r.response for r in responses} == {
             "1": {"output": {"value": 5.0, "from_unit": "mi", "to_unit": "km", "result": 8.04672}},
             "2": {"error": "cannot convert kg (weight) to km (length)"},

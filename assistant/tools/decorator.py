@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack, overload
 
 from assistant.protocol.models import Behavior, Scheduling
 from assistant.tools.base import BaseTool, CallContext, Invocation, ToolSpec
@@ -37,33 +37,49 @@ def _is_async(function: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(type(target).__call__)
 
 
+class ToolSettings(TypedDict, total=False):
+    """How the registry runs a tool (see ``ToolSpec``)."""
+
+    behavior: Behavior
+    scheduling: Scheduling
+    timeout: float
+    cancellable: bool
+
+
+class ToolOptions(ToolSettings, total=False):
+    """``ToolSettings`` plus what the model sees, when not taken from the function."""
+
+    name: str
+    description: str
+
+
+def _spec(name: str, description: str, parameters: dict[str, Any], settings: ToolSettings) -> ToolSpec:
+    return ToolSpec(
+        name=name,
+        description=description,
+        parameters=parameters,
+        behavior=settings.get("behavior", "BLOCKING"),
+        scheduling=settings.get("scheduling"),
+        timeout_s=settings.get("timeout"),
+        cancellable=settings.get("cancellable", True),
+    )
+
+
 class FunctionTool(BaseTool, Generic[P, R]):
     """A typed function offered to the model; calling it calls the function."""
 
-    def __init__(
-        self,
-        function: Callable[P, R],
-        *,
-        name: str | None = None,
-        description: str | None = None,
-        behavior: Behavior = "BLOCKING",
-        scheduling: Scheduling | None = None,
-        timeout: float | None = None,
-        cancellable: bool = True,
-    ) -> None:
+    def __init__(self, function: Callable[P, R], **options: Unpack[ToolOptions]) -> None:
         self.function = function
-        tool_name = name or getattr(function, "__name__", None)
+        tool_name = options.get("name") or getattr(function, "__name__", None)
         if not tool_name:
             raise SchemaError(f"{function!r} has no __name__; pass name=")
         self.signature: Signature = signature_schema(function, CallContext, tool_name)
-        self.spec = ToolSpec(
-            name=tool_name,
-            description=description if description is not None else self.signature.description,
-            parameters=self.signature.parameters,
-            behavior=behavior,
-            scheduling=scheduling,
-            timeout_s=timeout,
-            cancellable=cancellable,
+        description = options.get("description")
+        self.spec = _spec(
+            tool_name,
+            description if description is not None else self.signature.description,
+            self.signature.parameters,
+            options,
         )
         self._async = _is_async(function)
         functools.update_wrapper(self, function)  # type: ignore[arg-type]
@@ -96,51 +112,26 @@ def tool(function: Callable[P, R], /) -> FunctionTool[P, R]: ...
 
 
 @overload
-def tool(
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    behavior: Behavior = "BLOCKING",
-    scheduling: Scheduling | None = None,
-    timeout: float | None = None,
-    cancellable: bool = True,
-) -> Callable[[Callable[P, R]], FunctionTool[P, R]]: ...
+def tool(**options: Unpack[ToolOptions]) -> Callable[[Callable[P, R]], FunctionTool[P, R]]: ...
 
 
 def tool(
-    function: Callable[P, R] | None = None,
-    /,
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    behavior: Behavior = "BLOCKING",
-    scheduling: Scheduling | None = None,
-    timeout: float | None = None,
-    cancellable: bool = True,
+    function: Callable[P, R] | None = None, /, **options: Unpack[ToolOptions]
 ) -> FunctionTool[P, R] | Callable[[Callable[P, R]], FunctionTool[P, R]]:
     """Make a typed function (sync or async) a tool; usable bare or with options.
 
     Args:
         function: The function; its name, docstring and type hints become the declaration.
-        name: The name the model calls (default: the function's name).
-        description: Overrides the docstring's description.
-        behavior: ``NON_BLOCKING`` lets the conversation go on while the tool runs.
-        scheduling: For non-blocking tools: how the model takes the result
-            (``SILENT``, ``WHEN_IDLE`` (default), ``INTERRUPT``).
-        timeout: Seconds before the call is abandoned (default: the registry's).
-        cancellable: False lets a call the model cancels run to completion.
+        options: ``name`` (default: the function's), ``description`` (default:
+            the docstring's), ``behavior`` (``NON_BLOCKING`` lets the
+            conversation go on while the tool runs), ``scheduling`` (for
+            non-blocking tools: ``SILENT``, ``WHEN_IDLE`` (default) or
+            ``INTERRUPT``), ``timeout`` (seconds; default: the registry's),
+            ``cancellable`` (False lets a call the model cancels run to completion).
     """
 
     def decorate(target: Callable[P, R]) -> FunctionTool[P, R]:
-        return FunctionTool(
-            target,
-            name=name,
-            description=description,
-            behavior=behavior,
-            scheduling=scheduling,
-            timeout=timeout,
-            cancellable=cancellable,
-        )
+        return FunctionTool(target, **options)
 
     return decorate(function) if function is not None else decorate
 
@@ -168,29 +159,13 @@ class RawTool(BaseTool):
 
 
 def raw_tool(
-    name: str,
-    description: str,
-    parameters: dict[str, Any],
-    handler: RawHandler,
-    *,
-    behavior: Behavior = "BLOCKING",
-    scheduling: Scheduling | None = None,
-    timeout: float | None = None,
-    cancellable: bool = True,
+    name: str, description: str, parameters: dict[str, Any], handler: RawHandler, **settings: Unpack[ToolSettings]
 ) -> RawTool:
     """A tool from a JSON Schema and a ``handler(arguments, context)``, sync or async.
 
     The schema is checked now: one that Gemini declarations cannot express
     fails here, at registration, not in the middle of a session.
     """
-    spec = ToolSpec(
-        name=name,
-        description=description,
-        parameters=parameters,
-        behavior=behavior,
-        scheduling=scheduling,
-        timeout_s=timeout,
-        cancellable=cancellable,
-    )
+    spec = _spec(name, description, parameters, settings)
     spec.declaration()
     return RawTool(spec, handler)

@@ -25,7 +25,7 @@ from mcp_types import CONNECTION_CLOSED, CallToolResult, Tool
 
 from assistant.config import McpServerConfig
 from assistant.tools.base import CallContext, ToolError
-from assistant.tools.decorator import RawTool, raw_tool
+from assistant.tools.decorator import RawTool, ToolSettings, raw_tool
 
 logger = logging.getLogger("assistant.tools.mcp")
 
@@ -163,10 +163,11 @@ def mcp_tool(connection: McpConnection, listed: Tool) -> RawTool:
 
     schema = dict(listed.input_schema or {"type": "object"})
     schema.setdefault("type", "object")
+    settings: ToolSettings = {} if connection.config.timeout is None else {"timeout": connection.config.timeout}
     return raw_tool(
-        name=f"{connection.config.prefix}{remote_name}",
-        description=listed.description or listed.title or remote_name,
-        parameters=schema,
-        handler=forward,
-        timeout=connection.config.timeout,
+        f"{connection.config.prefix}{remote_name}",
+        listed.description or listed.title or remote_name,
+        schema,
+        forward,
+        **settings,
     )
