@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import zoneinfo
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from assistant.protocol import FunctionCall, FunctionResponse, decode_server_mes
 from assistant.server import DEFAULT_LIVE_PATH
 from assistant.tools import ToolError
 from assistant.tools.builtin.calculator import calculate, evaluate
-from assistant.tools.builtin.current_time import CurrentTime
+from assistant.tools.builtin.current_time import CurrentTime, local_zone_name
 from assistant.tools.builtin.memory import Memory, MemoryStore
 from assistant.tools.discovery import ToolSources, load_tools
 from tests.conftest import ServerFactory
@@ -141,6 +142,13 @@ def test_calculate_returns_the_contract_shape() -> None:
 def test_current_time_here_in_a_zone_and_in_a_city(zone: str | None, expected: dict[str, str]) -> None:
     clock = ManualClock(datetime(2026, 11, 28, 15, 42, 7, tzinfo=UTC))
     assert CurrentTime(clock, local_zone="Europe/London").get_current_time(zone) == expected
+
+
+def test_the_local_zone_is_a_name_the_tool_can_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    assert local_zone_name() == "Asia/Kolkata"
+    monkeypatch.setenv("TZ", ":/etc/localtime")  # a path, as some systems set it: look further
+    assert zoneinfo.ZoneInfo(local_zone_name())
 
 
 def test_unknown_time_zone_is_a_tool_error() -> None:

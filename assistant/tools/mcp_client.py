@@ -69,6 +69,8 @@ class McpConnection:
                 await asyncio.shield(ready)
         except BaseException:
             await self.close()
+            if ready.done() and not ready.cancelled():
+                ready.exception()  # already reported by the await above
             raise
 
     async def _own(self, ready: asyncio.Future[None]) -> None:

@@ -20,20 +20,25 @@ from assistant.tools.decorator import FunctionTool
 
 def local_zone_name() -> str:
     """The machine's IANA zone: $TZ, the /etc/localtime link, /etc/timezone, else UTC."""
-    configured = os.environ.get("TZ", "").lstrip(":")
-    if configured:
-        return configured
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
     try:
         target = os.readlink("/etc/localtime")
     except OSError:
         target = ""
-    if "zoneinfo/" in target:
-        return target.split("zoneinfo/", 1)[1]
+    candidates.append(target.split("zoneinfo/", 1)[1] if "zoneinfo/" in target else "")
     try:
-        name = Path("/etc/timezone").read_text().strip()
+        candidates.append(Path("/etc/timezone").read_text().strip())
     except OSError:
-        name = ""
-    return name or "UTC"
+        pass
+    for name in candidates:
+        if not name:
+            continue
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            continue  # e.g. TZ="EST5EDT,M3.2.0,M11.1.0" or a path: not a name to report
+        return name
+    return "UTC"
 
 
 @lru_cache(maxsize=1)
