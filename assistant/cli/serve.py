@@ -13,11 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from assistant.backends import BackendUnavailable, add_backend_arguments, create_backend, resolve_backend_name
+from assistant.config import add_config_argument
 from assistant.logs import configure_logging
 from assistant.paths import data_dir
 from assistant.server import LiveServer, ServerConfig
 from assistant.server.app import DEFAULT_MAX_MESSAGE_BYTES
-from assistant.session import MemoryResumptionStore, NoServerTools, ResumptionStore, ServerTools, SqliteResumptionStore
+from assistant.session import (
+    Backend,
+    MemoryResumptionStore,
+    NoServerTools,
+    ResumptionStore,
+    ServerTools,
+    SqliteResumptionStore,
+)
 
 logger = logging.getLogger("assistant.serve")
 
@@ -36,6 +44,7 @@ def register(subparsers: Any) -> None:
         description="Serve the Gemini Live protocol over websockets, and the browser client at /.",
     )
     add_serve_arguments(parser)
+    add_server_tool_arguments(parser)
     add_backend_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -87,9 +96,32 @@ def build_store(args: argparse.Namespace) -> ResumptionStore:
     return SqliteResumptionStore(args.resumption_db or data_dir() / "sessions.sqlite3")
 
 
-def build_tools(args: argparse.Namespace) -> ServerTools:
-    """Server-side tools offered to every session."""
-    return NoServerTools()
+def add_server_tool_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--tools``, ``--no-builtin-tools`` and ``--config``, when the tools extra is installed."""
+    add_config_argument(parser)
+    try:
+        from assistant.cli.tools import add_tool_arguments
+    except ModuleNotFoundError:
+        parser.set_defaults(tools=[], builtin_tools=False)
+        return
+    add_tool_arguments(parser)
+
+
+async def build_tools(args: argparse.Namespace) -> ServerTools:
+    """Server-side tools offered to every session: built-ins, plugins, modules, MCP servers.
+
+    A plugin that fails is reported and skipped; a config file that is
+    wrong stops the server (``ConfigError``), since the user asked for it.
+    """
+    try:
+        from assistant.cli.tools import load_tools_for
+    except ModuleNotFoundError as exc:
+        logger.warning("no server-side tools: %s is missing; install live-assistant[tools]", exc.name)
+        return NoServerTools()
+    registry = await load_tools_for(args)
+    for problem in registry.problems:
+        print(f"assistant: skipped {problem.source}: {problem.message}", file=sys.stderr)
+    return registry
 
 
 def server_config(args: argparse.Namespace) -> ServerConfig:
@@ -108,10 +140,20 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
 async def serve(args: argparse.Namespace) -> None:
     name = resolve_backend_name(args.backend)
     backend = create_backend(name, args)
-    server = LiveServer(server_config(args), backend, store=build_store(args), tools=build_tools(args))
+    tools = await build_tools(args)
+    try:
+        await serve_with(args, name, backend, tools)
+    finally:
+        close = getattr(tools, "aclose", None)
+        if close is not None:
+            await close()
+
+
+async def serve_with(args: argparse.Namespace, name: str, backend: Backend, tools: ServerTools) -> None:
+    server = LiveServer(server_config(args), backend, store=build_store(args), tools=tools)
     await server.start()
     http = "https" if server.scheme == "wss" else "http"
-    print(f"assistant: {name} backend ready", file=sys.stderr)
+    print(f"assistant: {name} backend ready, {len(tools.declarations())} server tools", file=sys.stderr)
     print(f"  Live endpoint  {server.live_url}", file=sys.stderr)
     print(f"  browser client {http}://{args.host}:{server.port}/", file=sys.stderr, flush=True)
     stop = asyncio.Event()
