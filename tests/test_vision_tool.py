@@ -19,7 +19,6 @@ from google.genai import types
 
 from assistant.protocol import (
     FunctionCall,
-    FunctionDeclaration,
     FunctionResponse,
     ServerMessage,
     TextInput,
@@ -27,6 +26,7 @@ from assistant.protocol import (
     VideoFrame,
 )
 from assistant.session import ToolContext
+from assistant.tools import ToolRegistry
 from tests.conftest import Certificate, ServerFactory
 from tests.support.scripted import ScriptedBackend, ScriptedSession
 from tests.test_server_sdk import sdk_client
@@ -48,10 +48,17 @@ def context_with(frame: VideoFrame | None) -> ToolContext:
     return ToolContext(session_id="s1", send_response=_discard, latest_frame=lambda: frame)
 
 
+def vision_tools() -> ToolRegistry:
+    """A registry holding describe_view, as serve builds it from the entry point."""
+    registry = ToolRegistry()
+    registry.add(tool.describe_view_tool, source="test")
+    return registry
+
+
 async def test_no_frame_yet_is_an_error_the_model_can_relay() -> None:
     with pytest.raises(tool.ViewUnavailable, match="no camera or screen frame"):
         await tool.describe_view(context_with(None))
-    response = await tool.respond(FunctionCall(id="c1", name="describe_view"), context_with(None))
+    response = await vision_tools().call(FunctionCall(id="c1", name="describe_view"), context_with(None))
     assert response.id == "c1" and response.name == "describe_view"
     assert response.response is not None and set(response.response) == {"error"}
     assert "turn on the camera or share the screen" in response.response["error"]
@@ -59,35 +66,23 @@ async def test_no_frame_yet_is_an_error_the_model_can_relay() -> None:
 
 async def test_a_frame_that_is_not_an_image() -> None:
     frame = VideoFrame(b"\xff\xd8\xff\xe0 truncated", "image/jpeg")
-    response = await tool.respond(FunctionCall(id="c2", name="describe_view"), context_with(frame), ViewDescriber())
-    assert response.response is not None
-    assert response.response["error"].startswith("the latest frame (image/jpeg) could not be read as an image")
+    with pytest.raises(tool.ViewUnavailable) as caught:
+        await tool.describe_view(context_with(frame), ViewDescriber())
+    assert str(caught.value).startswith("the latest frame (image/jpeg) could not be read as an image")
 
 
 async def test_success_shape_follows_the_contract() -> None:
     image = np.full((480, 640, 3), (30, 30, 220), np.uint8)
     frame = VideoFrame(encode_jpeg(image))
     describer = ViewDescriber([ColourAnalyser()])
-    response = await tool.respond(FunctionCall(id="c3", name="describe_view"), context_with(frame), describer)
-    assert response.response == {"output": {"description": "Mostly red, bright."}}
+    assert await tool.describe_view(context_with(frame), describer) == {"description": "Mostly red, bright."}
 
 
 def test_declaration_takes_no_parameters() -> None:
-    declaration = tool.declaration()
-    assert declaration.name == "describe_view" and declaration.parameters == {"type": "OBJECT", "properties": {}}
-
-
-class VisionTools:
-    """The one server tool this test needs, until the tools registry registers describe_view."""
-
-    def declarations(self) -> list[FunctionDeclaration]:
-        return [tool.declaration()]
-
-    def handles(self, name: str) -> bool:
-        return name == tool.NAME
-
-    async def call(self, call: FunctionCall, context: ToolContext) -> FunctionResponse:
-        return await tool.respond(call, context)
+    [declaration] = vision_tools().declarations()
+    assert declaration.name == "describe_view"
+    assert declaration.parameters is None  # no arguments at all, which Gemini accepts
+    assert declaration.description == tool.DESCRIPTION
 
 
 def printed_sentence_jpeg() -> bytes:
@@ -114,7 +109,7 @@ async def test_sdk_client_shows_a_sentence_and_the_model_reads_it_with_describe_
 
     backend = ScriptedBackend(script)
     async with live_server(
-        backend, tls_cert=str(tls_certificate.cert), tls_key=str(tls_certificate.key), tools=VisionTools()
+        backend, tls_cert=str(tls_certificate.cert), tls_key=str(tls_certificate.key), tools=vision_tools()
     ) as server:
         client = sdk_client(server.port, tls_certificate)
         config = types.LiveConnectConfig(response_modalities=[types.Modality.TEXT])

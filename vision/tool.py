@@ -1,19 +1,20 @@
 """The ``describe_view`` server tool: what the camera or screen shows, in words.
 
-Contract (shared/docs/tool-contracts.md): no parameters, BLOCKING; on
+Contract (docs/plugins.md, built-in tools): no parameters, BLOCKING; on
 success ``{"output": {"description": "Text: 'OPEN 9 TO 5'. One face. ..."}}``,
-and an error the model can read when no frame was sent. The function is a
-plain typed coroutine so the tools registry can register it as it registers
-every other tool; until then ``declaration`` and ``respond`` give the wire
-shapes directly.
+and an error the model can read when no frame was sent. ``describe_view_tool``
+is registered like any plugin, through this package's own ``assistant.tools``
+entry point, so a server without the vision extra reports it as skipped
+instead of failing.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import Protocol
 
-from assistant.protocol import FunctionCall, FunctionDeclaration, FunctionResponse
-from assistant.session.tools import ToolContext
+from assistant.protocol import VideoFrame
+from assistant.tools import CallContext, ToolError, tool
 from vision.describe import ViewDescriber, VisionUnavailable
 from vision.frames import ImageDecodeError
 
@@ -23,6 +24,12 @@ DESCRIPTION = (
     "how many faces, what objects it looks like, the main colours and the light. "
     "Use it when the user asks what you see, to read something, or about something they are holding up."
 )
+
+
+class SeesFrames(Protocol):
+    """Anything that knows the session's newest frame (a tool's ``CallContext``)."""
+
+    def latest_frame(self) -> VideoFrame | None: ...
 
 
 class ViewUnavailable(Exception):
@@ -42,7 +49,7 @@ def shared_describer() -> ViewDescriber:
         return _shared
 
 
-async def describe_view(context: ToolContext, describer: ViewDescriber | None = None) -> dict[str, str]:
+async def describe_view(context: SeesFrames, describer: ViewDescriber | None = None) -> dict[str, str]:
     """Describe the newest camera or screen frame the user sent in this session.
 
     Raises ``ViewUnavailable`` (with a message for the model) when there is no
@@ -63,15 +70,10 @@ async def describe_view(context: ToolContext, describer: ViewDescriber | None = 
     return {"description": description.text}
 
 
-def declaration() -> FunctionDeclaration:
-    """How the tool is offered to the model."""
-    return FunctionDeclaration(name=NAME, description=DESCRIPTION, parameters={"type": "OBJECT", "properties": {}})
-
-
-async def respond(call: FunctionCall, context: ToolContext, describer: ViewDescriber | None = None) -> FunctionResponse:
-    """A call answered in Gemini's convention: ``{"output": {...}}`` or ``{"error": "..."}``."""
+@tool(name=NAME, description=DESCRIPTION)
+async def describe_view_tool(context: CallContext) -> dict[str, str]:
+    """The registered tool: ``describe_view`` with its failures shown to the model."""
     try:
-        response: dict[str, object] = {"output": await describe_view(context, describer)}
+        return await describe_view(context)
     except ViewUnavailable as error:
-        response = {"error": str(error)}
-    return FunctionResponse(id=call.id, name=NAME, response=response)
+        raise ToolError(str(error)) from error
