@@ -1,0 +1,29 @@
+"""Personas: a system instruction, a voice, a knowledge collection and a tool list, in one file.
+
+- ``load_persona(name)`` finds and validates one (shipped, from a package's
+  ``assistant.personas`` entry point, or the user's ``personas/`` folder);
+- ``apply_persona(setup, persona)`` applies it to a client's ``Setup``;
+- ``stream_espeak(text, voice)`` reads an original text aloud (the Tamil of a couplet).
+"""
+
+from assistant.personas.apply import PersonaSession, apply_persona
+from assistant.personas.model import Persona, PersonaError, PersonaKnowledge, PersonaReadAloud, parse_persona
+from assistant.personas.read_aloud import ReadAloudError, read_aloud, stream_espeak
+from assistant.personas.registry import PersonaEntry, discover_personas, load_persona, user_persona_dir
+
+__all__ = [
+    "Persona",
+    "PersonaEntry",
+    "PersonaError",
+    "PersonaKnowledge",
+    "PersonaReadAloud",
+    "PersonaSession",
+    "ReadAloudError",
+    "apply_persona",
+    "discover_personas",
+    "load_persona",
+    "parse_persona",
+    "read_aloud",
+    "stream_espeak",
+    "user_persona_dir",
+]
