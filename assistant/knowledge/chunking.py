@@ -68,6 +68,7 @@ class _Unit:
     text: str
     words: int
     page: int | None
+    block: int  # units of one block are sentences of one paragraph, joined back with a space
 
 
 def _word_count(text: str) -> int:
@@ -86,13 +87,13 @@ def _split_long(text: str, max_words: int) -> Iterator[str]:
             yield " ".join(words[start : start + max_words])
 
 
-def _units(block: Block, options: ChunkingOptions) -> Iterator[_Unit]:
+def _units(block: Block, index: int, options: ChunkingOptions) -> Iterator[_Unit]:
     if _word_count(block.text) <= options.max_words:
-        yield _Unit(block.text, _word_count(block.text), block.page)
+        yield _Unit(block.text, _word_count(block.text), block.page, index)
         return
     # Sentences of a long paragraph are packed back together by chunk_blocks, up to the target.
     for sentence in _split_long(block.text, options.max_words):
-        yield _Unit(sentence, _word_count(sentence), block.page)
+        yield _Unit(sentence, _word_count(sentence), block.page, index)
 
 
 def _sections(blocks: Iterable[Block]) -> Iterator[tuple[tuple[str, ...], list[Block]]]:
@@ -110,8 +111,11 @@ def _sections(blocks: Iterable[Block]) -> Iterator[tuple[tuple[str, ...], list[B
 
 def _chunk(units: list[_Unit], headings: tuple[str, ...]) -> Chunk:
     pages = [u.page for u in units if u.page is not None]
+    text = units[0].text
+    for previous, unit in zip(units, units[1:], strict=False):
+        text += (" " if unit.block == previous.block else "\n\n") + unit.text
     return Chunk(
-        text="\n\n".join(u.text for u in units),
+        text=text,
         headings=headings,
         first_page=min(pages) if pages else None,
         last_page=max(pages) if pages else None,
@@ -123,7 +127,7 @@ def chunk_blocks(blocks: Iterable[Block], options: ChunkingOptions | None = None
     options = options or ChunkingOptions()
     chunks: list[Chunk] = []
     for headings, section in _sections(blocks):
-        units = [unit for block in section for unit in _units(block, options)]
+        units = [unit for index, block in enumerate(section) for unit in _units(block, index, options)]
         current: list[_Unit] = []
         fresh = 0  # units in ``current`` not carried over from the previous passage
         for unit in units:

@@ -257,7 +257,15 @@ class KnowledgeStore:
         from qdrant_client import QdrantClient
 
         if url:
-            return cls(QdrantClient(url=url, api_key=api_key), embedder, local=False, chunking=chunking)
+            from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+            client = QdrantClient(url=url, api_key=api_key)
+            try:
+                client.get_collections()  # fail at startup, not at the first question
+            except (ResponseHandlingException, UnexpectedResponse) as exc:
+                client.close()
+                raise KnowledgeError(f"cannot use the Qdrant server at {url}: {exc}") from exc
+            return cls(client, embedder, local=False, chunking=chunking)
         location = path or default_store_path()
         try:
             client = QdrantClient(path=str(location))
@@ -452,9 +460,12 @@ class KnowledgeStore:
             for index, passage in enumerate(source.passages)
         ]
         name = self._qdrant_name(collection)
+        # The first passage carries the document's hash and is what listing and de-duplication read, so it
+        # goes last: an interrupted write leaves the old version's record (or none), and the next add redoes it.
+        ordered = [*points[1:], points[0]]
         with self._lock:
-            for start in range(0, len(points), UPSERT_BATCH):
-                self._client.upsert(name, points[start : start + UPSERT_BATCH])
+            for start in range(0, len(ordered), UPSERT_BATCH):
+                self._client.upsert(name, ordered[start : start + UPSERT_BATCH])
             stale = models.Filter(
                 must=[
                     models.FieldCondition(key="document", match=models.MatchValue(value=source.key)),
