@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -109,7 +110,7 @@ def test_pdf_without_text_or_with_a_password_is_refused_with_the_reason(tmp_path
     with pytest.raises(DocumentError, match="password"):
         load_document(locked)
     (tmp_path / "fake.pdf").write_bytes(b"not a pdf at all")
-    with pytest.raises(DocumentError, match="fake.pdf"):
+    with pytest.raises(DocumentError, match=r"fake\.pdf"):
         load_document(tmp_path / "fake.pdf")
 
 
@@ -143,7 +144,7 @@ def test_chunks_pack_to_target_overlap_and_never_cross_sections() -> None:
     assert chunks[-1].text == "Short other section." and chunks[-1].location == "Other"
     assert all(len(c.text.split()) <= options.max_words for c in chunks)
     assert len(intro) >= 4
-    for before, after in zip(intro, intro[1:], strict=False):
+    for before, after in itertools.pairwise(intro):
         # Consecutive passages share their boundary sentence: an answer there is found from either side.
         assert before.text.split(". ")[-1].removesuffix(".") == after.text.split(". ")[0]
         assert "\n\n" not in before.text  # sentences of one paragraph stay one paragraph

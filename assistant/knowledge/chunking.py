@@ -16,6 +16,7 @@ carrying enough context to answer from. The rules:
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -112,7 +113,7 @@ def _sections(blocks: Iterable[Block]) -> Iterator[tuple[tuple[str, ...], list[B
 def _chunk(units: list[_Unit], headings: tuple[str, ...]) -> Chunk:
     pages = [u.page for u in units if u.page is not None]
     text = units[0].text
-    for previous, unit in zip(units, units[1:], strict=False):
+    for previous, unit in itertools.pairwise(units):
         text += (" " if unit.block == previous.block else "\n\n") + unit.text
     return Chunk(
         text=text,

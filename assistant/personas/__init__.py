@@ -8,8 +8,8 @@
 
 from assistant.personas.apply import PersonaSession, apply_persona
 from assistant.personas.model import Persona, PersonaError, PersonaKnowledge, PersonaReadAloud, parse_persona
-from assistant.personas.read_aloud import ReadAloudError, read_aloud, stream_espeak
 from assistant.personas.registry import PersonaEntry, discover_personas, load_persona, user_persona_dir
+from assistant.personas.speech import ReadAloudError, read_aloud, stream_espeak
 
 __all__ = [
     "Persona",

@@ -39,7 +39,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from assistant.knowledge.store import validate_collection_name
+from assistant.knowledge.store import KnowledgeError, validate_collection_name
 
 PERSONA_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 SEARCH_TOOL = "search_knowledge"
@@ -61,7 +61,10 @@ class PersonaKnowledge(_Strict):
     @field_validator("collection")
     @classmethod
     def _valid_collection(cls, value: str) -> str:
-        return validate_collection_name(value)
+        try:
+            return validate_collection_name(value)
+        except KnowledgeError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class PersonaReadAloud(_Strict):
