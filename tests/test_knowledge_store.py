@@ -209,7 +209,6 @@ def test_cli_reports_bad_files_and_keeps_going(tmp_path: Path, capsys: pytest.Ca
     assert "no knowledge yet" in capsys.readouterr().out
 
 
-@pytest.mark.filterwarnings("ignore:Failed to obtain server version")
 def test_a_qdrant_server_that_cannot_be_reached_is_reported_at_open() -> None:
     # Only construction and the reachability check are testable here: no Qdrant server runs on this machine.
     with pytest.raises(KnowledgeError, match=r"cannot use the Qdrant server at http://127\.0\.0\.1:9"):

@@ -11,7 +11,7 @@ import pytest
 from assistant.knowledge import KnowledgeStore, Passage, make_search_knowledge
 from assistant.knowledge.eval import evaluate, load_questions
 from assistant.knowledge.thirukkural import COLLECTION, Kural, ThirukkuralCorpus, format_kural, load_kurals
-from assistant.personas import apply_persona, load_persona
+from assistant.personas import apply_persona, load_persona, prepare_persona_knowledge
 from assistant.protocol import Setup
 
 # Floors under the measured figures (36 questions: top-1 26, top-3 32; held-out top-3 16 of 18), so a change
@@ -101,7 +101,10 @@ def test_an_indexed_corpus_is_left_alone_and_a_new_version_replaces_it(
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
 async def test_thiruvalluvar_answers_with_couplets_through_search_knowledge(kural_store: KnowledgeStore) -> None:
-    session = apply_persona(Setup(model="models/any"), load_persona("thiruvalluvar"))
+    persona = load_persona("thiruvalluvar")
+    prepared = await prepare_persona_knowledge(kural_store, persona)
+    assert prepared is not None and prepared.status == "unchanged"  # the fixture indexed it already
+    session = apply_persona(Setup(model="models/any"), persona)
     assert session.collection == COLLECTION
     search_knowledge = make_search_knowledge(
         kural_store, default_collection=session.collection, limit=session.persona.knowledge.passages

@@ -259,9 +259,11 @@ class KnowledgeStore:
         if url:
             from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-            client = QdrantClient(url=url, api_key=api_key)
+            # The client's own version check runs on a background thread and only warns; reachability is
+            # checked here instead, synchronously, so a wrong URL fails at startup with a clear message.
+            client = QdrantClient(url=url, api_key=api_key, check_compatibility=False)
             try:
-                client.get_collections()  # fail at startup, not at the first question
+                client.get_collections()
             except (ResponseHandlingException, UnexpectedResponse) as exc:
                 client.close()
                 raise KnowledgeError(f"cannot use the Qdrant server at {url}: {exc}") from exc
@@ -688,9 +690,15 @@ def corpus_document(corpus: Corpus) -> SourceDocument:
 
 
 def iter_files(paths: Iterable[Path], suffixes: frozenset[str]) -> Iterator[Path]:
-    """Files named directly, and files with a known suffix inside named directories (sorted)."""
+    """Files named directly, and files with a known suffix inside named directories (sorted, hidden ones skipped)."""
     for path in paths:
         if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+            yield from sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in suffixes
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
         else:
             yield path

@@ -6,7 +6,7 @@
 - ``stream_espeak(text, voice)`` reads an original text aloud (the Tamil of a couplet).
 """
 
-from assistant.personas.apply import PersonaSession, apply_persona
+from assistant.personas.apply import PersonaSession, apply_persona, prepare_persona_knowledge
 from assistant.personas.model import Persona, PersonaError, PersonaKnowledge, PersonaReadAloud, parse_persona
 from assistant.personas.registry import PersonaEntry, discover_personas, load_persona, user_persona_dir
 from assistant.personas.speech import ReadAloudError, read_aloud, stream_espeak
@@ -23,6 +23,7 @@ __all__ = [
     "discover_personas",
     "load_persona",
     "parse_persona",
+    "prepare_persona_knowledge",
     "read_aloud",
     "stream_espeak",
     "user_persona_dir",
