@@ -14,7 +14,12 @@ from collections.abc import Sequence
 
 from assistant import __version__
 
-COMMANDS = ("assistant.cli.serve", "assistant.cli.tools")
+COMMANDS = (
+    "assistant.cli.serve",
+    "assistant.cli.tools",
+    "assistant.cli.knowledge",
+    "assistant.cli.personas",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
