@@ -7,6 +7,12 @@ sessions and ``session`` for one conversation.
 from __future__ import annotations
 
 import argparse
+import os
+
+# Whisper (CTranslate2) and llama.cpp use OpenMP thread pools whose idle threads spin by default.
+# With three models sharing two cores, spinning threads starve the ones with work: measured here,
+# llama.cpp fell from 22 to 2 tokens/s. Set before either library loads (they load lazily).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from assistant.backends.local.backend import LocalBackend, LocalConfig
 

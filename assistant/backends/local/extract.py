@@ -27,7 +27,7 @@ _TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "sev
 _SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
 _NUMBER_WORDS = set(_UNITS) | set(_TENS) | set(_SCALES)
 _WORD_HYPHEN = re.compile(r"(?<=[a-z])-(?=[a-z])")
-_TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[a-z]+(?:'[a-z]+)?|[-+*/^%()\u00d7\u00f7=]")
+_TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[a-z]+(?:'[a-z]+)?|[-+*/^%():\u00d7\u00f7=]")
 
 
 def tokens(text: str) -> list[str]:

@@ -109,6 +109,7 @@ ChatEvent = TextDelta | ToolCalls
 class GenerationSettings:
     max_tokens: int = 160
     temperature: float = 0.6
+    require_tool: bool = False  # the reply must be tool calls (OpenAI's tool_choice "required")
 
 
 class ChatModel(Protocol):
@@ -178,7 +179,7 @@ def validate_arguments(tool: ToolSpec, arguments: Any) -> str | None:
     return None
 
 
-def tool_call_grammar(tools: list[ToolSpec]) -> str:
+def tool_call_grammar(tools: list[ToolSpec], require_tool: bool = False) -> str:
     """GBNF for "plain text, or up to three Hermes tool-call blocks valid for ``tools``"."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
@@ -198,7 +199,7 @@ def tool_call_grammar(tools: list[ToolSpec]) -> str:
     block = f'"{TOOL_OPEN}" tool-call-json "{TOOL_CLOSE}"'
     return "\n".join(
         [
-            "root ::= tool-calls | spoken-text",
+            "root ::= tool-calls" if require_tool else "root ::= tool-calls | spoken-text",
             f'tool-calls ::= {block} ("\\n" {block}){{0,{MAX_CALLS_PER_REPLY - 1}}}',
             "spoken-text ::= [^<] [^<]*",
             rules,
@@ -333,7 +334,7 @@ class LlamaCppChat:
         if tools:
             from llama_cpp import LlamaGrammar
 
-            grammar = LlamaGrammar.from_string(tool_call_grammar(tools), verbose=False)
+            grammar = LlamaGrammar.from_string(tool_call_grammar(tools, settings.require_tool), verbose=False)
         chunks = self._llama.create_chat_completion(
             messages=[self._render(message) for message in self._with_tools_prompt(messages, tools)],  # type: ignore[misc]
             stream=True,

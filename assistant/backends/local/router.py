@@ -167,7 +167,7 @@ INTENTS: tuple[Intent, ...] = (
             "can you help me write a poem",
             "what do you think about music",
             "how many days are in a year",
-            "how long should I boil an egg",
+            "how far away is the moon",
         ),
     ),
 )

@@ -84,9 +84,10 @@ class SpokenRecord:
                 heard += text
                 continue
             if played_s > start and duration > 0:
-                words = text.split(" ")
+                words = text.split()
                 share = int(len(words) * (played_s - start) / duration)
-                heard += " ".join(words[:share])
+                if share:
+                    heard += text[: len(text) - len(text.lstrip())] + " ".join(words[:share])
             break
         return heard
 

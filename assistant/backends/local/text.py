@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-FIRST_CLAUSE_MIN_WORDS = 3  # a first piece cut at a comma must be at least this long
+FIRST_CLAUSE_MIN_WORDS = 2  # a first piece cut at a comma must be at least this long
 LONG_CLAUSE_WORDS = 14  # later pieces are cut at a comma only when the sentence is this long
 MAX_PIECE_CHARS = 240  # a run-on sentence is cut at a word boundary past this
 
@@ -101,7 +101,9 @@ _PRONOUNS = {
     "our": "your",
     "ours": "yours",
 }
-_PRONOUN_WORD = re.compile(r"\b(" + "|".join(re.escape(word) for word in _PRONOUNS) + r")\b", re.IGNORECASE)
+_PRONOUN_WORD = re.compile(
+    r"\b(" + "|".join(re.escape(word) for word in sorted(_PRONOUNS, key=len, reverse=True)) + r")\b", re.IGNORECASE
+)
 
 
 def second_person(text: str) -> str:
@@ -110,6 +112,8 @@ def second_person(text: str) -> str:
     def swap(match: re.Match[str]) -> str:
         word = match.group(0)
         replacement = _PRONOUNS[word.lower()]
-        return replacement.capitalize() if word[0].isupper() and word.lower() != "i" else replacement
+        # "I" is capitalised wherever it stands; other words only at the start of a sentence.
+        keeps_capital = word[0].isupper() and not word.lower().startswith(("i", "i'"))
+        return replacement.capitalize() if keeps_capital else replacement
 
     return _PRONOUN_WORD.sub(swap, text)

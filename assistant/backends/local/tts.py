@@ -207,6 +207,8 @@ class PiperVoice:
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+            # Idle threads sleep instead of spinning: spinning starves the other models on a small machine.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
             self._phonemizer = EspeakPhonemizer(self.config.language)
         self._inputs = {item.name for item in self._session.get_inputs()}
