@@ -51,6 +51,9 @@ def test_no_arithmetic(said: str) -> None:
         ("1 hour and 30 minutes", 5400),
         ("a quarter of an hour", 900),
         ("twenty-five seconds", 25),
+        ("1 hour 15 minutes", 4500),
+        ("3 seconds, 3 seconds", 3),
+        ("5 minutes and then 2 minutes", 300),
         ("set a timer", None),
     ],
 )

@@ -49,6 +49,7 @@ def test_repeats_past_the_audio_are_dropped() -> None:
     prefix = "The quick brown fox."
     assert drop_repeats(" and the lazy dog. The quick brown fox.", prefix=prefix) == " and the lazy dog."
     assert drop_repeats(" Yes. Yes.") == " Yes. Yes."  # too short to call a repeat
+    assert drop_repeats(" Set a timer for five minutes. Set a timer for") == " Set a timer for five minutes."
 
 
 def test_words_keep_their_spaces() -> None:

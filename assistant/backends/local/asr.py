@@ -79,18 +79,18 @@ def split_words(text: str) -> list[str]:
 
 
 def drop_repeats(text: str, prefix: str = "") -> str:
-    """Cut ``text`` where a sentence repeats an earlier one (here or in the prefix).
+    """Cut ``text`` where a sentence repeats an earlier one (here or in the prefix), or starts to.
 
     A short window sometimes makes Whisper say the utterance twice without a
     timestamp between; people rarely repeat a whole sentence in one turn.
     """
-    seen = {normalise_text(s) for s in _SENTENCE_END.split(prefix) if len(normalise_text(s)) >= MIN_REPEAT_CHARS}
+    seen = [normalise_text(s) for s in _SENTENCE_END.split(prefix)]
     kept = ""
     for sentence in _SENTENCE_END.split(text):
         key = normalise_text(sentence)
-        if len(key) >= MIN_REPEAT_CHARS and key in seen:
+        if len(key) >= MIN_REPEAT_CHARS and any(earlier.startswith(key) for earlier in seen):
             break
-        seen.add(key)
+        seen.append(key)
         kept += sentence
     return kept
 

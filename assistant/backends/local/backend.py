@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -86,9 +87,15 @@ class LocalBackend(Backend):
 
     name = "local"
 
-    def __init__(self, config: LocalConfig | None = None, progress: ProgressCallback = log_progress) -> None:
+    def __init__(
+        self,
+        config: LocalConfig | None = None,
+        progress: ProgressCallback = log_progress,
+        observe: Callable[[str, str, float], None] | None = None,
+    ) -> None:
         self.config = config or LocalConfig()
         self.progress = progress
+        self.observe = observe
         self.parts: SessionParts | None = None
         self._router: ToolRouter | None = None
         self._chat: ChatModel | None = None
@@ -135,6 +142,7 @@ class LocalBackend(Backend):
             new_vad=SileroVad,
             default_silence_ms=config.silence_ms,
             clock=time.monotonic,
+            observe=self.observe,
         )
 
     def _load_chat(self) -> ChatModel | None:

@@ -228,17 +228,24 @@ _NUMBER_AND_HALF = re.compile(r"\b(\d+)\s+and\s+a\s+half\s+(\w+)")
 
 
 def duration_seconds(text: str) -> float | None:
-    """The duration a request names ("five minutes", "an hour and a half", "90 seconds"), in seconds."""
+    """The duration a request names ("five minutes", "an hour and a half", "90 seconds"), in seconds.
+
+    Parts add up only as people say them, larger unit first ("1 hour and 30
+    minutes"); a repeated "3 seconds, 3 seconds" is one duration, not six.
+    """
     spoken = " ".join(tokens(text))
     spoken = _NUMBER_AND_HALF.sub(lambda m: f"{float(m.group(1)) + 0.5:g} {m.group(2)}", spoken)
+    quarter = _QUARTER_HOUR.search(spoken)
+    if quarter:
+        return 900.0
     total = 0.0
-    found = False
-    if _QUARTER_HOUR.search(spoken):
-        total += 900
-        found = True
-        spoken = _QUARTER_HOUR.sub(" ", spoken)
+    previous_unit: float | None = None
+    previous_end = 0
     for match in _DURATION_PART.finditer(spoken):
-        seconds = _UNIT_SECONDS[match.group("unit")]
+        unit = _UNIT_SECONDS[match.group("unit")]
+        joined = previous_unit is not None and re.fullmatch(r"[\s,]*(?:and)?\s*", spoken[previous_end : match.start()])
+        if previous_unit is not None and not (joined and unit < previous_unit):
+            break
         if match.group("number"):
             amount = float(match.group("number"))
         elif match.group("half"):
@@ -247,9 +254,9 @@ def duration_seconds(text: str) -> float | None:
             amount = 1.0
         if match.group("and_half"):
             amount += 0.5
-        total += amount * seconds
-        found = True
-    return total if found and total > 0 else None
+        total += amount * unit
+        previous_unit, previous_end = unit, match.end()
+    return total if total > 0 else None
 
 
 _CLOCK_TIME = re.compile(r"\bat (\d{1,2})(?:[:.](\d{2}))?\s*(a\.?m\.?|p\.?m\.?)?(?=\W|$)")

@@ -97,6 +97,7 @@ class SessionParts:
     new_vad: Callable[[], SileroVad]
     default_silence_ms: int
     clock: Callable[[], float]
+    observe: Callable[[str, str, float], None] | None = None  # (session id, milestone, clock time)
 
 
 class UserTurn:
@@ -218,6 +219,8 @@ class Reply:
         self._buffered_s = 0.0
         self._speaker: Speaker | None = None
         self._text_turns: list[tuple[int, int, int]] = []  # conversation index, first and last piece
+        self._milestones: list[tuple[str, float]] = []  # reached before the commit, reported at it
+        self._reached: set[str] = set()
         if committed:
             self._committed.set()
         self.task = session.spawn(self._run(), "reply")
@@ -226,9 +229,21 @@ class Reply:
     def committed(self) -> bool:
         return self._committed.is_set()
 
+    def milestone(self, name: str) -> None:
+        """Note the first time the reply reaches ``name`` (reported once the reply is real)."""
+        if name in self._reached:
+            return
+        self._reached.add(name)
+        if self.committed:
+            self.session.milestone(name)
+        else:
+            self._milestones.append((name, self.session.parts.clock()))
+
     def commit(self) -> None:
         """Open the gate: what the reply prepared goes out now."""
         self._committed.set()
+        for name, at in self._milestones:
+            self.session.milestone(name, at)
         for message, seconds in self._buffer:
             self._send(message, seconds)
         self._buffer.clear()
@@ -286,6 +301,7 @@ class Reply:
             return
         self.session.put(message)
         if audio_s:
+            self.milestone("first_audio")
             self.playout.sent(audio_s)
 
     async def _run(self) -> None:
@@ -326,6 +342,7 @@ class Reply:
             )
         async for event in session.dialogue.respond(self.conversation, session.generation):
             if isinstance(event, Say):
+                self.milestone("first_token")
                 text += event.text
                 if self._speaker is not None:
                     self._speaker.feed(event.text)
@@ -347,9 +364,11 @@ class Reply:
             assert call.id is not None
             self.pending[call.id] = loop.create_future()
         self.conversation.turns.append(Content(role="model", parts=[Part(function_call=call) for call in calls]))
+        self.milestone("tool_call")
         await self.emit(ServerMessage.calls(calls))
         await self._committed.wait()
         done, _ = await asyncio.wait(self.pending.values(), timeout=TOOL_TIMEOUT_S)
+        self.milestone("tool_response")
         responses = []
         for call in calls:
             future = self.pending[call.id or ""]
@@ -433,6 +452,11 @@ class LocalSession(BackendSession):
     def put(self, message: ServerMessage) -> None:
         if not self._closed:
             self._out.put_nowait(message)
+
+    def milestone(self, name: str, at: float | None = None) -> None:
+        """Report a point of the turn's timeline (for ``assistant bench latency``)."""
+        if self.parts.observe is not None:
+            self.parts.observe(self.id, name, self.parts.clock() if at is None else at)
 
     def emit_input(self, text: str, finished: bool) -> None:
         if self.input_transcripts:
@@ -533,10 +557,12 @@ class LocalSession(BackendSession):
     def _end_user_turn(self) -> None:
         user, self.user = self.user, None
         if user is not None:
+            self.milestone("turn_end")
             self.spawn(self._finish_user_turn(user), "final-transcript")
 
     async def _finish_user_turn(self, user: UserTurn) -> None:
         text, fragment = await user.final()
+        self.milestone("final_transcript")
         if fragment or user.emitted:
             self.emit_input(fragment, finished=True)
         if not text:

@@ -250,14 +250,15 @@ class EspeakVoice:
 
     sample_rate = 22_050
 
-    def __init__(self, voice: str = "en-us") -> None:
+    def __init__(self, voice: str = "en-us", words_per_minute: int | None = None) -> None:
         self._executable = _require_espeak()
         self.voice = voice
         self.name = f"espeak:{voice}"
+        self._speed = ["-s", str(words_per_minute)] if words_per_minute else []
 
     def synthesize(self, text: str) -> np.ndarray:
         result = subprocess.run(
-            [self._executable, "-v", self.voice, "--stdout", text.replace("\n", " ")],
+            [self._executable, "-v", self.voice, *self._speed, "--stdout", text.replace("\n", " ")],
             capture_output=True,
             check=False,
             timeout=30,
