@@ -406,6 +406,7 @@ class OpenAIChat:
                 }
                 for t in tools
             ]
+            body["tool_choice"] = "required" if settings.require_tool else "auto"
         pending: dict[int, dict[str, str]] = {}
         try:
             async with self._client.stream("POST", "/chat/completions", json=body) as response:
@@ -425,7 +426,10 @@ class OpenAIChat:
                         for call in delta.get("tool_calls") or []:
                             slot = pending.setdefault(int(call.get("index", 0)), {"name": "", "arguments": ""})
                             function = call.get("function") or {}
-                            slot["name"] += function.get("name") or ""
+                            name = function.get("name") or ""
+                            # OpenAI sends the name once; some servers (llama-cpp-python) repeat it in every delta
+                            if name != slot["name"]:
+                                slot["name"] += name
                             slot["arguments"] += function.get("arguments") or ""
         except httpx.HTTPError as exc:
             raise ChatError(f"{self.name} is unreachable: {exc}") from exc
