@@ -39,9 +39,9 @@ def test_a_trim_moves_committed_words_to_the_context() -> None:
     transcript.agree(" one two three four")
     transcript.agree(" one two three four five")
     transcript.trim(2)
-    assert transcript.context == "one two"
+    assert transcript.context == "One two"
     assert transcript.prefix == "three four"
-    assert transcript.text == "one two three four"
+    assert transcript.text == "One two three four"
 
 
 def test_repeats_past_the_audio_are_dropped() -> None:

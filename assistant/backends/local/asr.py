@@ -164,15 +164,14 @@ class StreamingTranscript:
     def _commit(self, words: list[str]) -> str:
         if not words:
             return ""
+        if not self.window_words and not self.context_words:
+            # The first words of a turn: no leading space, and a capital (a forced prefix can lose it).
+            first = words[0].lstrip()
+            words = [first[:1].upper() + first[1:], *words[1:]]
         self.window_words.extend(words)
         if self._previous is not None:
             self._previous = self._previous[len(words) :]
-        text = "".join(words)
-        if len(self.window_words) + len(self.context_words) == len(words):
-            # The first words of a turn: no leading space, and a capital (a forced prefix can lose it).
-            text = text.lstrip()
-            text = text[:1].upper() + text[1:]
-        return text
+        return "".join(words)
 
 
 class SpeechWindow:
