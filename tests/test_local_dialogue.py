@@ -113,3 +113,19 @@ def test_chat_messages_carry_history_and_tool_traffic() -> None:
         ("assistant", "Hello Ada!"),
         ("user", "Thanks"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("said", "complete"),
+    [
+        ("What time is it?", True),
+        ("Set a timer for five minutes.", True),
+        ("Set a timer for", False),
+        ("Tell me a story about", False),
+        ("Tell me a joke.", False),  # a statement: the full silence decides
+        ("Could you tell me?", True),
+    ],
+)
+async def test_complete_requests_are_recognised(router: ToolRouter, said: str, complete: bool) -> None:
+    dialogue = RouterDialogue(router, None)
+    assert await dialogue.sounds_complete(said, {tool.name for tool in TOOLS}) is complete

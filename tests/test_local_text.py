@@ -60,3 +60,16 @@ def test_second_person() -> None:
     assert second_person("I parked on level 3 and I'm late") == "you parked on level 3 and you're late"
     assert second_person("call Mum") == "call Mum"
     assert second_person("My keys are in my coat") == "Your keys are in your coat"
+
+
+def test_a_first_piece_without_punctuation_ends_at_a_phrase() -> None:
+    text = "The sky looks blue because of a process called Rayleigh scattering. It is pretty."
+    assert pieces_of(text, 1)[0] == "The sky looks blue"
+    assert "".join(pieces_of(text, 1)) == text
+    long_run = "one two three four five six seven eight nine ten eleven"
+    assert pieces_of(long_run, 1)[0] == "one two three four five six seven eight"
+    # only the first piece is cut that way
+    assert pieces_of("Yes. The sky looks blue because of light.", 1) == [
+        "Yes.",
+        " The sky looks blue because of light.",
+    ]

@@ -110,3 +110,30 @@ def test_low_start_sensitivity_needs_more_speech_than_high() -> None:
     burst = speech(0.128, probability=0.8)
     assert [type(e) for _, e in run(high, burst)] == [SpeechStarted]
     assert run(low, burst) == []
+
+
+def test_a_complete_request_ends_the_turn_after_the_shorter_silence() -> None:
+    detector = TurnDetector(TurnSettings(silence_s=0.5, eager_silence_s=0.3))
+    run(detector, speech(1.0))
+    events = run(detector, silence(0.128), start=1.024)
+    assert [type(e) for _, e in events] == [SpeechPaused]
+    detector.sounds_complete()  # the speculative transcript was a whole question
+    [(_, ended)] = run(detector, silence(0.4), start=1.152)
+    assert isinstance(ended, TurnEnded) and ended.at - ended.speech_end == pytest.approx(0.32)
+
+
+def test_the_hint_lapses_when_the_user_goes_on() -> None:
+    detector = TurnDetector(TurnSettings(silence_s=0.5, eager_silence_s=0.3))
+    run(detector, speech(1.0) + silence(0.128))
+    detector.sounds_complete()
+    run(detector, speech(0.3), start=1.152)
+    events = run(detector, silence(0.64), start=1.44)
+    [ended] = [e for _, e in events if isinstance(e, TurnEnded)]
+    assert ended.at - ended.speech_end == pytest.approx(0.512)
+
+
+def test_the_shorter_silence_is_only_for_clients_that_set_none() -> None:
+    assert TurnSettings.from_config(None, eager_ms=300).eager_silence_s == 0.3
+    assert TurnSettings.from_config(None).eager_silence_s is None
+    explicit = RealtimeInputConfig(automatic_activity_detection=AutomaticActivityDetection(silence_duration_ms=700))
+    assert TurnSettings.from_config(explicit, eager_ms=300).eager_silence_s is None

@@ -31,6 +31,7 @@ def config_from_args(args: argparse.Namespace) -> LocalConfig:
         dialogue=args.dialogue,
         voice=args.voice,
         silence_ms=args.silence_ms,
+        eager_end_ms=args.eager_end_ms,
         threads=args.local_threads,
         allow_download=args.allow_download,
     )

@@ -37,7 +37,7 @@ from assistant.backends.local.models import ModelMissing, ProgressCallback, load
 from assistant.backends.local.router import ToolRouter
 from assistant.backends.local.session import LocalSession, SessionParts
 from assistant.backends.local.tts import DEFAULT_PIPER_VOICE, SpeechUnavailable, Voices, load_voices
-from assistant.backends.local.turns import DEFAULT_SILENCE_MS
+from assistant.backends.local.turns import DEFAULT_EAGER_MS, DEFAULT_SILENCE_MS
 from assistant.session import Backend, BackendSession, SessionRequest
 from audio.vad import SileroVad, VadUnavailable
 
@@ -57,6 +57,7 @@ class LocalConfig:
     dialogue: str = "auto"  # auto | router | model
     voice: str = DEFAULT_PIPER_VOICE
     silence_ms: int = DEFAULT_SILENCE_MS
+    eager_end_ms: int = DEFAULT_EAGER_MS
     threads: int = 2
     context_tokens: int = 4096
     allow_download: bool = False
@@ -141,6 +142,7 @@ class LocalBackend(Backend):
             new_dialogue=self._new_dialogue,
             new_vad=SileroVad,
             default_silence_ms=config.silence_ms,
+            eager_end_ms=config.eager_end_ms,
             clock=time.monotonic,
             observe=self.observe,
         )

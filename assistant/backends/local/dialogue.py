@@ -16,6 +16,7 @@ asks again, so a dialogue never waits on a tool itself. Two kinds:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -26,13 +27,15 @@ from typing import Any, Protocol
 from assistant.backends.local import extract
 from assistant.backends.local.llm import ChatMessage, ChatModel, ChatToolCall, GenerationSettings, ToolCalls, ToolSpec
 from assistant.backends.local.phrasing import ASK_FOR, phrase_response
-from assistant.backends.local.router import Intent, ToolRouter
+from assistant.backends.local.router import Intent, Route, ToolRouter
 from assistant.protocol import Content, FunctionCall, FunctionDeclaration, FunctionResponse
 
 DEFAULT_PERSONA = (
     "You are a friendly voice assistant that runs entirely on this computer. "
     "Answer in one or two short, plain sentences that sound natural when spoken. No lists, no markup."
 )
+# What SmolLM2-135M was tuned with, nearly: longer instructions make it recite them instead of answering.
+SMALL_MODEL_PERSONA = "You are a helpful assistant. Keep answers short."
 CHAT_HISTORY_TURNS = 8  # the small model's context is short and it drifts on long histories
 
 
@@ -135,6 +138,15 @@ class Dialogue(Protocol):
         """What to say or call next, given the conversation so far."""
         ...
 
+    async def sounds_complete(self, text: str, declared: set[str]) -> bool:
+        """Whether ``text`` is already a whole request (the turn may end after a shorter silence)."""
+        ...
+
+
+def is_question(text: str) -> bool:
+    """A question of a few words, as Whisper punctuates it: a cue that the user has finished."""
+    return text.rstrip().endswith("?") and len(text.split()) >= 3
+
 
 def new_call_id() -> str:
     return f"call-{secrets.token_hex(6)}"
@@ -155,7 +167,7 @@ class RouterDialogue:
         chat: ChatModel | None,
         *,
         now: Callable[[], datetime] = lambda: datetime.now().astimezone(),
-        persona: str = DEFAULT_PERSONA,
+        persona: str = SMALL_MODEL_PERSONA,
     ) -> None:
         self.router = router
         self.chat = chat
@@ -163,6 +175,24 @@ class RouterDialogue:
         self.persona = persona
         self._calls: dict[str, _RoutedCall] = {}
         self._awaiting: Intent | None = None
+        self._last_route: tuple[str, frozenset[str], Route] | None = None
+
+    async def _route_text(self, text: str, declared: set[str]) -> Route:
+        """The router's verdict, off the event loop (an embedding), remembered for the same text."""
+        key = frozenset(declared)
+        if self._last_route is not None and self._last_route[:2] == (text, key):
+            return self._last_route[2]
+        boosts = {"calculate": 0.15} if extract.arithmetic_expression(text) else {}
+        route = await asyncio.to_thread(self.router.route, text, declared, boosts)
+        self._last_route = (text, key, route)
+        return route
+
+    async def sounds_complete(self, text: str, declared: set[str]) -> bool:
+        """A question, or a tool request that has everything the tool needs."""
+        if is_question(text):
+            return True
+        route = await self._route_text(text, declared)
+        return route.intent is not None and isinstance(self._arguments(route.intent, text), tuple)
 
     async def respond(self, conversation: Conversation, settings: GenerationSettings) -> AsyncIterator[DialogueEvent]:
         responses = conversation.pending_responses()
@@ -174,7 +204,7 @@ class RouterDialogue:
         text = conversation.last_user_text()
         if not text:
             return
-        routed = self._route(text, conversation.tool_names)
+        routed = await self._route(text, conversation.tool_names)
         if isinstance(routed, str):
             yield Say(routed)
             return
@@ -189,15 +219,14 @@ class RouterDialogue:
             if not isinstance(event, ToolCalls):
                 yield Say(event.text)
 
-    def _route(self, text: str, declared: set[str]) -> FunctionCall | str | None:
+    async def _route(self, text: str, declared: set[str]) -> FunctionCall | str | None:
         """A call, a question for what is missing, or None for conversation."""
         awaited, self._awaiting = self._awaiting, None
         if awaited is not None and awaited.tool in declared:
             answer = self._arguments(awaited, text)
             if answer is not None:
                 return self._call(awaited, *answer)
-        boosts = {"calculate": 0.15} if extract.arithmetic_expression(text) else {}
-        route = self.router.route(text, declared, boosts)
+        route = await self._route_text(text, declared)
         if route.intent is None or route.intent.tool is None:
             return None
         answer = self._arguments(route.intent, text)
@@ -264,6 +293,9 @@ class ModelDialogue:
     def __init__(self, chat: ChatModel, persona: str = DEFAULT_PERSONA) -> None:
         self.chat = chat
         self.persona = persona
+
+    async def sounds_complete(self, text: str, declared: set[str]) -> bool:
+        return is_question(text)
 
     async def respond(self, conversation: Conversation, settings: GenerationSettings) -> AsyncIterator[DialogueEvent]:
         tools = [ToolSpec.from_declaration(declaration) for declaration in conversation.tools]

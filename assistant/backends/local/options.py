@@ -12,7 +12,7 @@ import os
 from assistant.backends.local.asr import DEFAULT_ASR_MODEL
 from assistant.backends.local.llm import DEFAULT_CHAT_MODEL
 from assistant.backends.local.tts import DEFAULT_PIPER_VOICE
-from assistant.backends.local.turns import DEFAULT_SILENCE_MS
+from assistant.backends.local.turns import DEFAULT_EAGER_MS, DEFAULT_SILENCE_MS
 
 
 def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -53,6 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
         type=int,
         default=DEFAULT_SILENCE_MS,
         help="silence that ends a turn when the client's setup does not say (default %(default)s)",
+    )
+    parser.add_argument(
+        "--eager-end-ms",
+        type=int,
+        default=DEFAULT_EAGER_MS,
+        help="shorter silence that ends a turn already heard as a complete request (a question, or a tool request "
+        "with all it needs); only when the client sets no silence duration; 0 turns it off (default %(default)s)",
     )
     parser.add_argument("--local-threads", type=int, default=2, help="CPU threads per model (default %(default)s)")
     parser.add_argument(

@@ -96,6 +96,7 @@ class SessionParts:
     new_dialogue: Callable[[], Dialogue]
     new_vad: Callable[[], SileroVad]
     default_silence_ms: int
+    eager_end_ms: int
     clock: Callable[[], float]
     observe: Callable[[str, str, float], None] | None = None  # (session id, milestone, clock time)
 
@@ -167,8 +168,12 @@ class UserTurn:
                 await asyncio.shield(self._partial)
         hypothesis = await self._decode_tail()
         text = f"{self.text} {hypothesis.strip()}".strip()
+        session = self.session
+        if text and self.paused and session.turn_settings.eager_silence_s is not None:
+            if await session.dialogue.sounds_complete(text, session.conversation.tool_names):
+                session.detector.sounds_complete()
         if text and self.paused:
-            self.speculative_reply = self.session.prepare_reply(text)
+            self.speculative_reply = session.prepare_reply(text)
         return hypothesis
 
     async def _decode_tail(self) -> str:
@@ -390,7 +395,9 @@ class LocalSession(BackendSession):
         setup = request.setup
         self.parts = parts
         self.id = request.session_id
-        self.turn_settings = TurnSettings.from_config(setup.realtime_input_config, parts.default_silence_ms)
+        self.turn_settings = TurnSettings.from_config(
+            setup.realtime_input_config, parts.default_silence_ms, parts.eager_end_ms
+        )
         self.speak_audio = "AUDIO" in setup.response_modalities()
         self.input_transcripts = setup.input_audio_transcription is not None
         self.output_transcripts = setup.output_audio_transcription is not None

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 
 FIRST_CLAUSE_MIN_WORDS = 2  # a first piece cut at a comma must be at least this long
+FIRST_PHRASE_MIN_WORDS = 4  # without punctuation, a first piece may end before a phrase-opening word...
+FIRST_PIECE_MAX_WORDS = 8  # ...and ends after this many words in any case
 LONG_CLAUSE_WORDS = 14  # later pieces are cut at a comma only when the sentence is this long
 MAX_PIECE_CHARS = 240  # a run-on sentence is cut at a word boundary past this
 
@@ -21,6 +23,9 @@ _SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*(?=\s)|\n+")
 _CLAUSE_END = re.compile(r"[,;:]+(?=\s)|\s[-\u2013\u2014]+(?=\s)")
 _ABBREVIATIONS = frozenset(
     {"mr", "mrs", "ms", "dr", "st", "vs", "etc", "e.g", "i.e", "approx", "no", "prof", "jr", "sr"}
+)
+_PHRASE_OPENERS = frozenset(
+    "and but because so which that when while where who if or to with for in on at of after before than".split()
 )
 _MARKUP = re.compile(r"[*_#`~]+|\[(?:[^\]]*)\]\((?:[^)]*)\)")
 _SPACES = re.compile(r"\s+")
@@ -69,9 +74,27 @@ class SentenceSplitter:
             for match in _CLAUSE_END.finditer(text):
                 if len(text[: match.start()].split()) >= threshold:
                     return match.end()
+        if self._pieces == 0:
+            cut = self._first_phrase_cut(text)
+            if cut is not None:
+                return cut
         if len(text) > MAX_PIECE_CHARS:
             space = text.rfind(" ", 0, MAX_PIECE_CHARS)
             return space if space > 0 else MAX_PIECE_CHARS
+        return None
+
+    @staticmethod
+    def _first_phrase_cut(text: str) -> int | None:
+        """Where to end a first piece that has no punctuation yet: before a phrase opener, or at a length.
+
+        Only complete words count (a word is complete once a space follows it).
+        """
+        words = list(re.finditer(r"\S+(?=\s)", text))
+        for index in range(FIRST_PHRASE_MIN_WORDS, len(words)):
+            if words[index].group(0).lower() in _PHRASE_OPENERS:
+                return words[index - 1].end()
+        if len(words) > FIRST_PIECE_MAX_WORDS:
+            return words[FIRST_PIECE_MAX_WORDS - 1].end()
         return None
 
     @staticmethod

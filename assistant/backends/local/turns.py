@@ -9,7 +9,9 @@ hysteresis: speech starts above one threshold and pauses below a lower one.
 A pause is reported the moment it begins (``SpeechPaused``), not only when the
 silence has lasted long enough to end the turn (``TurnEnded``): the session
 uses that window to transcribe and even prepare the reply speculatively, and
-throws the work away if the user carries on (``SpeechResumed``).
+throws the work away if the user carries on (``SpeechResumed``). When that
+speculative transcript is already a complete request, the session says so
+(``sounds_complete``) and a shorter silence ends the turn.
 
 ``TurnSettings.from_config`` maps the Live ``realtimeInputConfig`` onto the
 thresholds: start sensitivity and prefix padding decide how much speech
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from assistant.protocol.models import RealtimeInputConfig
 
 DEFAULT_SILENCE_MS = 500
+DEFAULT_EAGER_MS = 300  # silence that ends a turn whose words already make a complete request
 # Start of speech: probability above which a frame is speech, and how much speech commits a start.
 START_THRESHOLD = {"START_SENSITIVITY_HIGH": 0.5, "START_SENSITIVITY_LOW": 0.7}
 START_SPEECH_MS = {"START_SENSITIVITY_HIGH": 60, "START_SENSITIVITY_LOW": 200}
@@ -43,13 +46,21 @@ class TurnSettings:
     end_threshold: float = END_THRESHOLD[DEFAULT_END]
     start_speech_s: float = START_SPEECH_MS[DEFAULT_START] / 1000
     silence_s: float = DEFAULT_SILENCE_MS / 1000
+    eager_silence_s: float | None = None
     interrupts: bool = True
 
     @classmethod
     def from_config(
-        cls, config: RealtimeInputConfig | None, default_silence_ms: int = DEFAULT_SILENCE_MS
+        cls,
+        config: RealtimeInputConfig | None,
+        default_silence_ms: int = DEFAULT_SILENCE_MS,
+        eager_ms: int = 0,
     ) -> TurnSettings:
-        """Settings for a session's ``realtimeInputConfig`` (None: the defaults)."""
+        """Settings for a session's ``realtimeInputConfig`` (None: the defaults).
+
+        ``eager_ms`` (0: off) applies only when the client did not set a
+        silence duration: a client that asked for one gets exactly that.
+        """
         detection = config.automatic_activity_detection if config else None
         start = (detection.start_of_speech_sensitivity if detection else None) or DEFAULT_START
         end = (detection.end_of_speech_sensitivity if detection else None) or DEFAULT_END
@@ -63,6 +74,7 @@ class TurnSettings:
             end_threshold=END_THRESHOLD[end],
             start_speech_s=(prefix_ms if prefix_ms is not None else START_SPEECH_MS[start]) / 1000,
             silence_s=(silence_ms if silence_ms is not None else default_silence_ms) / 1000,
+            eager_silence_s=eager_ms / 1000 if eager_ms and silence_ms is None else None,
             interrupts=not (config and config.activity_handling == "NO_INTERRUPTION"),
         )
 
@@ -115,6 +127,7 @@ class TurnDetector:
         self._candidate_start = 0.0
         self._speech_run = 0.0
         self._pause_start = 0.0
+        self._complete = False
 
     @property
     def user_active(self) -> bool:
@@ -147,11 +160,23 @@ class TurnDetector:
         # PAUSED
         if probability >= s.start_threshold:
             self.state = TurnState.SPEAKING
+            self._complete = False
             return [SpeechResumed(start)]
         return self._maybe_ended(end)
 
+    def sounds_complete(self) -> None:
+        """The words so far make a complete request: the current pause may end the turn sooner.
+
+        The session says so when the speculative transcript of a pause is a
+        whole question or a tool request with all its arguments; it holds
+        until the user speaks again.
+        """
+        if self.state is TurnState.PAUSED:
+            self._complete = True
+
     def flush(self, at: float) -> list[TurnEvent]:
         """The audio stream paused: end a turn in progress now."""
+        self._complete = False
         if self.state is TurnState.SPEAKING:
             self.state = TurnState.QUIET
             return [TurnEnded(at, at)]
@@ -168,7 +193,11 @@ class TurnDetector:
         return []
 
     def _maybe_ended(self, now: float) -> list[TurnEvent]:
-        if now - self._pause_start + 1e-9 >= self.settings.silence_s:
+        silence = self.settings.silence_s
+        if self._complete and self.settings.eager_silence_s is not None:
+            silence = min(silence, self.settings.eager_silence_s)
+        if now - self._pause_start + 1e-9 >= silence:
             self.state = TurnState.QUIET
+            self._complete = False
             return [TurnEnded(self._pause_start, now)]
         return []
