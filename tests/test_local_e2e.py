@@ -151,10 +151,12 @@ class Conversation:
                 self.heard.messages.append((time.monotonic(), message))
                 if message.tool_call:
                     responses = [
-                        types.FunctionResponse(id=call.id, name=call.name, response=self.answers[call.name or ""])
+                        types.FunctionResponse(id=call.id, name=call.name, response=self.answers[call.name])
                         for call in message.tool_call.function_calls or []
+                        if call.name in self.answers  # others stay unanswered, as a slow tool's would
                     ]
-                    await self.session.send_tool_response(function_responses=responses)
+                    if responses:
+                        await self.session.send_tool_response(function_responses=responses)
                 if message.server_content and message.server_content.turn_complete:
                     self.turns_done += 1
                 self._changed.set()
@@ -412,3 +414,37 @@ async def test_manual_activity_and_text_replies(
     )
     assert text.strip() == "12 times 7 is 84."
     assert not reply_audio(written)
+
+
+async def test_barge_in_cancels_a_pending_tool_call(
+    live_server: ServerFactory, tls_certificate: Certificate, local_stack: LocalBackend, espeak: EspeakVoice
+) -> None:
+    question = spoken_prompt("What time is it?", espeak)
+    change_of_mind = spoken_prompt("Never mind that.", espeak)
+    server_tls = {"tls_cert": tls_certificate.cert, "tls_key": tls_certificate.key}
+    async with live_server(SharedBackend(local_stack), **server_tls) as server:
+        client = sdk_client(server.port, tls_certificate)
+        async with client.aio.live.connect(model="local", config=audio_config()) as session:
+            async with Conversation(session, {}).running() as talk:  # the client never answers the call
+                talk.microphone.say(question)
+                await talk.until(lambda: any(m.tool_call for m in talk.heard.since()))
+                [call] = [c for m in talk.heard.since() if m.tool_call for c in m.tool_call.function_calls or []]
+                start = len(talk.heard.messages)
+                utterance, _ = await talk.ask(change_of_mind)  # the interrupted turn ends
+                timed = talk.heard.messages[start:]
+
+    kinds = [
+        "interrupted"
+        if m.server_content and m.server_content.interrupted
+        else "cancellation"
+        if m.tool_call_cancellation
+        else "turnComplete"
+        if m.server_content and m.server_content.turn_complete
+        else "other"
+        for _, m in timed
+    ]
+    assert [kind for kind in kinds if kind != "other"][:3] == ["interrupted", "cancellation", "turnComplete"]
+    cancellation = next(m.tool_call_cancellation for _, m in timed if m.tool_call_cancellation)
+    assert cancellation.ids == [call.id]
+    interrupted_at = next(at for at, m in timed if m.server_content and m.server_content.interrupted)
+    assert interrupted_at - utterance.started <= 0.3

@@ -37,7 +37,7 @@ from assistant.backends.local.models import ModelMissing, ProgressCallback, load
 from assistant.backends.local.router import ToolRouter
 from assistant.backends.local.session import LocalSession, SessionParts
 from assistant.backends.local.tts import DEFAULT_PIPER_VOICE, SpeechUnavailable, Voices, load_voices
-from assistant.backends.local.turns import DEFAULT_EAGER_MS, DEFAULT_SILENCE_MS
+from assistant.backends.local.turns import DEFAULT_EAGER_MS, DEFAULT_SILENCE_MS, TurnSettings
 from assistant.session import Backend, BackendSession, SessionRequest
 from audio.vad import SileroVad, VadUnavailable
 
@@ -172,7 +172,9 @@ class LocalBackend(Backend):
         if self.parts is None:
             await self.start()
         assert self.parts is not None
-        return LocalSession(self.parts, request)
+        automatic = TurnSettings.from_config(request.setup.realtime_input_config).automatic
+        vad = await asyncio.to_thread(self.parts.new_vad) if automatic else None  # loads a model: ~0.1 s
+        return LocalSession(self.parts, request, vad)
 
     async def aclose(self) -> None:
         if isinstance(self._chat, OpenAIChat):

@@ -391,7 +391,7 @@ class Reply:
 class LocalSession(BackendSession):
     """A ``BackendSession`` over the local models."""
 
-    def __init__(self, parts: SessionParts, request: SessionRequest) -> None:
+    def __init__(self, parts: SessionParts, request: SessionRequest, vad: SileroVad | None) -> None:
         setup = request.setup
         self.parts = parts
         self.id = request.session_id
@@ -413,7 +413,7 @@ class LocalSession(BackendSession):
             turns=list(request.history),
             tools=setup.function_declarations(),
         )
-        self.vad = parts.new_vad() if self.turn_settings.automatic else None
+        self.vad = vad  # None when the client takes turns with activityStart/activityEnd
         self.detector = TurnDetector(self.turn_settings)
         self.latest_frame: VideoFrame | None = None
         self.user: UserTurn | None = None
