@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -237,6 +238,8 @@ def serve_local(certificate: Certificate) -> Iterator[int]:
                 port = int(match.group(1))
                 break
         assert port is not None, "".join(lines[-20:])
+        # keep reading the log, so a full pipe never blocks the server
+        threading.Thread(target=lines.extend, args=(process.stderr,), daemon=True).start()
         yield port
     finally:
         process.terminate()
