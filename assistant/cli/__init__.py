@@ -19,6 +19,7 @@ COMMANDS = (
     "assistant.cli.tools",
     "assistant.cli.knowledge",
     "assistant.cli.personas",
+    "assistant.cli.bench",
 )
 
 

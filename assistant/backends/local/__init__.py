@@ -1,0 +1,40 @@
+"""The offline backend: Silero VAD, streaming Whisper, a tool router or LLM, and Piper.
+
+Everything runs on this machine; see ``backend`` for what is shared between
+sessions and ``session`` for one conversation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+# Whisper (CTranslate2) and llama.cpp use OpenMP thread pools whose idle threads spin by default.
+# With three models sharing two cores, spinning threads starve the ones with work: measured here,
+# llama.cpp fell from 22 to 2 tokens/s. Set before either library loads (they load lazily).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from assistant.backends.local.backend import LocalBackend, LocalConfig
+
+
+def create_backend(args: argparse.Namespace) -> LocalBackend:
+    """The backend for ``assistant serve --backend local`` and its options."""
+    return LocalBackend(config_from_args(args))
+
+
+def config_from_args(args: argparse.Namespace) -> LocalConfig:
+    return LocalConfig(
+        asr_model=args.asr_model,
+        chat_model=args.llm_model,
+        llm_url=args.llm_url,
+        llm_api_key=args.llm_api_key,
+        dialogue=args.dialogue,
+        voice=args.voice,
+        silence_ms=args.silence_ms,
+        eager_end_ms=args.eager_end_ms,
+        threads=args.local_threads,
+        allow_download=args.allow_download,
+    )
+
+
+__all__ = ["LocalBackend", "LocalConfig", "config_from_args", "create_backend"]

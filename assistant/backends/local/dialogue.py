@@ -1,0 +1,312 @@
+"""The dialogue stage: from the conversation so far to what to say or which tools to call.
+
+``Dialogue.respond`` reads a ``Conversation`` (system instruction, turns as
+Live ``Content``, the declared tools) and yields ``Say`` text as it is
+generated and ``CallTools`` when tools must run first. The session runs the
+calls (or the client does), appends the responses to the conversation and
+asks again, so a dialogue never waits on a tool itself. Two kinds:
+
+- ``RouterDialogue``, the offline default: everyday requests go to the
+  built-in tools through the embedding router with deterministic
+  arguments, and the answers are spoken from templates; everything else is
+  conversation with the small chat model, which is offered no tools.
+- ``ModelDialogue``: a capable model (a bigger GGUF, an OpenAI-compatible
+  server) chooses tools itself, with schema-valid calls (see ``llm``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from assistant.backends.local import extract
+from assistant.backends.local.llm import ChatMessage, ChatModel, ChatToolCall, GenerationSettings, ToolCalls, ToolSpec
+from assistant.backends.local.phrasing import ASK_FOR, phrase_response
+from assistant.backends.local.router import Intent, Route, ToolRouter
+from assistant.protocol import Content, FunctionCall, FunctionDeclaration, FunctionResponse
+
+DEFAULT_PERSONA = (
+    "You are a friendly voice assistant that runs entirely on this computer. "
+    "Answer in one or two short, plain sentences that sound natural when spoken. No lists, no markup."
+)
+# What SmolLM2-135M was tuned with, nearly: longer instructions make it recite them instead of answering.
+SMALL_MODEL_PERSONA = "You are a helpful assistant. Keep answers short."
+CHAT_HISTORY_TURNS = 8  # the small model's context is short and it drifts on long histories
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    """Text to speak, as it is generated."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallTools:
+    """Calls to run before the reply continues (each with an id)."""
+
+    calls: list[FunctionCall]
+
+
+DialogueEvent = Say | CallTools
+
+
+@dataclass
+class Conversation:
+    """What the dialogue sees: it is the session's record, only appended to."""
+
+    system_instruction: str | None = None
+    turns: list[Content] = field(default_factory=list)
+    tools: list[FunctionDeclaration] = field(default_factory=list)
+
+    @property
+    def tool_names(self) -> set[str]:
+        return {tool.name for tool in self.tools}
+
+    def calls_by_id(self) -> dict[str, FunctionCall]:
+        return {
+            part.function_call.id: part.function_call
+            for turn in self.turns
+            for part in turn.parts
+            if part.function_call is not None and part.function_call.id
+        }
+
+    def last_user_text(self) -> str:
+        for turn in reversed(self.turns):
+            if turn.role == "user" and turn.text().strip():
+                return turn.text().strip()
+        return ""
+
+    def pending_responses(self) -> list[FunctionResponse]:
+        """Tool responses at the end of the conversation, not yet answered."""
+        if not self.turns:
+            return []
+        last = self.turns[-1]
+        return [part.function_response for part in last.parts if part.function_response is not None]
+
+    def chat_messages(self, persona: str, with_tools: bool, limit: int | None = None) -> list[ChatMessage]:
+        """The conversation as chat messages; tool traffic is left out when ``with_tools`` is False."""
+        messages: list[ChatMessage] = []
+        for turn in self.turns[-limit:] if limit else self.turns:
+            calls = [part.function_call for part in turn.parts if part.function_call is not None]
+            responses = [part.function_response for part in turn.parts if part.function_response is not None]
+            text = turn.text().strip()
+            if calls and with_tools:
+                messages.append(
+                    ChatMessage(
+                        "assistant",
+                        tool_calls=tuple(ChatToolCall(c.id or "", c.name, dict(c.args)) for c in calls),
+                    )
+                )
+            for response in responses if with_tools else []:
+                messages.append(
+                    ChatMessage(
+                        "tool",
+                        json.dumps(response.response or {}, default=str),
+                        tool_call_id=response.id,
+                        name=response.name,
+                    )
+                )
+            if text:
+                messages.append(ChatMessage("assistant" if turn.role == "model" else "user", text))
+        system = self.system_instruction or persona
+        return [ChatMessage("system", system), *_merge_consecutive(messages)]
+
+
+def _merge_consecutive(messages: list[ChatMessage]) -> list[ChatMessage]:
+    """Join neighbouring plain messages of one role (chat templates expect alternation)."""
+    merged: list[ChatMessage] = []
+    for message in messages:
+        previous = merged[-1] if merged else None
+        plain = not message.tool_calls and message.role in ("user", "assistant")
+        if previous and plain and previous.role == message.role and not previous.tool_calls:
+            merged[-1] = ChatMessage(message.role, f"{previous.content} {message.content}".strip())
+        else:
+            merged.append(message)
+    return merged
+
+
+class Dialogue(Protocol):
+    """One session's dialogue policy."""
+
+    def respond(self, conversation: Conversation, settings: GenerationSettings) -> AsyncIterator[DialogueEvent]:
+        """What to say or call next, given the conversation so far."""
+        ...
+
+    async def sounds_complete(self, text: str, declared: set[str]) -> bool:
+        """Whether ``text`` is already a whole request (the turn may end after a shorter silence)."""
+        ...
+
+
+def is_question(text: str) -> bool:
+    """A question of a few words, as Whisper punctuates it: a cue that the user has finished."""
+    return text.rstrip().endswith("?") and len(text.split()) >= 3
+
+
+def new_call_id() -> str:
+    return f"call-{secrets.token_hex(6)}"
+
+
+@dataclass(frozen=True, slots=True)
+class _RoutedCall:
+    intent: Intent
+    details: dict[str, Any]  # what the phrasing needs beyond the tool's arguments (a place name)
+
+
+class RouterDialogue:
+    """Built-in tools by meaning with deterministic arguments; small talk with the chat model."""
+
+    def __init__(
+        self,
+        router: ToolRouter,
+        chat: ChatModel | None,
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now().astimezone(),
+        persona: str = SMALL_MODEL_PERSONA,
+    ) -> None:
+        self.router = router
+        self.chat = chat
+        self.now = now
+        self.persona = persona
+        self._calls: dict[str, _RoutedCall] = {}
+        self._awaiting: Intent | None = None
+        self._last_route: tuple[str, frozenset[str], Route] | None = None
+
+    async def _route_text(self, text: str, declared: set[str]) -> Route:
+        """The router's verdict, off the event loop (an embedding), remembered for the same text."""
+        key = frozenset(declared)
+        if self._last_route is not None and self._last_route[:2] == (text, key):
+            return self._last_route[2]
+        boosts = {"calculate": 0.15} if extract.arithmetic_expression(text) else {}
+        route = await asyncio.to_thread(self.router.route, text, declared, boosts)
+        self._last_route = (text, key, route)
+        return route
+
+    async def sounds_complete(self, text: str, declared: set[str]) -> bool:
+        """A question, or a tool request that has everything the tool needs."""
+        if is_question(text):
+            return True
+        route = await self._route_text(text, declared)
+        return route.intent is not None and isinstance(self._arguments(route.intent, text), tuple)
+
+    async def respond(self, conversation: Conversation, settings: GenerationSettings) -> AsyncIterator[DialogueEvent]:
+        responses = conversation.pending_responses()
+        if responses:
+            calls = conversation.calls_by_id()
+            for response in responses:
+                yield Say(self._phrase(response, calls.get(response.id or "")) + " ")
+            return
+        text = conversation.last_user_text()
+        if not text:
+            return
+        routed = await self._route(text, conversation.tool_names)
+        if isinstance(routed, str):
+            yield Say(routed)
+            return
+        if routed is not None:
+            yield CallTools([routed])
+            return
+        if self.chat is None:
+            yield Say("Sorry, I can only help with the time, sums, timers, reminders and notes right now.")
+            return
+        messages = conversation.chat_messages(self.persona, with_tools=False, limit=CHAT_HISTORY_TURNS)
+        async for event in self.chat.stream(messages, [], settings):
+            if not isinstance(event, ToolCalls):
+                yield Say(event.text)
+
+    async def _route(self, text: str, declared: set[str]) -> FunctionCall | str | None:
+        """A call, a question for what is missing, or None for conversation."""
+        awaited, self._awaiting = self._awaiting, None
+        if awaited is not None and awaited.tool in declared:
+            answer = self._arguments(awaited, text)
+            if answer is not None:
+                return self._call(awaited, *answer)
+        route = await self._route_text(text, declared)
+        if route.intent is None or route.intent.tool is None:
+            return None
+        answer = self._arguments(route.intent, text)
+        if answer is None:
+            self._awaiting = route.intent
+            return ASK_FOR.get(route.intent.tool, "Could you say that again with a few more details?")
+        if isinstance(answer, str):
+            return answer
+        return self._call(route.intent, *answer)
+
+    def _call(self, intent: Intent, args: dict[str, Any], details: dict[str, Any]) -> FunctionCall:
+        assert intent.tool is not None
+        call = FunctionCall(id=new_call_id(), name=intent.tool, args=args)
+        assert call.id is not None
+        self._calls[call.id] = _RoutedCall(intent, details)
+        return call
+
+    def _arguments(self, intent: Intent, text: str) -> tuple[dict[str, Any], dict[str, Any]] | str | None:
+        """The tool's arguments and phrasing details; a sentence to say instead; None when missing."""
+        tool = intent.tool
+        if tool == "get_current_time":
+            place = extract.named_place(text)
+            if place is None:
+                return {}, {}
+            zone = extract.timezone_for(place)
+            if zone is None:
+                return f"Sorry, I don't know the time zone of {place.title()}."
+            return {"timezone": zone}, {"place": place.title()}
+        if tool == "calculate":
+            expression = extract.arithmetic_expression(text)
+            return ({"expression": expression}, {}) if expression else None
+        if tool == "set_timer":
+            seconds = extract.duration_seconds(text)
+            if seconds is None:
+                return None
+            label = extract.timer_label(text)
+            return ({"seconds": seconds, "label": label} if label else {"seconds": seconds}), {}
+        if tool == "set_reminder":
+            found = extract.reminder(text, self.now())
+            if found is None or found[1] is None:
+                return None
+            return {"text": found[0], "seconds": found[1]}, {}
+        if tool == "remember":
+            fact = extract.fact_to_remember(text)
+            return ({"fact": fact}, {}) if fact else None
+        if tool == "recall":
+            return {"query": extract.recall_query(text)}, {}
+        if tool == "search_knowledge":
+            return {"query": extract.search_query(text)}, {}
+        return {}, {}
+
+    def _phrase(self, response: FunctionResponse, call: FunctionCall | None) -> str:
+        routed = self._calls.get(response.id or "")
+        name = response.name or (call.name if call else "")
+        args = dict(call.args) if call else {}
+        if routed is not None:
+            args.update(routed.details)
+        return phrase_response(name, routed.intent.name if routed else None, args, response.response)
+
+
+class ModelDialogue:
+    """A capable chat model with the session's tools (schema-valid calls by construction)."""
+
+    def __init__(self, chat: ChatModel, persona: str = DEFAULT_PERSONA) -> None:
+        self.chat = chat
+        self.persona = persona
+
+    async def sounds_complete(self, text: str, declared: set[str]) -> bool:
+        return is_question(text)
+
+    async def respond(self, conversation: Conversation, settings: GenerationSettings) -> AsyncIterator[DialogueEvent]:
+        tools = [ToolSpec.from_declaration(declaration) for declaration in conversation.tools]
+        messages = conversation.chat_messages(self.persona, with_tools=True)
+        async for event in self.chat.stream(messages, tools, settings):
+            if isinstance(event, ToolCalls):
+                for name, problem in event.invalid:
+                    yield Say(f"Sorry, I couldn't use {name}: {problem}. ")
+                if event.calls:
+                    yield CallTools(
+                        [FunctionCall(id=new_call_id(), name=name, args=args) for name, args in event.calls]
+                    )
+            else:
+                yield Say(event.text)

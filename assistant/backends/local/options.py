@@ -1,0 +1,69 @@
+"""Command-line options of the local backend.
+
+Only the stage modules' constants are imported here; the model libraries
+load when the backend starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from assistant.backends.local.asr import DEFAULT_ASR_MODEL
+from assistant.backends.local.llm import DEFAULT_CHAT_MODEL
+from assistant.backends.local.tts import DEFAULT_PIPER_VOICE
+from assistant.backends.local.turns import DEFAULT_EAGER_MS, DEFAULT_SILENCE_MS
+
+
+def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument(
+        "--asr-model",
+        default=DEFAULT_ASR_MODEL,
+        help="faster-whisper model: a CTranslate2 directory, or a name such as tiny.en (packaged) or "
+        "small.en (from the Hugging Face cache) (default %(default)s)",
+    )
+    parser.add_argument(
+        "--llm-model",
+        default=os.environ.get("ASSISTANT_LLM_MODEL", DEFAULT_CHAT_MODEL),
+        help="chat model: a .gguf path, owner/repo/file.gguf from the Hugging Face cache, the model name to "
+        "ask --llm-url for, or 'none' (default %(default)s, packaged)",
+    )
+    parser.add_argument(
+        "--llm-url",
+        default=os.environ.get("ASSISTANT_LLM_URL"),
+        help="OpenAI-compatible chat endpoint, e.g. http://127.0.0.1:8080/v1 (llama.cpp server, Ollama, vLLM)",
+    )
+    parser.add_argument(
+        "--llm-api-key", default=os.environ.get("ASSISTANT_LLM_API_KEY"), help="bearer token for --llm-url"
+    )
+    parser.add_argument(
+        "--dialogue",
+        choices=["auto", "router", "model"],
+        default="auto",
+        help="router: built-in tools by meaning, the chat model only talks; model: the chat model calls "
+        "tools itself; auto: router for the packaged small model, model otherwise (default)",
+    )
+    parser.add_argument(
+        "--voice",
+        default=DEFAULT_PIPER_VOICE,
+        help="Piper voice (.onnx path, or joe: packaged) or espeak[:VOICE] (default %(default)s)",
+    )
+    parser.add_argument(
+        "--silence-ms",
+        type=int,
+        default=DEFAULT_SILENCE_MS,
+        help="silence that ends a turn when the client's setup does not say (default %(default)s)",
+    )
+    parser.add_argument(
+        "--eager-end-ms",
+        type=int,
+        default=DEFAULT_EAGER_MS,
+        help="shorter silence that ends a turn already heard as a complete request (a question, or a tool request "
+        "with all it needs); only when the client sets no silence duration; 0 turns it off (default %(default)s)",
+    )
+    parser.add_argument("--local-threads", type=int, default=2, help="CPU threads per model (default %(default)s)")
+    parser.add_argument(
+        "--allow-download",
+        action="store_true",
+        help="let missing models download from the Hugging Face hub (off: only local files)",
+    )

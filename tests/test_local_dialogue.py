@@ -1,0 +1,131 @@
+"""The offline dialogue: routed calls with deterministic arguments, answers from templates.
+
+These run the real router (MiniLM in NumPy) with no chat model, so only the
+tool paths are exercised; conversation with SmolLM2 is covered by the slow tests.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from assistant.backends.local.dialogue import CallTools, Conversation, RouterDialogue, Say
+from assistant.backends.local.llm import GenerationSettings
+from assistant.backends.local.router import INTENTS, ToolRouter
+from assistant.embeddings import load_embedder
+from assistant.protocol import Content, FunctionDeclaration, FunctionResponse, Part
+
+TOOLS = [FunctionDeclaration(name=name) for name in sorted({i.tool for i in INTENTS if i.tool})]
+NOW = datetime(2026, 11, 28, 15, 42).astimezone()
+
+
+@pytest.fixture(scope="module")
+def router() -> ToolRouter:
+    return ToolRouter(load_embedder())
+
+
+def user(text: str) -> Content:
+    return Content(role="user", parts=[Part(text=text)])
+
+
+async def events(dialogue: RouterDialogue, conversation: Conversation) -> list[Say | CallTools]:
+    return [event async for event in dialogue.respond(conversation, GenerationSettings())]
+
+
+@pytest.mark.parametrize(
+    ("said", "tool", "args"),
+    [
+        ("What's twelve times seven?", "calculate", {"expression": "12*7"}),
+        ("Set a timer for five minutes.", "set_timer", {"seconds": 300}),
+        ("Set a tea timer for 3 minutes", "set_timer", {"seconds": 180, "label": "tea"}),
+        ("What time is it in Tokyo?", "get_current_time", {"timezone": "Asia/Tokyo"}),
+        ("What time is it?", "get_current_time", {}),
+        ("Remind me to call Mum in ten minutes.", "set_reminder", {"text": "call Mum", "seconds": 600}),
+        ("Remember that I parked on level 3.", "remember", {"fact": "I parked on level 3"}),
+        ("Where did I park?", "recall", {"query": "Where did I park"}),
+        ("What am I holding?", "describe_view", {}),
+    ],
+)
+async def test_everyday_requests_become_calls(router: ToolRouter, said: str, tool: str, args: dict) -> None:
+    dialogue = RouterDialogue(router, None, now=lambda: NOW)
+    [event] = await events(dialogue, Conversation(None, [user(said)], TOOLS))
+    assert isinstance(event, CallTools)
+    [call] = event.calls
+    assert (call.name, call.args) == (tool, args)
+    assert call.id and call.id.startswith("call-")
+
+
+async def test_the_answer_is_phrased_from_the_response(router: ToolRouter) -> None:
+    dialogue = RouterDialogue(router, None)
+    conversation = Conversation(None, [user("What time is it in Tokyo?")], TOOLS)
+    [event] = await events(dialogue, conversation)
+    assert isinstance(event, CallTools)
+    [call] = event.calls
+    response = FunctionResponse(id=call.id, name=call.name, response={"output": {"time": "11:42 PM"}})
+    conversation.turns += [
+        Content(role="model", parts=[Part(function_call=call)]),
+        Content(role="user", parts=[Part(function_response=response)]),
+    ]
+    assert await events(dialogue, conversation) == [Say("It's 11:42 PM in Tokyo. ")]
+
+
+async def test_a_missing_argument_is_asked_for_then_taken_from_the_answer(router: ToolRouter) -> None:
+    dialogue = RouterDialogue(router, None)
+    conversation = Conversation(None, [user("Set a timer.")], TOOLS)
+    assert await events(dialogue, conversation) == [Say("For how long should I set the timer?")]
+    conversation.turns += [Content(role="model", parts=[Part(text="For how long?")]), user("Ten minutes.")]
+    [event] = await events(dialogue, conversation)
+    assert isinstance(event, CallTools) and event.calls[0].args == {"seconds": 600}
+
+
+async def test_undeclared_tools_are_never_called(router: ToolRouter) -> None:
+    dialogue = RouterDialogue(router, None)
+    [event] = await events(dialogue, Conversation(None, [user("What time is it?")], []))
+    assert isinstance(event, Say) and "Sorry" in event.text
+
+
+async def test_an_unknown_place_is_said_not_guessed(router: ToolRouter) -> None:
+    dialogue = RouterDialogue(router, None)
+    said = await events(dialogue, Conversation(None, [user("What time is it in Narnia?")], TOOLS))
+    assert said == [Say("Sorry, I don't know the time zone of Narnia.")]
+
+
+def test_chat_messages_carry_history_and_tool_traffic() -> None:
+    call = {"id": "c1", "name": "calculate", "args": {"expression": "1+1"}}
+    response = {"id": "c1", "name": "calculate", "response": {"output": {"result": 2}}}
+    turns = [
+        user("Hi, I'm Ada."),
+        Content(role="model", parts=[Part(text="Hello Ada!")]),
+        Content(role="model", parts=[Part(function_call=call)]),
+        Content(role="user", parts=[Part(function_response=response)]),
+        user("Thanks"),
+    ]
+    conversation = Conversation("Be brief.", turns, TOOLS)
+    with_tools = conversation.chat_messages("persona", with_tools=True)
+    assert [m.role for m in with_tools] == ["system", "user", "assistant", "assistant", "tool", "user"]
+    assert with_tools[0].content == "Be brief."
+    assert with_tools[3].tool_calls[0].name == "calculate" and with_tools[4].tool_call_id == "c1"
+    plain = conversation.chat_messages("persona", with_tools=False)
+    assert [(m.role, m.content) for m in plain] == [
+        ("system", "Be brief."),
+        ("user", "Hi, I'm Ada."),
+        ("assistant", "Hello Ada!"),
+        ("user", "Thanks"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("said", "complete"),
+    [
+        ("What time is it?", True),
+        ("Set a timer for five minutes.", True),
+        ("Set a timer for", False),
+        ("Tell me a story about", False),
+        ("Tell me a joke.", False),  # a statement: the full silence decides
+        ("Could you tell me?", True),
+    ],
+)
+async def test_complete_requests_are_recognised(router: ToolRouter, said: str, complete: bool) -> None:
+    dialogue = RouterDialogue(router, None)
+    assert await dialogue.sounds_complete(said, {tool.name for tool in TOOLS}) is complete

@@ -1,0 +1,224 @@
+"""Tool calling through both chat-model paths, with the packaged SmolLM2 (validity, not wisdom).
+
+- In process: llama.cpp constrained by the grammar built from the tools'
+  schemas. A 135 M model chooses badly, but every call it makes must name a
+  declared tool with arguments that fit its schema.
+- Over HTTP: a real server on loopback speaking OpenAI's streaming
+  chat-completions wire format (Server-Sent Events over chunked HTTP/1.1),
+  whose answers come from llama-cpp-python's own OpenAI-compatible
+  ``create_chat_completion`` on the same model. The client must stream text
+  and assemble tool-call deltas into checked calls.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import jsonschema
+import pytest
+
+from assistant.backends.local.dialogue import CallTools, Conversation, ModelDialogue
+from assistant.backends.local.llm import (
+    DEFAULT_CHAT_MODEL,
+    ChatError,
+    ChatMessage,
+    GenerationSettings,
+    LlamaCppChat,
+    OpenAIChat,
+    TextDelta,
+    ToolCalls,
+    ToolSpec,
+    resolve_gguf,
+)
+from assistant.protocol import Content, FunctionDeclaration, Part
+
+pytestmark = pytest.mark.slow
+
+DECLARATIONS = [
+    FunctionDeclaration(
+        name="turn_on_lights",
+        description="Switch the lights on in a room.",
+        parameters={
+            "type": "OBJECT",
+            "properties": {
+                "room": {"type": "STRING", "enum": ["kitchen", "hall", "bedroom"]},
+                "brightness": {"type": "INTEGER", "minimum": 0, "maximum": 100},
+            },
+            "required": ["room", "brightness"],
+        },
+    ),
+    FunctionDeclaration(
+        name="set_timer",
+        description="Start a countdown timer.",
+        parameters={
+            "type": "OBJECT",
+            "properties": {"seconds": {"type": "NUMBER"}, "label": {"type": "STRING"}},
+            "required": ["seconds"],
+        },
+    ),
+    FunctionDeclaration(name="get_current_time", description="The current time."),
+]
+TOOLS = [ToolSpec.from_declaration(declaration) for declaration in DECLARATIONS]
+SYSTEM = ChatMessage("system", "You are a home assistant. Use the tools.")
+
+
+def assert_valid(calls: list[tuple[str, dict[str, Any]]], tools: list[ToolSpec]) -> None:
+    by_name = {tool.name: tool for tool in tools}
+    assert calls
+    for name, arguments in calls:
+        assert name in by_name
+        jsonschema.validate(arguments, by_name[name].parameters)
+
+
+@pytest.fixture(scope="module")
+def smollm() -> LlamaCppChat:
+    return LlamaCppChat(resolve_gguf(DEFAULT_CHAT_MODEL), context_tokens=2048)
+
+
+@pytest.mark.parametrize(
+    "request_text",
+    ["Turn on the kitchen lights.", "Set a timer for five minutes.", "What time is it?", "Make the hall bright."],
+)
+async def test_grammar_calls_are_valid_by_construction(smollm: LlamaCppChat, request_text: str) -> None:
+    settings = GenerationSettings(max_tokens=96, temperature=0.8, require_tool=True)
+    events = [event async for event in smollm.stream([SYSTEM, ChatMessage("user", request_text)], TOOLS, settings)]
+    [calls] = [event for event in events if isinstance(event, ToolCalls)]
+    assert not any(isinstance(event, TextDelta) for event in events)
+    assert_valid(calls.calls, TOOLS)
+
+
+async def test_without_tools_the_model_streams_text(smollm: LlamaCppChat) -> None:
+    settings = GenerationSettings(max_tokens=24)
+    events = [event async for event in smollm.stream([ChatMessage("user", "Say hello to Ada.")], [], settings)]
+    assert len(events) > 3 and all(isinstance(event, TextDelta) for event in events)
+
+
+async def test_a_cancelled_generation_frees_the_model(smollm: LlamaCppChat) -> None:
+    settings = GenerationSettings(max_tokens=400)
+    stream = smollm.stream([ChatMessage("user", "Tell me a very long story.")], [], settings)
+    async for _ in stream:
+        break
+    await stream.aclose()  # the worker stops at its next token and releases the lock
+    again = [event async for event in smollm.stream([ChatMessage("user", "Hi")], [], GenerationSettings(max_tokens=4))]
+    assert again
+
+
+class OpenAIServer(ThreadingHTTPServer):
+    """A chat-completions server over llama-cpp-python's OpenAI-compatible generator."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        from llama_cpp import Llama
+
+        super().__init__(("127.0.0.1", 0), OpenAIHandler)
+        self.llama = Llama(
+            model_path=str(resolve_gguf(DEFAULT_CHAT_MODEL)),
+            n_ctx=2048,
+            n_threads=2,
+            chat_format="chatml-function-calling",
+            verbose=False,
+        )
+        self.lock = threading.Lock()
+        self.requests: list[dict[str, Any]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class OpenAIHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: OpenAIServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: pytest shows what matters."""
+
+    def do_POST(self) -> None:
+        if self.path != "/v1/chat/completions":
+            self.send_error(404, "no such endpoint")
+            return
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.requests.append(body)
+        tool_choice = body.get("tool_choice")
+        if tool_choice == "required" and len(body.get("tools", [])) == 1:
+            # "required" with one tool means that tool; llama-cpp-python's handler takes it by name
+            tool_choice = {"type": "function", "function": {"name": body["tools"][0]["function"]["name"]}}
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        with self.server.lock:
+            chunks = self.server.llama.create_chat_completion(
+                messages=body["messages"],
+                tools=body.get("tools"),
+                tool_choice=tool_choice,
+                stream=True,
+                max_tokens=body.get("max_tokens"),
+                temperature=body.get("temperature", 0.2),
+            )
+            for chunk in chunks:
+                self._event(json.dumps(chunk))
+        self._event("[DONE]")
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _event(self, data: str) -> None:
+        payload = f"data: {data}\n\n".encode()
+        self.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
+        self.wfile.flush()
+
+
+@pytest.fixture(scope="module")
+def openai_server() -> Iterator[OpenAIServer]:
+    server = OpenAIServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+async def test_openai_endpoint_streams_text(openai_server: OpenAIServer) -> None:
+    chat = OpenAIChat(openai_server.url, "smollm2")
+    try:
+        messages = [ChatMessage("user", "Say hello to Ada in one sentence.")]
+        events = [event async for event in chat.stream(messages, [], GenerationSettings(max_tokens=24))]
+    finally:
+        await chat.aclose()
+    assert len(events) > 3 and all(isinstance(event, TextDelta) for event in events)
+    assert openai_server.requests[-1]["stream"] is True and "tools" not in openai_server.requests[-1]
+
+
+async def test_openai_endpoint_tool_calls_become_checked_calls(openai_server: OpenAIServer) -> None:
+    timer = [tool for tool in TOOLS if tool.name == "set_timer"]
+    chat = OpenAIChat(openai_server.url, "smollm2")
+    dialogue = ModelDialogue(chat)
+    conversation = Conversation(
+        "Use the tools.", [Content(role="user", parts=[Part(text="Set a timer for five minutes.")])], DECLARATIONS[1:2]
+    )
+    try:
+        settings = GenerationSettings(max_tokens=64, require_tool=True)
+        events = [event async for event in dialogue.respond(conversation, settings)]
+    finally:
+        await chat.aclose()
+    [call_event] = [event for event in events if isinstance(event, CallTools)]
+    [call] = call_event.calls
+    assert call.id and call.name == "set_timer"
+    assert_valid([(call.name, call.args)], timer)
+    sent = openai_server.requests[-1]
+    assert sent["tool_choice"] == "required"
+    assert sent["tools"][0]["function"]["parameters"]["properties"]["seconds"] == {"type": "number"}
+
+
+async def test_openai_endpoint_errors_are_reported(openai_server: OpenAIServer) -> None:
+    chat = OpenAIChat(openai_server.url.replace("/v1", "/nowhere"), "smollm2")
+    try:
+        with pytest.raises(ChatError, match="HTTP 404"):
+            async for _ in chat.stream([ChatMessage("user", "hi")], [], GenerationSettings()):
+                pass
+    finally:
+        await chat.aclose()

@@ -1,0 +1,57 @@
+"""Local agreement: partial transcripts only ever add words; the final sends the rest."""
+
+from __future__ import annotations
+
+from assistant.backends.local.asr import StreamingTranscript, drop_repeats, normalise_text, split_words
+
+
+def test_fragments_add_agreed_words_and_join_to_the_final_text() -> None:
+    transcript = StreamingTranscript()
+    fragments = []
+    # successive decodes of a growing window, each after the committed prefix (as Whisper returns them)
+    for hypothesis in [" What's the way?", " What's 12 times?", " 12 times seven?", " seven and can you"]:
+        fragment = transcript.agree(hypothesis)
+        if fragment:
+            fragments.append(fragment)
+        assert hypothesis.startswith(" ")
+    assert fragments == ["What's", " 12 times", " seven"]
+    assert transcript.prefix == "What's 12 times seven"
+    fragments.append(transcript.finish(" and can you also tell me a story?"))
+    assert "".join(fragments) == "What's 12 times seven and can you also tell me a story?"
+    assert transcript.text == "".join(fragments)
+
+
+def test_the_last_word_waits_even_when_two_decodes_agree() -> None:
+    transcript = StreamingTranscript()
+    assert transcript.agree(" set a timer for five") == ""
+    assert transcript.agree(" set a timer for five") == "Set a timer for"  # "five" may yet become "fifty"
+    assert transcript.finish(" fifty minutes.") == " fifty minutes."
+
+
+def test_case_and_punctuation_do_not_block_agreement() -> None:
+    transcript = StreamingTranscript()
+    transcript.agree(" Remember, that my")
+    assert transcript.agree(" remember that my sister") == "Remember that my"  # the newer decode's words
+
+
+def test_a_trim_moves_committed_words_to_the_context() -> None:
+    transcript = StreamingTranscript()
+    transcript.agree(" one two three four")
+    transcript.agree(" one two three four five")
+    transcript.trim(2)
+    assert transcript.context == "One two"
+    assert transcript.prefix == "three four"
+    assert transcript.text == "One two three four"
+
+
+def test_repeats_past_the_audio_are_dropped() -> None:
+    assert drop_repeats(" What time is it? What time is it? What time") == " What time is it?"
+    prefix = "The quick brown fox."
+    assert drop_repeats(" and the lazy dog. The quick brown fox.", prefix=prefix) == " and the lazy dog."
+    assert drop_repeats(" Yes. Yes.") == " Yes. Yes."  # too short to call a repeat
+    assert drop_repeats(" Set a timer for five minutes. Set a timer for") == " Set a timer for five minutes."
+
+
+def test_words_keep_their_spaces() -> None:
+    assert split_words(" What time is it?") == [" What", " time", " is", " it?"]
+    assert normalise_text("It's 3.42 PM!") == "it's 342 pm"
