@@ -8,8 +8,10 @@ asks again, so a dialogue never waits on a tool itself. Two kinds:
 
 - ``RouterDialogue``, the offline default: everyday requests go to the
   built-in tools through the embedding router with deterministic
-  arguments, and the answers are spoken from templates; everything else is
-  conversation with the small chat model, which is offered no tools.
+  arguments, and the answers are spoken from templates; questions about
+  what the user said earlier are answered from the conversation
+  (``recollect``); everything else is conversation with the small chat
+  model, which is offered no tools.
 - ``ModelDialogue``: a capable model (a bigger GGUF, an OpenAI-compatible
   server) chooses tools itself, with schema-valid calls (see ``llm``).
 """
@@ -27,6 +29,7 @@ from typing import Any, Protocol
 from assistant.backends.local import extract
 from assistant.backends.local.llm import ChatMessage, ChatModel, ChatToolCall, GenerationSettings, ToolCalls, ToolSpec
 from assistant.backends.local.phrasing import ASK_FOR, phrase_response
+from assistant.backends.local.recollect import recollection
 from assistant.backends.local.router import Intent, Route, ToolRouter
 from assistant.protocol import Content, FunctionCall, FunctionDeclaration, FunctionResponse
 
@@ -75,6 +78,10 @@ class Conversation:
             for part in turn.parts
             if part.function_call is not None and part.function_call.id
         }
+
+    def user_texts(self) -> list[str]:
+        """What the user said, turn by turn, oldest first."""
+        return [turn.text().strip() for turn in self.turns if turn.role == "user" and turn.text().strip()]
 
     def last_user_text(self) -> str:
         for turn in reversed(self.turns):
@@ -203,6 +210,10 @@ class RouterDialogue:
             return
         text = conversation.last_user_text()
         if not text:
+            return
+        recalled = recollection(text, conversation.user_texts()[:-1])
+        if recalled is not None:
+            yield Say(recalled)
             return
         routed = await self._route(text, conversation.tool_names)
         if isinstance(routed, str):
