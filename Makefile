@@ -51,3 +51,13 @@ $(RUN_STAMP): $(VENV)/bin/python
 $(TEST_STAMP): $(VENV)/bin/python
 	$(call install_project,all,test)
 	touch $@ $(RUN_STAMP)
+
+# The desktop extra builds PyAudio against PortAudio's headers, so the Debian packages
+# go in before pip runs (order-only: a package change does not rebuild the venv).
+$(RUN_STAMP): | debian-run
+$(TEST_STAMP): | debian-test
+.PHONY: debian-run debian-test
+debian-run:
+	@scripts/debian-packages.sh scripts/debian-run.txt
+debian-test:
+	@scripts/debian-packages.sh scripts/debian-run.txt scripts/debian-test.txt

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from assistant import __version__
 
-COMMANDS = ("assistant.cli.serve",)
+COMMANDS = ("assistant.cli.serve", "assistant.cli.talk")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,178 @@
+"""Reply audio on its way to the speaker, and a record of what was actually played.
+
+``PlaybackBuffer`` is a small jitter buffer between the network and the
+output device: reply chunks arrive in bursts; the device pulls fixed blocks
+on its own clock. It waits for ``prebuffer_ms`` before it starts (so one late
+chunk does not cause a gap), plays the tail of a turn without waiting, and
+drops everything at once when the user barges in (``flush``).
+
+``ReferenceTimeline`` keeps what the speaker played, stamped with when it was
+heard, so the echo canceller gets the reference that matches each microphone
+frame: not what arrived from the network (a flushed reply never sounded), but
+what the device was handed, silence included.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+import numpy as np
+
+from audio.aec import AEC_RATE
+from audio.resample import StreamResampler
+
+REPLY_RATE = 24_000
+DEFAULT_PREBUFFER_MS = 80
+# Reference kept for the echo canceller: more than any device latency plus the filter's tail.
+DEFAULT_REFERENCE_S = 3.0
+# A device clock that disagrees with the sample count by more than this is re-anchored
+# (an underrun of the device, a suspended laptop).
+REANCHOR_S = 0.03
+# The reference runs this far ahead of the microphone frame it is paired with, so that
+# echo always lands at a positive lag of the canceller's filter despite timing jitter.
+REFERENCE_LEAD_S = 0.02
+
+
+class PlaybackBuffer:
+    """Thread-safe jitter buffer: the event loop pushes reply audio, the device thread reads it."""
+
+    def __init__(
+        self, device_rate: int, source_rate: int = REPLY_RATE, prebuffer_ms: int = DEFAULT_PREBUFFER_MS
+    ) -> None:
+        self.device_rate = device_rate
+        self.source_rate = source_rate
+        self.prebuffer_samples = device_rate * prebuffer_ms // 1000
+        self._resampler = StreamResampler(source_rate, device_rate) if source_rate != device_rate else None
+        self._chunks: deque[np.ndarray] = deque()
+        self._buffered = 0
+        self._lock = threading.Lock()
+        self._playing = False
+        self._draining = False
+        self.underruns = 0
+        self.played_samples = 0
+        self.audible = False  # the last block read held reply audio
+        self.started_at: float | None = None  # when reply audio last began flowing to the device
+
+    def push(self, pcm: bytes) -> None:
+        """Queue a chunk of reply audio (16-bit mono at ``source_rate``)."""
+        with self._lock:
+            data = self._resampler.process(pcm) if self._resampler is not None else pcm
+            if data:
+                samples = np.frombuffer(data, dtype="<i2").copy()
+                self._chunks.append(samples)
+                self._buffered += samples.size
+            self._draining = False
+
+    def end_of_turn(self) -> None:
+        """The reply is complete: play what is left even if it is shorter than the prebuffer."""
+        with self._lock:
+            if self._resampler is not None:
+                tail = self._resampler.flush()
+                self._resampler = StreamResampler(self.source_rate, self.device_rate)
+                if tail:
+                    samples = np.frombuffer(tail, dtype="<i2").copy()
+                    self._chunks.append(samples)
+                    self._buffered += samples.size
+            self._draining = True
+
+    def flush(self) -> float:
+        """Drop everything queued (the user barged in); returns the seconds dropped."""
+        with self._lock:
+            dropped = self._buffered
+            self._chunks.clear()
+            self._buffered = 0
+            self._playing = False
+            self._draining = False
+            if self._resampler is not None:
+                self._resampler = StreamResampler(self.source_rate, self.device_rate)
+        return dropped / self.device_rate
+
+    @property
+    def buffered_s(self) -> float:
+        return self._buffered / self.device_rate
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing sounding."""
+        return self._buffered == 0 and not self.audible
+
+    def read(self, samples: int) -> np.ndarray:
+        """Exactly ``samples`` samples for the device: reply audio, or silence while waiting."""
+        out = np.zeros(samples, dtype=np.int16)
+        with self._lock:
+            if not self._playing:
+                if self._buffered == 0 or (self._buffered < self.prebuffer_samples and not self._draining):
+                    self.audible = False
+                    return out
+                self._playing = True
+                self.started_at = time.monotonic()
+            filled = 0
+            while filled < samples and self._chunks:
+                chunk = self._chunks[0]
+                take = min(samples - filled, chunk.size)
+                out[filled : filled + take] = chunk[:take]
+                filled += take
+                if take == chunk.size:
+                    self._chunks.popleft()
+                else:
+                    self._chunks[0] = chunk[take:]
+            self._buffered -= filled
+            self.played_samples += filled
+            self.audible = filled > 0
+            if filled < samples:
+                if not self._draining:
+                    self.underruns += 1
+                self._playing = False
+        return out
+
+
+class ReferenceTimeline:
+    """What the speaker played, at the echo canceller's rate, indexed by the time it was heard.
+
+    The output callback ``write``s each block with the time its first sample
+    reaches the speaker; the input callback ``read``s the block that was
+    playing when a microphone frame was captured. Both times come from the same
+    monotonic clock, so the pairing holds whatever the devices' buffer sizes.
+    """
+
+    def __init__(self, device_rate: int, capacity_s: float = DEFAULT_REFERENCE_S) -> None:
+        self.rate = AEC_RATE
+        self._resampler = StreamResampler(device_rate, AEC_RATE) if device_rate != AEC_RATE else None
+        self._ring = np.zeros(int(capacity_s * AEC_RATE), dtype=np.int16)
+        self._written = 0  # samples written since the start
+        self._anchor_time: float | None = None
+        self._anchor_index = 0
+        self._lock = threading.Lock()
+        self.reanchors = 0
+
+    def write(self, played: np.ndarray, play_time: float) -> None:
+        """Record a block handed to the output device; ``play_time`` is when its first sample sounds."""
+        data = played if self._resampler is None else np.frombuffer(self._resampler.process(played.tobytes()), "<i2")
+        with self._lock:
+            expected = None
+            if self._anchor_time is not None:
+                expected = self._anchor_time + (self._written - self._anchor_index) / self.rate
+            if expected is None or abs(play_time - expected) > REANCHOR_S:
+                if expected is not None:
+                    self.reanchors += 1
+                self._anchor_time, self._anchor_index = play_time, self._written
+            size = self._ring.size
+            start = self._written % size
+            first = min(data.size, size - start)
+            self._ring[start : start + first] = data[:first]
+            self._ring[: data.size - first] = data[first:]
+            self._written += data.size
+
+    def read(self, samples: int, capture_time: float, lead_s: float = REFERENCE_LEAD_S) -> np.ndarray:
+        """The ``samples`` played from ``capture_time + lead_s`` on; silence where nothing was written."""
+        out = np.zeros(samples, dtype=np.int16)
+        with self._lock:
+            if self._anchor_time is None:
+                return out
+            start = self._anchor_index + round((capture_time + lead_s - self._anchor_time) * self.rate)
+            indices = np.arange(start, start + samples)
+            valid = (indices >= self._written - self._ring.size) & (indices >= 0) & (indices < self._written)
+            out[valid] = self._ring[indices[valid] % self._ring.size]
+        return out
