@@ -10,8 +10,8 @@ actually played at the same moment (``audio.reference`` keeps them aligned):
   modelled echo, then its preprocessor suppresses the residue. Measured on a
   simulated room (``audio.echo_bench``): 20-30 dB of echo removed once it has
   learnt the room, while the user's voice over the top survives nearly
-  untouched, so barge-in keeps working. It mutes like the gate below for the
-  first two seconds of playback, while it learns.
+  untouched, so barge-in keeps working. It mutes like the gate below while
+  it learns the room, until it has shown it removes 15 dB.
 - ``HalfDuplexGate``: the safe fallback when speexdsp is missing or AEC is
   turned off: the microphone is muted while the speaker plays and for a short
   hangover after (the room's reverberation and the devices' timing slack).
@@ -24,6 +24,7 @@ actually played at the same moment (``audio.reference`` keeps them aligned):
 from __future__ import annotations
 
 import logging
+import math
 from enum import Enum
 from typing import Protocol
 
@@ -40,12 +41,14 @@ FRAME_SAMPLES = AEC_RATE * FRAME_MS // 1000
 # Echo can arrive this long after its sample was played: the room's reverberation
 # plus what is left of the devices' timing error after alignment.
 DEFAULT_TAIL_MS = 200
-# The gate treats the speaker as silent below this level, and keeps the microphone
-# muted this long after the last audible frame.
+# Played audio below this level counts as silence; the gate keeps the microphone muted
+# this long after the speaker was last active.
 GATE_SPEAKER_DBFS = -55.0
 DEFAULT_HANGOVER_MS = 300
-# Audible playback the canceller hears before the user may talk over the assistant.
-DEFAULT_LEARNING_MS = 2000
+# Echo the canceller must have removed over the last half second of playback before the
+# user may talk over the assistant.
+DEFAULT_TRUSTED_ERLE_DB = 15.0
+ERLE_WINDOW_FRAMES = 50
 
 
 class EchoMode(str, Enum):
@@ -58,15 +61,21 @@ class EchoMode(str, Enum):
 
 
 class EchoProcessor(Protocol):
-    """Takes one frame of microphone and played samples (16 kHz int16) and returns the frame to send."""
+    """Takes one frame of microphone and played samples (16 kHz int16) and returns the frame to send.
+
+    ``speaker_active`` says whether the speaker is (or was just) sounding,
+    from the playback side's own bookkeeping: it needs no sample-exact
+    alignment, so gating on it is safe even when the devices' timestamps are
+    tens of milliseconds off.
+    """
 
     name: str
 
-    def process(self, captured: np.ndarray, reference: np.ndarray) -> np.ndarray: ...
+    def process(self, captured: np.ndarray, reference: np.ndarray, speaker_active: bool) -> np.ndarray: ...
 
 
 class HalfDuplexGate:
-    """Mutes the microphone while the reference is audible and ``hangover_ms`` after.
+    """Mutes the microphone while the speaker is active and ``hangover_ms`` after.
 
     It counts frames, not wall-clock time, so it behaves identically in tests
     and on devices.
@@ -74,21 +83,16 @@ class HalfDuplexGate:
 
     name = "half-duplex gate"
 
-    def __init__(self, hangover_ms: int = DEFAULT_HANGOVER_MS, speaker_dbfs: float = GATE_SPEAKER_DBFS) -> None:
+    def __init__(self, hangover_ms: int = DEFAULT_HANGOVER_MS) -> None:
         self.hangover_frames = max(1, hangover_ms // FRAME_MS)
-        self.speaker_dbfs = speaker_dbfs
         self._frames_since_audible = self.hangover_frames
 
     @property
     def muted(self) -> bool:
         return self._frames_since_audible < self.hangover_frames
 
-    def audible(self, reference: np.ndarray) -> bool:
-        """Whether the speaker plays something the microphone could hear."""
-        return level_dbfs(reference) > self.speaker_dbfs
-
-    def process(self, captured: np.ndarray, reference: np.ndarray) -> np.ndarray:
-        if self.audible(reference):
+    def process(self, captured: np.ndarray, reference: np.ndarray, speaker_active: bool) -> np.ndarray:
+        if speaker_active:
             self._frames_since_audible = 0
         else:
             self._frames_since_audible = min(self._frames_since_audible + 1, self.hangover_frames)
@@ -100,42 +104,80 @@ class SpeexEchoCanceller:
 
     The adaptive filter starts knowing nothing of the room: measured on the
     simulated room it removes about 2 dB of echo in the first second of
-    playback, 11 dB in the second and 20-30 dB from then on. Until it has heard
-    ``learning_ms`` of audible playback, a ``HalfDuplexGate`` mutes the
-    microphone while the speaker plays, so the assistant never interrupts itself
-    at the start of a session; after that the user can talk over it.
+    playback, 11 dB in the second and 20-30 dB from then on. Until it has
+    shown it removes ``trusted_erle_db`` of echo over the last half second of
+    playback, a ``HalfDuplexGate`` mutes the microphone while the speaker is
+    active, so the assistant never interrupts itself while the canceller
+    learns. ``relearn`` (the echo moved: the devices re-timed their buffers)
+    brings the gate back until the canceller proves itself again. If it never
+    does (a distorting speaker), the client simply stays half duplex while the
+    assistant talks.
     """
 
     name = "speex echo canceller"
 
     def __init__(
-        self, tail_ms: int = DEFAULT_TAIL_MS, suppress_residual: bool = True, learning_ms: int = DEFAULT_LEARNING_MS
+        self,
+        tail_ms: int = DEFAULT_TAIL_MS,
+        suppress_residual: bool = True,
+        trusted_erle_db: float | None = DEFAULT_TRUSTED_ERLE_DB,
     ) -> None:
         self._echo = SpeexEchoState(FRAME_SAMPLES, AEC_RATE * tail_ms // 1000, AEC_RATE)
         self._residual = SpeexPreprocessor(FRAME_SAMPLES, AEC_RATE, self._echo) if suppress_residual else None
-        self._learning_ms = learning_ms
+        self.trusted_erle_db = trusted_erle_db
         self._guard = HalfDuplexGate()
-        self._learning_frames_left = learning_ms // FRAME_MS
+        self._erle = ErleWindow()
+        self.guarding = trusted_erle_db is not None
+        self.guard_periods = int(self.guarding)
 
-    @property
-    def learning(self) -> bool:
-        """Still muting while the speaker plays, until the echo path is learnt."""
-        return self._learning_frames_left > 0
-
-    def process(self, captured: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    def process(self, captured: np.ndarray, reference: np.ndarray, speaker_active: bool) -> np.ndarray:
         cleaned = self._echo.cancel(captured, reference)
         if self._residual is not None:
             cleaned = self._residual.run(cleaned)
-        if not self.learning:
+        if not self.guarding:
             return cleaned
-        if self._guard.audible(reference):
-            self._learning_frames_left -= 1
-        return self._guard.process(cleaned, reference)
+        if audible(reference):
+            erle = self._erle.add(captured, cleaned)
+            if erle is not None and self.trusted_erle_db is not None and erle >= self.trusted_erle_db:
+                self.guarding = False
+                logger.info("echo canceller trusted (%.0f dB of echo removed): full duplex", erle)
+        return self._guard.process(cleaned, reference, speaker_active)
+
+    def relearn(self) -> None:
+        """The echo path changed: mute while the speaker plays until the canceller is trusted again."""
+        if self.trusted_erle_db is not None and not self.guarding:
+            self.guarding = True
+            self.guard_periods += 1
+            self._erle = ErleWindow()
+            logger.info("echo path changed: half duplex until the canceller catches up")
 
     def reset(self) -> None:
         """Forget the echo path (the devices changed) and mute while relearning it."""
         self._echo.reset()
-        self._learning_frames_left = self._learning_ms // FRAME_MS
+        self.relearn()
+
+
+class ErleWindow:
+    """Echo removed (dB) over the last ``frames`` frames of audible playback; None until that many."""
+
+    def __init__(self, frames: int = ERLE_WINDOW_FRAMES) -> None:
+        self._captured = np.zeros(frames)
+        self._cleaned = np.zeros(frames)
+        self._count = 0
+
+    def add(self, captured: np.ndarray, cleaned: np.ndarray) -> float | None:
+        index = self._count % self._captured.size
+        self._captured[index] = float(np.sum(np.square(captured.astype(np.float64))))
+        self._cleaned[index] = float(np.sum(np.square(cleaned.astype(np.float64))))
+        self._count += 1
+        if self._count < self._captured.size:
+            return None
+        return 10 * math.log10((self._captured.sum() + 1.0) / (self._cleaned.sum() + 1.0))
+
+
+def audible(samples: np.ndarray) -> bool:
+    """Whether a frame of played samples is loud enough for the microphone to hear."""
+    return level_dbfs(samples) > GATE_SPEAKER_DBFS
 
 
 class EchoUnavailable(RuntimeError):

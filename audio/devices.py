@@ -27,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 
 from audio.aec import AEC_RATE, FRAME_SAMPLES, EchoProcessor
+from audio.alignment import EchoAligner
 from audio.pcm import SAMPLE_WIDTH, FrameSplitter, level_dbfs, samples_of
 from audio.playback import REPLY_RATE, PlaybackBuffer, ReferenceTimeline
 from audio.resample import StreamResampler
@@ -34,7 +35,9 @@ from audio.resample import StreamResampler
 logger = logging.getLogger("audio.devices")
 
 Direction = Literal["input", "output"]
-BLOCK_MS = 20
+# Microphone blocks are short (they go out as 20 ms messages); speaker blocks are longer,
+# so that a busy machine does not starve the output (every underrun moves the echo).
+BLOCK_MS = {"input": 20, "output": 80}
 PORTAUDIO_HINT = (
     "install it with: sudo apt-get install libportaudio2 portaudio19-dev && pip install --force-reinstall pyaudio "
     "(Debian/Ubuntu), or brew install portaudio && pip install --force-reinstall pyaudio (macOS)"
@@ -188,7 +191,7 @@ def _open_stream(pa: Any, device: DeviceInfo, direction: Direction, rate: int, c
                 format=pyaudio.paInt16,
                 channels=1,
                 rate=rate,
-                frames_per_buffer=rate * BLOCK_MS // 1000,
+                frames_per_buffer=rate * BLOCK_MS[direction] // 1000,
                 stream_callback=callback,
                 start=False,
                 **{direction: True, f"{direction}_device_index": device.index},
@@ -240,6 +243,25 @@ class Speaker:
         self._stream.close()
 
 
+class EchoMeter:
+    """Logs how much quieter the microphone got while the speaker played (echo removed, in dB)."""
+
+    def __init__(self, every_s: float = 2.0) -> None:
+        self.frames_per_report = int(every_s * AEC_RATE) // FRAME_SAMPLES
+        self._captured = self._cleaned = 0.0
+        self._frames = 0
+
+    def add(self, captured: np.ndarray, cleaned: np.ndarray) -> None:
+        self._captured += float(np.sum(np.square(captured.astype(np.float64))))
+        self._cleaned += float(np.sum(np.square(cleaned.astype(np.float64))))
+        self._frames += 1
+        if self._frames >= self.frames_per_report:
+            reduction = 10 * np.log10((self._captured + 1.0) / (self._cleaned + 1.0))
+            logger.info("while the speaker played: microphone %.1f dB quieter after echo processing", reduction)
+            self._captured = self._cleaned = 0.0
+            self._frames = 0
+
+
 class Microphone:
     """Captures 16 kHz frames, removes the speaker's echo, and hands them to ``on_audio``."""
 
@@ -254,7 +276,10 @@ class Microphone:
         self.device = device
         self.on_audio = on_audio
         self.processor = processor if reference is not None else None
-        self.reference = reference
+        self.aligner = None
+        if reference is not None and processor is not None:
+            self.aligner = EchoAligner(reference, on_disturbance=getattr(processor, "relearn", None))
+        self.echo_meter = EchoMeter()
         self.rate = _supported_rate(pa, device, "input", AEC_RATE)
         self._resampler = StreamResampler(self.rate, AEC_RATE) if self.rate != AEC_RATE else None
         self._frames = FrameSplitter(FRAME_SAMPLES)
@@ -280,9 +305,14 @@ class Microphone:
 
     def _process(self, block: bytes, captured_at: float) -> np.ndarray:
         samples = samples_of(block)
-        if self.processor is None or self.reference is None:
+        if self.processor is None or self.aligner is None:
             return samples
-        return self.processor.process(samples, self.reference.read(FRAME_SAMPLES, captured_at))
+        reference = self.aligner.reference_for(samples, captured_at)
+        active = self.aligner.timeline.speaker_active(time.monotonic())
+        cleaned = self.processor.process(samples, reference, active)
+        if active:
+            self.echo_meter.add(samples, cleaned)
+        return cleaned
 
     def start(self) -> None:
         self._stream.start_stream()

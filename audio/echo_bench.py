@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audio.aec import AEC_RATE, FRAME_SAMPLES, EchoProcessor, HalfDuplexGate, SpeexEchoCanceller
+from audio.aec import AEC_RATE, FRAME_SAMPLES, EchoProcessor, HalfDuplexGate, SpeexEchoCanceller, audible
 from audio.pcm import read_wav, samples_of, to_int16
 
 FAR_TEXT = (
@@ -234,8 +234,9 @@ def measure(processor: EchoProcessor, scene: EchoScene, rate: int = AEC_RATE) ->
     microphone = scene.microphone
     output = np.concatenate(
         [
-            processor.process(microphone[i : i + FRAME_SAMPLES], scene.reference[i : i + FRAME_SAMPLES])
+            processor.process(microphone[i : i + FRAME_SAMPLES], frame, audible(frame))
             for i in range(0, microphone.size, FRAME_SAMPLES)
+            for frame in [scene.reference[i : i + FRAME_SAMPLES]]
         ]
     ).astype(np.float64)
     quiet = 32768.0**2 * 10 ** (QUIET_DBFS / 10)
@@ -272,9 +273,9 @@ def default_scene(path: EchoPath | None = None) -> EchoScene:
 
 
 CANDIDATES: dict[str, Callable[[], EchoProcessor]] = {
-    "speex AEC + suppressor + 2 s learning": SpeexEchoCanceller,
-    "speex AEC + residual echo suppressor": lambda: SpeexEchoCanceller(learning_ms=0),
-    "speex AEC, linear only": lambda: SpeexEchoCanceller(suppress_residual=False, learning_ms=0),
+    "speex AEC + suppressor, gated until trusted": SpeexEchoCanceller,
+    "speex AEC + residual echo suppressor": lambda: SpeexEchoCanceller(trusted_erle_db=None),
+    "speex AEC, linear only": lambda: SpeexEchoCanceller(suppress_residual=False, trusted_erle_db=None),
     "half-duplex gate": HalfDuplexGate,
 }
 

@@ -20,19 +20,24 @@ from collections import deque
 
 import numpy as np
 
-from audio.aec import AEC_RATE
+from audio.aec import AEC_RATE, audible
 from audio.resample import StreamResampler
 
 REPLY_RATE = 24_000
 DEFAULT_PREBUFFER_MS = 80
 # Reference kept for the echo canceller: more than any device latency plus the filter's tail.
 DEFAULT_REFERENCE_S = 3.0
-# A device clock that disagrees with the sample count by more than this is re-anchored
-# (an underrun of the device, a suspended laptop).
-REANCHOR_S = 0.03
+# Audio handed to the device sounds for up to this long after (device and sound-server
+# buffers): the speaker counts as active that long.
+SPEAKER_TAIL_S = 0.25
+# Device timestamps that disagree with the sample count by more than this mean the device
+# was restarted: the stream is placed again.
+REANCHOR_S = 0.5
+
 # The reference runs this far ahead of the microphone frame it is paired with, so that
-# echo always lands at a positive lag of the canceller's filter despite timing jitter.
-REFERENCE_LEAD_S = 0.02
+# echo lands at a positive lag of the canceller's filter (and the gate mutes before the
+# echo arrives) despite the tens of milliseconds the devices' timestamps are off by.
+REFERENCE_LEAD_S = 0.06
 
 
 class PlaybackBuffer:
@@ -145,34 +150,78 @@ class ReferenceTimeline:
         self._anchor_time: float | None = None
         self._anchor_index = 0
         self._lock = threading.Lock()
+        self._cursor: int | None = None  # where the next read continues
+        self._heard = False  # anything audible written yet
+        self.last_audible_at = -1e9  # monotonic time an audible block was last handed over
         self.reanchors = 0
 
     def write(self, played: np.ndarray, play_time: float) -> None:
-        """Record a block handed to the output device; ``play_time`` is when its first sample sounds."""
+        """Record a block handed to the output device; ``play_time`` is when its first sample sounds.
+
+        Blocks are kept as one unbroken stream: the devices' timestamps jitter
+        by tens of milliseconds through a sound server, far more than the
+        canceller tolerates, so they only place the stream at the start (and
+        again if they disagree by more than ``REANCHOR_S``: the device was
+        restarted). ``EchoAligner`` corrects what the stream and the room
+        disagree on, from the signals themselves.
+        """
         data = played if self._resampler is None else np.frombuffer(self._resampler.process(played.tobytes()), "<i2")
         with self._lock:
             expected = None
             if self._anchor_time is not None:
                 expected = self._anchor_time + (self._written - self._anchor_index) / self.rate
-            if expected is None or abs(play_time - expected) > REANCHOR_S:
-                if expected is not None:
+            if expected is None or not self._heard or abs(play_time - expected) > REANCHOR_S:
+                # Until something audible is played the stream is silence, and following the
+                # timestamps costs nothing: so the start of the reply is placed by the latest
+                # (not the first, often wildly off) timestamp.
+                if self._heard:
                     self.reanchors += 1
                 self._anchor_time, self._anchor_index = play_time, self._written
-            size = self._ring.size
-            start = self._written % size
-            first = min(data.size, size - start)
-            self._ring[start : start + first] = data[:first]
-            self._ring[: data.size - first] = data[first:]
-            self._written += data.size
+            if audible(data):
+                self._heard = True
+                self.last_audible_at = time.monotonic()
+            self._append(data)
+
+    def speaker_active(self, now: float, tail_s: float = SPEAKER_TAIL_S) -> bool:
+        """Whether audible audio was handed to the device within ``tail_s`` (still sounding, or about to)."""
+        return now - self.last_audible_at < tail_s
+
+    def _append(self, data: np.ndarray) -> None:
+        size = self._ring.size
+        start = self._written % size
+        first = min(data.size, size - start)
+        self._ring[start : start + first] = data[:first]
+        self._ring[: data.size - first] = data[first:]
+        self._written += data.size
 
     def read(self, samples: int, capture_time: float, lead_s: float = REFERENCE_LEAD_S) -> np.ndarray:
-        """The ``samples`` played from ``capture_time + lead_s`` on; silence where nothing was written."""
+        """The ``samples`` played from ``capture_time + lead_s`` on; silence where nothing was written.
+
+        Reads continue where the last one ended, as one unbroken stream: the
+        adaptive filter models the echo path sample by sample, and a reference
+        that skipped or repeated a few samples at every block (the jitter of
+        the devices' timestamps) would never be cancelled. Only a disagreement
+        larger than ``REANCHOR_S`` moves the cursor; ``shift`` moves it
+        by what the echo lag tracker measured.
+        """
         out = np.zeros(samples, dtype=np.int16)
         with self._lock:
             if self._anchor_time is None:
                 return out
-            start = self._anchor_index + round((capture_time + lead_s - self._anchor_time) * self.rate)
+            target = self._anchor_index + round((capture_time + lead_s - self._anchor_time) * self.rate)
+            if self._cursor is None or not self._heard or abs(target - self._cursor) > REANCHOR_S * self.rate:
+                if self._cursor is not None and self._heard:
+                    self.reanchors += 1
+                self._cursor = target
+            start = self._cursor
+            self._cursor += samples
             indices = np.arange(start, start + samples)
             valid = (indices >= self._written - self._ring.size) & (indices >= 0) & (indices < self._written)
             out[valid] = self._ring[indices[valid] % self._ring.size]
         return out
+
+    def shift(self, samples: int) -> None:
+        """Move the read cursor: positive reads later samples (the echo came earlier than expected)."""
+        with self._lock:
+            if self._cursor is not None:
+                self._cursor += samples
