@@ -225,6 +225,7 @@ class Speaker:
         self.reference = ReferenceTimeline(self.rate)
         self._stream = _open_stream(pa, device, "output", self.rate, self._callback)
         self._latency = float(self._stream.get_output_latency())
+        self.reference.tail_s += self._latency
 
     def _callback(self, _in: bytes | None, frames: int, times: dict[str, float], _status: int) -> tuple[bytes, int]:
         import pyaudio

@@ -27,8 +27,8 @@ REPLY_RATE = 24_000
 DEFAULT_PREBUFFER_MS = 80
 # Reference kept for the echo canceller: more than any device latency plus the filter's tail.
 DEFAULT_REFERENCE_S = 3.0
-# Audio handed to the device sounds for up to this long after (device and sound-server
-# buffers): the speaker counts as active that long.
+# Audio handed to the device sounds for up to this long after, on top of the device's
+# reported latency (sound-server buffers): the speaker counts as active that long.
 SPEAKER_TAIL_S = 0.25
 # Device timestamps that disagree with the sample count by more than this mean the device
 # was restarted: the stream is placed again.
@@ -153,6 +153,7 @@ class ReferenceTimeline:
         self._cursor: int | None = None  # where the next read continues
         self._heard = False  # anything audible written yet
         self.last_audible_at = -1e9  # monotonic time an audible block was last handed over
+        self.tail_s = SPEAKER_TAIL_S  # the device's own latency is added by whoever knows it
         self.reanchors = 0
 
     def write(self, played: np.ndarray, play_time: float) -> None:
@@ -182,9 +183,9 @@ class ReferenceTimeline:
                 self.last_audible_at = time.monotonic()
             self._append(data)
 
-    def speaker_active(self, now: float, tail_s: float = SPEAKER_TAIL_S) -> bool:
+    def speaker_active(self, now: float) -> bool:
         """Whether audible audio was handed to the device within ``tail_s`` (still sounding, or about to)."""
-        return now - self.last_audible_at < tail_s
+        return now - self.last_audible_at < self.tail_s
 
     def _append(self, data: np.ndarray) -> None:
         size = self._ring.size
