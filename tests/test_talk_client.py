@@ -8,7 +8,6 @@ import re
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from assistant import backends
@@ -17,9 +16,9 @@ from assistant.cli import build_parser, main
 from assistant.cli.talk import talk
 from assistant.protocol import FunctionCall, FunctionDeclaration, FunctionResponse, ServerMessage, ToolResponses
 from assistant.session import ToolContext
-from audio.pcm import read_wav, samples_of
+from audio.pcm import read_wav
 from tests.support.scripted import ScriptedBackend, ScriptedSession
-from tests.support.talking import Listener, best_match, reply_messages, spoken_wav
+from tests.support.talking import Listener, best_match, reply_messages, spoken_wav, voiced_seconds
 
 QUESTION = "what time is it"
 ANSWER = "It is twelve o'clock noon."
@@ -35,13 +34,6 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
 
 def talk_args(*argv: str) -> argparse.Namespace:
     return build_parser().parse_args(["talk", "--ui", "plain", "--until", "reply", *argv])
-
-
-def voiced_seconds(pcm: bytes, rate: int) -> float:
-    """How much of ``pcm`` is not (near) silence, in 20 ms blocks."""
-    block = rate // 50
-    samples = samples_of(pcm)[: len(pcm) // 2 // block * block].reshape(-1, block).astype(np.float64)
-    return float(np.sum(np.sqrt(np.mean(samples**2, axis=1)) > 100)) * 0.02
 
 
 async def test_a_spoken_question_gets_a_spoken_reply_in_the_output_wav(

@@ -30,7 +30,7 @@ from audio.resample import resample
 from tests.conftest import ServerFactory
 from tests.support.pulse import PulseServer, pulse_server
 from tests.support.scripted import ScriptedBackend, ScriptedSession
-from tests.support.talking import Listener, best_match, reply_messages, spoken_wav
+from tests.support.talking import Listener, best_match, needs_local_backend, reply_messages, spoken_wav, voiced_seconds
 
 pytestmark = pytest.mark.slow
 
@@ -235,3 +235,36 @@ def report_erle(microphone: Path, session: ScriptedSession, sent_before: int) ->
     print(f"device-path ERLE {erle:.1f} dB (microphone {level_dbfs(captured):.1f} dBFS, sent {level_dbfs(cleaned):.1f})")
     assert samples_of(captured).size and np.abs(samples_of(captured)).max() > 1000, "the echo reached the microphone"
     assert erle > 15
+
+
+@needs_local_backend
+async def test_the_local_backend_hears_the_microphone_and_answers_on_the_speaker(
+    pulse: PulseServer, speech: dict[str, Path], tmp_path: Path
+) -> None:
+    recording = tmp_path / "speaker.raw"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "assistant", "talk", "--backend", "local", "--ui", "plain",
+        cwd=REPO,
+        env={**pulse.environ, "HF_HUB_OFFLINE": "1"},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    lines: list[str] = []
+    recorder = pulse.record("spk.monitor", recording)
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(300):
+            while not any(line.startswith("[listening") for line in lines):
+                lines.append((await process.stdout.readline()).decode(errors="replace").rstrip())
+            await played_to_end(pulse.play(speech["question"], "micfeed"))
+            while not any(line.startswith("-- turn 1") for line in lines):
+                lines.append((await process.stdout.readline()).decode(errors="replace").rstrip())
+        await asyncio.sleep(3.0)  # the reply plays out
+    finally:
+        recorder.terminate()
+        await asyncio.to_thread(recorder.wait, 10)
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 30)
+    assert any(line.startswith("you:") and "time" in line.lower() for line in lines), "\n".join(lines)
+    assert voiced_seconds(recording.read_bytes(), 16_000) >= 0.5, "the reply was played on the speaker"

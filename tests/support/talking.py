@@ -10,11 +10,13 @@ really sent (the question, the echo, a barge-in), not on a timer.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from assistant.protocol import AudioChunk, ServerMessage
 from audio.echo_bench import espeak
@@ -113,3 +115,25 @@ def reply_messages(pcm24k: bytes, transcript: str, chunk_ms: int = 40) -> list[S
         ServerMessage.output_transcript(transcript),
         ServerMessage.turn_done(),
     ]
+
+
+def _local_backend_missing() -> str | None:
+    try:
+        importlib.import_module("assistant.backends.local")
+    except ImportError as exc:
+        return str(exc)
+    return None
+
+
+_LOCAL_MISSING = _local_backend_missing()
+# The local backend is built on its own branch; these tests need only `--backend local` to exist.
+needs_local_backend = pytest.mark.skipif(
+    _LOCAL_MISSING is not None, reason=f"the local backend is not on this branch yet ({_LOCAL_MISSING})"
+)
+
+
+def voiced_seconds(pcm: bytes, rate: int, threshold: float = 100.0) -> float:
+    """How much of ``pcm`` is not (near) silence, counted in 20 ms blocks."""
+    block = rate // 50
+    samples = samples_of(pcm)[: len(pcm) // 2 // block * block].reshape(-1, block).astype(np.float64)
+    return float(np.sum(np.sqrt(np.mean(samples**2, axis=1)) > threshold)) * 0.02
