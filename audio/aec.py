@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 import numpy as np
@@ -51,7 +51,7 @@ DEFAULT_TRUSTED_ERLE_DB = 15.0
 ERLE_WINDOW_FRAMES = 50
 
 
-class EchoMode(str, Enum):
+class EchoMode(StrEnum):
     """What ``--echo`` asks for."""
 
     AUTO = "auto"  # cancel when speexdsp is available, else gate

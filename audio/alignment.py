@@ -124,7 +124,9 @@ class EchoAligner:
     def _follow(self, lag: int) -> None:
         if self.expected_lag is None:
             self.expected_lag = lag if 0 < lag <= self.max_lag else self.target_lag
-            logger.info("echo found %.1f ms after the reference; keeping it at %.1f ms", lag / 16, self.expected_lag / 16)
+            logger.info(
+                "echo found %.1f ms after the reference; keeping it at %.1f ms", lag / 16, self.expected_lag / 16
+            )
         move = lag - self.expected_lag
         if abs(move) < self.min_move:
             self._agreeing = 0

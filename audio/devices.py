@@ -105,7 +105,9 @@ class DeviceInfo:
     default_output: bool = False
 
     def describe(self) -> str:
-        marks = [mark for mark, on in (("default input", self.default_input), ("default output", self.default_output)) if on]
+        marks = [
+            mark for mark, on in (("default input", self.default_input), ("default output", self.default_output)) if on
+        ]
         extra = f"  ({', '.join(marks)})" if marks else ""
         return (
             f"{self.index:>3}  {self.name}  [{self.host_api}]  "
@@ -298,7 +300,9 @@ class Microphone:
         first_frame_at = captured_at - self._pending / AEC_RATE
         blocks = self._frames.push(pcm)
         self._pending = (self._pending + len(pcm) // SAMPLE_WIDTH) - len(blocks) * FRAME_SAMPLES
-        processed = [self._process(block, first_frame_at + i * FRAME_SAMPLES / AEC_RATE) for i, block in enumerate(blocks)]
+        processed = [
+            self._process(block, first_frame_at + i * FRAME_SAMPLES / AEC_RATE) for i, block in enumerate(blocks)
+        ]
         if processed:
             out = np.concatenate(processed)
             self.on_audio(out.tobytes(), level_dbfs(out))

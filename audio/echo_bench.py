@@ -141,7 +141,7 @@ def build_scene(
     start = int(rate * near_start_s)
     voice[start : start + near.size] += near
     voice[second_near : second_near + near.size] += near
-    echo_level = _rms(echo[: far_end][np.abs(echo[:far_end]) > 1])
+    echo_level = _rms(echo[:far_end][np.abs(echo[:far_end]) > 1])
     voice *= echo_level * 10 ** (near_to_echo_db / 20) / _rms(near.astype(np.float64)[np.abs(near) > 1])
     noise = np.random.default_rng(path.seed + 1).standard_normal(total) * 32768.0 * 10 ** (noise_dbfs / 20)
     return EchoScene(reference, echo, voice, noise)
@@ -163,15 +163,16 @@ class EchoFigures:
     def table_row(self, name: str) -> str:
         heard = f"{self.barge_in_heard_ms:.0f}" if self.barge_in_heard_ms is not None else "never"
         return (
-            f"{name:<38} {min(self.erle_db, 99):5.1f} {min(self.erle_learning_db, 99):6.1f} "
-            f"{self.double_talk_kept_db:6.1f} {self.double_talk_si_sdr_in_db:5.1f} ->{self.double_talk_si_sdr_out_db:5.1f} "
-            f"{self.near_alone_kept_db:6.1f} {self.false_barge_ins:6d} {heard:>7}"
+            f"{name:<44} {min(self.erle_db, 99):5.1f} {min(self.erle_learning_db, 99):6.1f} "
+            f"{self.double_talk_kept_db:7.1f} {self.double_talk_si_sdr_in_db:5.1f} ->"
+            f"{self.double_talk_si_sdr_out_db:5.1f} {self.near_alone_kept_db:6.1f} {self.false_barge_ins:6d} {heard:>7}"
         )
 
 
 TABLE_HEADER = (
-    f"{'processor':<38} {'ERLE':>5} {'0-2 s':>6} {'DT kept':>6} {'DT SI-SDR':>12} {'alone':>6} {'false':>6} {'heard':>7}\n"
-    f"{'':<38} {'dB':>5} {'dB':>6} {'dB':>6} {'in -> out dB':>12} {'kept':>6} {'barge':>6} {'ms':>7}"
+    f"{'processor':<44} {'ERLE':>5} {'0-2 s':>6} {'DT kept':>7} {'DT SI-SDR':>13} {'alone':>6} "
+    f"{'false':>6} {'heard':>7}\n"
+    f"{'':<44} {'dB':>5} {'dB':>6} {'dB':>7} {'in -> out dB':>13} {'kept':>6} {'barge':>6} {'ms':>7}"
 )
 
 # A speech detector of the kind a server runs on what the client sends: it fires when

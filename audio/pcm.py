@@ -72,7 +72,9 @@ def read_wav(path: Path, rate: int) -> bytes:
             channels, width, file_rate = wav.getnchannels(), wav.getsampwidth(), wav.getframerate()
             data = wav.readframes(wav.getnframes())
     except (wave.Error, EOFError) as exc:
-        raise WavFormatError(f"{path} is not a PCM WAV file ({exc}); convert it with: sox {path} -b 16 out.wav") from None
+        raise WavFormatError(
+            f"{path} is not a PCM WAV file ({exc}); convert it with: sox {path} -b 16 out.wav"
+        ) from None
     if width != SAMPLE_WIDTH:
         raise WavFormatError(f"{path} has {8 * width}-bit samples; convert it with: sox {path} -b 16 out.wav")
     samples = np.frombuffer(data, dtype="<i2")
@@ -87,7 +89,7 @@ class WavWriter:
     def __init__(self, path: Path, rate: int) -> None:
         self.path = path
         self.rate = rate
-        self._wav = wave.open(str(path), "wb")  # noqa: SIM115 - closed by close()
+        self._wav = wave.open(str(path), "wb")
         self._wav.setnchannels(1)
         self._wav.setsampwidth(SAMPLE_WIDTH)
         self._wav.setframerate(rate)

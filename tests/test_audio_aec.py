@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from audio import aec
-from audio.aec import FRAME_SAMPLES, EchoMode, EchoUnavailable, HalfDuplexGate, SpeexEchoCanceller, create_echo_processor
+from audio.aec import (
+    FRAME_SAMPLES,
+    EchoMode,
+    EchoUnavailable,
+    HalfDuplexGate,
+    SpeexEchoCanceller,
+    create_echo_processor,
+)
 from audio.alignment import EchoLagTracker, echo_lag
 from audio.echo_bench import EchoFigures, EchoScene, default_scene, measure
 from audio.speexdsp import SpeexUnavailable
@@ -35,9 +42,7 @@ def test_the_user_talking_over_the_reply_survives_and_is_heard(product: EchoFigu
     assert product.barge_in_heard_ms is not None and product.barge_in_heard_ms < 200
 
 
-def test_the_assistant_never_hears_itself_while_the_canceller_learns(
-    scene: EchoScene, product: EchoFigures
-) -> None:
+def test_the_assistant_never_hears_itself_while_the_canceller_learns(scene: EchoScene, product: EchoFigures) -> None:
     ungated = measure(SpeexEchoCanceller(trusted_erle_db=None), scene)
     assert ungated.false_barge_ins > 0, "the first seconds' echo alone would sound like the user"
     assert product.false_barge_ins == 0

@@ -22,7 +22,18 @@ def test_the_local_backend_answers_a_spoken_question_into_a_wav(tmp_path: Path) 
     reply = tmp_path / "reply.wav"
     environ = {key: value for key, value in os.environ.items() if not key.startswith("PULSE")}
     done = subprocess.run(
-        [sys.executable, "-m", "assistant", "talk", "--backend", "local", "--input", str(question), "--output", str(reply)],
+        [
+            sys.executable,
+            "-m",
+            "assistant",
+            "talk",
+            "--backend",
+            "local",
+            "--input",
+            str(question),
+            "--output",
+            str(reply),
+        ],
         cwd=REPO,
         env={**environ, "HF_HUB_OFFLINE": "1"},
         stdin=subprocess.DEVNULL,

@@ -7,7 +7,8 @@ speech into the virtual microphone and records the virtual speaker.
 The echo test routes the speaker back into the microphone (a PulseAudio
 loopback at -6 dB, as loud as the user's own voice at the microphone) and
 checks, for each ``--echo`` mode, whether the assistant interrupts itself and
-whether it hears a real barge-in spoken over its reply.
+whether it hears a real barge-in spoken over its reply; with echo cancellation
+it prints the echo removed on this device path.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.protocol import ServerMessage
+from assistant.protocol import AudioChunk, ServerMessage
 from assistant.server import LiveServer
 from audio.pcm import level_dbfs, read_wav, samples_of
 from audio.resample import resample
@@ -165,7 +166,8 @@ def echo_path(pulse: PulseServer, gain: float = 0.5) -> Iterator[None]:
 
 @pytest.mark.parametrize(
     ("echo", "interrupts_itself", "hears_barge_in"),
-    [("cancel", False, True), ("off", True, None), ("gate", False, False)],
+    # The gate never interrupts itself; it may hear the user only in the reply's pauses.
+    [("cancel", False, True), ("off", True, None), ("gate", False, None)],
 )
 async def test_echo_of_the_reply_does_not_interrupt_it_but_a_real_barge_in_does(
     pulse: PulseServer,
@@ -197,12 +199,15 @@ async def test_echo_of_the_reply_does_not_interrupt_it_but_a_real_barge_in_does(
     backend = ScriptedBackend(script)
     microphone = tmp_path / "microphone.raw"
     with echo_path(pulse):
-        async with live_server(backend) as server, talk_process(pulse, server, "--echo", echo, "--log-level", "info") as lines:
+        async with (
+            live_server(backend) as server,
+            talk_process(pulse, server, "--echo", echo, "--log-level", "info") as lines,
+        ):
             session = await wait_for_microphone(backend)
             await played_to_end(pulse.play(speech["question"], "micfeed"))
             await asyncio.wait_for(reply_started.wait(), 30)
             recorder = pulse.record("mic", microphone)
-            sent_before = len(b"".join(chunk.pcm for chunk in session.received if hasattr(chunk, "pcm")))
+            sent_before = len(sent_audio(session))
             try:
                 await asyncio.sleep(BARGE_IN_AFTER_S)
                 await played_to_end(pulse.play(speech["barge_in"], "micfeed"))
@@ -217,22 +222,28 @@ async def test_echo_of_the_reply_does_not_interrupt_it_but_a_real_barge_in_does(
     if interrupts_itself:
         assert onset is not None and onset < BARGE_IN_AFTER_S, "without echo control the echo sounds like the user"
         return
-    assert onset is None or onset >= BARGE_IN_AFTER_S, f"the assistant interrupted itself at {onset:.2f} s:\n" + "\n".join(lines)
+    assert onset is None or onset >= BARGE_IN_AFTER_S, (
+        f"the assistant interrupted itself at {onset:.2f} s:\n" + "\n".join(lines)
+    )
     if hears_barge_in:
         assert onset is not None and onset - BARGE_IN_AFTER_S < 1.0, "barge-in not heard:\n" + "\n".join(lines)
         assert "-- turn 1 interrupted" in " ".join(lines)
         report_erle(microphone, session, sent_before)
-    else:
-        assert "-- turn 1 interrupted" not in " ".join(lines[:1]) or True
+
+
+def sent_audio(session: ScriptedSession) -> bytes:
+    return b"".join(event.pcm for event in session.received if isinstance(event, AudioChunk))
 
 
 def report_erle(microphone: Path, session: ScriptedSession, sent_before: int) -> None:
     """Echo removed on the device path: microphone level against what was sent, before the barge-in."""
-    sent = b"".join(chunk.pcm for chunk in session.received if hasattr(chunk, "pcm"))[sent_before:]
+    sent = sent_audio(session)[sent_before:]
     window = slice(int(2.5 * 16_000) * 2, int(4.3 * 16_000) * 2)  # after learning, before the barge-in
     captured, cleaned = microphone.read_bytes()[window], sent[window]
     erle = level_dbfs(captured) - level_dbfs(cleaned)
-    print(f"device-path ERLE {erle:.1f} dB (microphone {level_dbfs(captured):.1f} dBFS, sent {level_dbfs(cleaned):.1f})")
+    print(
+        f"device-path ERLE {erle:.1f} dB (microphone {level_dbfs(captured):.1f} dBFS, sent {level_dbfs(cleaned):.1f})"
+    )
     assert samples_of(captured).size and np.abs(samples_of(captured)).max() > 1000, "the echo reached the microphone"
     assert erle > 15
 

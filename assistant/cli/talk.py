@@ -56,7 +56,8 @@ def add_talk_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend",
         choices=["auto", "gemini", "local"],
         default="auto",
-        help="backend for the in-process session; auto: gemini when GEMINI_API_KEY or GOOGLE_API_KEY is set, else local",
+        help="backend for the in-process session; "
+        "auto: gemini when GEMINI_API_KEY or GOOGLE_API_KEY is set, else local (default)",
     )
     where.add_argument("--connect", metavar="URL", help="talk to a running Live server (ws:// or wss://) instead")
     where.add_argument(
@@ -72,7 +73,9 @@ def add_talk_arguments(parser: argparse.ArgumentParser) -> None:
     sound.add_argument("--list-devices", action="store_true", help="list microphones and speakers, then exit")
     sound.add_argument("--input-device", metavar="N|NAME", help="microphone: index or part of its name")
     sound.add_argument("--output-device", metavar="N|NAME", help="speaker: index or part of its name")
-    sound.add_argument("--input", type=Path, metavar="WAV", help="read the question from a WAV file, not the microphone")
+    sound.add_argument(
+        "--input", type=Path, metavar="WAV", help="read the question from a WAV file, not the microphone"
+    )
     sound.add_argument("--output", type=Path, metavar="WAV", help="write what the speaker would play to a WAV file")
     sound.add_argument(
         "--echo",

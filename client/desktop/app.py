@@ -26,7 +26,13 @@ import time
 from dataclasses import dataclass
 
 from assistant.protocol import FunctionResponse, ServerMessage, Setup
-from assistant.protocol.models import AudioTranscriptionConfig, GenerationConfig, PrebuiltVoiceConfig, SpeechConfig, VoiceConfig
+from assistant.protocol.models import (
+    AudioTranscriptionConfig,
+    GenerationConfig,
+    PrebuiltVoiceConfig,
+    SpeechConfig,
+    VoiceConfig,
+)
 from client.desktop.frames import FrameFeed
 from client.desktop.live import LiveClient
 from client.desktop.media import AudioEnds
@@ -60,7 +66,9 @@ def build_setup(settings: TalkSettings) -> Setup:
     """A spoken conversation with transcripts of both sides."""
     speech = None
     if settings.voice:
-        speech = SpeechConfig(voice_config=VoiceConfig(prebuilt_voice_config=PrebuiltVoiceConfig(voice_name=settings.voice)))
+        speech = SpeechConfig(
+            voice_config=VoiceConfig(prebuilt_voice_config=PrebuiltVoiceConfig(voice_name=settings.voice))
+        )
     return Setup(
         model=settings.model,
         generation_config=GenerationConfig(response_modalities=["AUDIO"], speech_config=speech),

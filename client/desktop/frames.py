@@ -28,7 +28,9 @@ class FrameFeed:
             from vision.sampler import sampled_frames
             from vision.sources import FrameSourceError, open_source
         except ImportError as exc:
-            raise FramesUnavailable(f"{spec} frames need the vision extra, which is not installed ({exc}); {VISION_HINT}") from None
+            raise FramesUnavailable(
+                f"{spec} frames need the vision extra, which is not installed ({exc}); {VISION_HINT}"
+            ) from None
         try:
             self._source: Any = open_source(spec)
         except (FrameSourceError, ImportError) as exc:

@@ -26,7 +26,7 @@ from assistant.protocol import (
     encode_message,
 )
 from assistant.protocol.models import RealtimeInput, ToolResponse
-from assistant.session.pipe import PipeClosed
+from assistant.session.pipe import PipeClosed, PipeEnd
 
 SETUP_TIMEOUT_S = 60.0
 
@@ -57,7 +57,7 @@ class Connection(Protocol):
 class PipeConnection:
     """The client end of an in-process pipe, with the pipe's close turned into ``LiveClosed``."""
 
-    def __init__(self, end: Connection) -> None:
+    def __init__(self, end: PipeEnd) -> None:
         self._end = end
 
     async def recv(self) -> str | bytes:

@@ -16,9 +16,9 @@ import sys
 import termios
 import time
 import tty
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -31,7 +31,7 @@ MAX_LINES = 200
 METER_WIDTH = 24
 METER_FLOOR_DBFS = -70.0
 
-OnText = Callable[[str], Awaitable[None]]
+OnText = Callable[[str], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -57,6 +57,7 @@ class TalkView:
     lines: list[Line] = field(default_factory=list)
     typed: str = ""
     turns: int = 0
+    _sending: set[asyncio.Task[None]] = field(default_factory=set)
 
     # -- events --------------------------------------------------------------
 
@@ -132,6 +133,12 @@ class TalkView:
         """Show the view until ``stop`` is set, sending typed lines to ``on_text``."""
         await stop.wait()
 
+    def submit(self, on_text: OnText, text: str) -> None:
+        """Send a typed line without blocking the keyboard handler (a reference keeps the task alive)."""
+        task = asyncio.get_running_loop().create_task(on_text(text))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
 
 def meter(dbfs: float, width: int = METER_WIDTH) -> str:
     """A text level meter from ``METER_FLOOR_DBFS`` to 0 dBFS."""
@@ -171,7 +178,6 @@ class PlainLog(TalkView):
             return
         loop = asyncio.get_running_loop()
         pending = bytearray()
-        sending: set[asyncio.Task[None]] = set()
 
         def readable() -> None:
             data = os.read(fd, 4096)
@@ -184,9 +190,7 @@ class PlainLog(TalkView):
                 pending[:] = rest
                 text = line.decode(errors="replace").strip()
                 if text:
-                    task = loop.create_task(on_text(text))
-                    sending.add(task)
-                    task.add_done_callback(sending.discard)
+                    self.submit(on_text, text)
 
         try:
             loop.add_reader(fd, readable)
@@ -249,7 +253,6 @@ class RichScreen(TalkView):
         fd = sys.stdin.fileno()
         saved = termios.tcgetattr(fd)
         tty.setcbreak(fd)
-        pending: set[asyncio.Task[None]] = set()
 
         escape = False
 
@@ -265,9 +268,7 @@ class RichScreen(TalkView):
                     if text == "/quit":
                         stop.set()
                     elif text:
-                        task = loop.create_task(on_text(text))
-                        pending.add(task)
-                        task.add_done_callback(pending.discard)
+                        self.submit(on_text, text)
                 elif char in "\x7f\b":
                     self.typed = self.typed[:-1]
                 elif char == "\x04" and not self.typed:

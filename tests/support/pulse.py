@@ -89,7 +89,7 @@ def pulse_server(folder: Path) -> Iterator[PulseServer]:
         ],
         env=environ,
         stdout=subprocess.DEVNULL,
-        stderr=open(folder / "pulseaudio.log", "wb"),  # noqa: SIM115 - owned by the process
+        stderr=open(folder / "pulseaudio.log", "wb"),
     )
     server = PulseServer(folder, process)
     try:
