@@ -128,7 +128,6 @@ class SpeexEchoCanceller:
         self._guard = HalfDuplexGate()
         self._erle = ErleWindow()
         self.guarding = trusted_erle_db is not None
-        self.guard_periods = int(self.guarding)
 
     def process(self, captured: np.ndarray, reference: np.ndarray, speaker_active: bool) -> np.ndarray:
         cleaned = self._echo.cancel(captured, reference)
@@ -147,14 +146,8 @@ class SpeexEchoCanceller:
         """The echo path changed: mute while the speaker plays until the canceller is trusted again."""
         if self.trusted_erle_db is not None and not self.guarding:
             self.guarding = True
-            self.guard_periods += 1
             self._erle = ErleWindow()
             logger.info("echo path changed: half duplex until the canceller catches up")
-
-    def reset(self) -> None:
-        """Forget the echo path (the devices changed) and mute while relearning it."""
-        self._echo.reset()
-        self.relearn()
 
 
 class ErleWindow:

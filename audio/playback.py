@@ -14,6 +14,7 @@ what the device was handed, silence included.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -22,6 +23,8 @@ import numpy as np
 
 from audio.aec import AEC_RATE, audible
 from audio.resample import StreamResampler
+
+logger = logging.getLogger("audio.playback")
 
 REPLY_RATE = 24_000
 DEFAULT_PREBUFFER_MS = 80
@@ -56,7 +59,6 @@ class PlaybackBuffer:
         self._playing = False
         self._draining = False
         self.underruns = 0
-        self.played_samples = 0
         self.audible = False  # the last block read held reply audio
         self.started_at: float | None = None  # when reply audio last began flowing to the device
 
@@ -124,7 +126,6 @@ class PlaybackBuffer:
                 else:
                     self._chunks[0] = chunk[take:]
             self._buffered -= filled
-            self.played_samples += filled
             self.audible = filled > 0
             if filled < samples:
                 if not self._draining:
@@ -154,7 +155,6 @@ class ReferenceTimeline:
         self._heard = False  # anything audible written yet
         self.last_audible_at = -1e9  # monotonic time an audible block was last handed over
         self.tail_s = SPEAKER_TAIL_S  # the device's own latency is added by whoever knows it
-        self.reanchors = 0
 
     def write(self, played: np.ndarray, play_time: float) -> None:
         """Record a block handed to the output device; ``play_time`` is when its first sample sounds.
@@ -175,8 +175,8 @@ class ReferenceTimeline:
                 # Until something audible is played the stream is silence, and following the
                 # timestamps costs nothing: so the start of the reply is placed by the latest
                 # (not the first, often wildly off) timestamp.
-                if self._heard:
-                    self.reanchors += 1
+                if self._heard and expected is not None:
+                    logger.info("speaker timestamps jumped by %.2f s: reference placed again", play_time - expected)
                 self._anchor_time, self._anchor_index = play_time, self._written
             if audible(data):
                 self._heard = True
@@ -212,7 +212,7 @@ class ReferenceTimeline:
             target = self._anchor_index + round((capture_time + lead_s - self._anchor_time) * self.rate)
             if self._cursor is None or not self._heard or abs(target - self._cursor) > REANCHOR_S * self.rate:
                 if self._cursor is not None and self._heard:
-                    self.reanchors += 1
+                    logger.info("microphone timestamps jumped: reference read placed again")
                 self._cursor = target
             start = self._cursor
             self._cursor += samples

@@ -54,7 +54,6 @@ def load_library() -> ctypes.CDLL:
     library.speex_echo_state_init.argtypes = [ctypes.c_int, ctypes.c_int]
     library.speex_echo_state_init.restype = ctypes.c_void_p
     library.speex_echo_state_destroy.argtypes = [ctypes.c_void_p]
-    library.speex_echo_state_reset.argtypes = [ctypes.c_void_p]
     library.speex_echo_cancellation.argtypes = [ctypes.c_void_p, _Samples, _Samples, _Samples]
     library.speex_echo_ctl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
     library.speex_preprocess_state_init.argtypes = [ctypes.c_int, ctypes.c_int]
@@ -95,10 +94,6 @@ class SpeexEchoState:
         reference = np.ascontiguousarray(reference, dtype=np.int16)
         self._lib.speex_echo_cancellation(self.handle, _samples(captured), _samples(reference), _samples(self._out))
         return self._out.copy()
-
-    def reset(self) -> None:
-        """Forget the learnt echo path (after the devices changed)."""
-        self._lib.speex_echo_state_reset(self.handle)
 
     def close(self) -> None:
         if self.handle:

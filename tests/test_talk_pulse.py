@@ -134,8 +134,10 @@ async def test_a_spoken_question_through_the_microphone_gets_a_spoken_reply_on_t
             recorder.terminate()
             await asyncio.to_thread(recorder.wait, 10)
     backend.check()
-    match = best_match(heard[0], question)
-    assert match > 0.6, f"the backend heard the question through the microphone ({match:.2f})"
+    # Pieces of the question, so that one block lost on a busy machine does not hide the rest.
+    pieces = [question[i : i + 12_800] for i in range(0, len(question) - 12_800 + 1, 6_400)]
+    match = max(best_match(heard[0], piece) for piece in pieces)
+    assert match > 0.8, f"the backend heard the question through the microphone ({match:.2f}):\n" + "\n".join(lines)
     recorded = recording.read_bytes()
     assert best_match(recorded, resample(answer, 24_000, 16_000)) > 0.8, "the speaker played the reply"
     assert f"you: {QUESTION}" in lines and f"assistant: {ANSWER}" in lines
