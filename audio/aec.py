@@ -30,7 +30,7 @@ from typing import Protocol
 
 import numpy as np
 
-from audio.pcm import level_dbfs
+from audio.pcm import FULL_SCALE, SILENCE_DBFS, level_dbfs
 from audio.speexdsp import SpeexEchoState, SpeexPreprocessor, SpeexUnavailable
 
 logger = logging.getLogger("audio.aec")
@@ -48,6 +48,9 @@ DEFAULT_HANGOVER_MS = 300
 # Echo the canceller must have removed over the last half second of playback before the
 # user may talk over the assistant.
 DEFAULT_TRUSTED_ERLE_DB = 15.0
+# ... and what is left of the echo must be this quiet, far below speech (-20 to -30 dBFS),
+# so no voice detector takes it for the user: loud echo needs more cancellation.
+TRUSTED_RESIDUAL_DBFS = -50.0
 ERLE_WINDOW_FRAMES = 50
 
 
@@ -106,7 +109,8 @@ class SpeexEchoCanceller:
     simulated room it removes about 2 dB of echo in the first second of
     playback, 11 dB in the second and 20-30 dB from then on. Until it has
     shown it removes ``trusted_erle_db`` of echo over the last half second of
-    playback, a ``HalfDuplexGate`` mutes the microphone while the speaker is
+    playback, leaving less than ``TRUSTED_RESIDUAL_DBFS``, a
+    ``HalfDuplexGate`` mutes the microphone while the speaker is
     active, so the assistant never interrupts itself while the canceller
     learns. ``relearn`` (the echo moved: the devices re-timed their buffers)
     brings the gate back until the canceller proves itself again. If it never
@@ -136,10 +140,14 @@ class SpeexEchoCanceller:
         if not self.guarding:
             return cleaned
         if audible(reference):
-            erle = self._erle.add(captured, cleaned)
+            self._erle.add(captured, cleaned)
+            erle, residual = self._erle.figures()
             if erle is not None and self.trusted_erle_db is not None and erle >= self.trusted_erle_db:
-                self.guarding = False
-                logger.info("echo canceller trusted (%.0f dB of echo removed): full duplex", erle)
+                if residual <= TRUSTED_RESIDUAL_DBFS:
+                    self.guarding = False
+                    logger.info(
+                        "echo canceller trusted (%.0f dB of echo removed, %.0f dBFS left): full duplex", erle, residual
+                    )
         return self._guard.process(cleaned, reference, speaker_active)
 
     def relearn(self) -> None:
@@ -151,21 +159,26 @@ class SpeexEchoCanceller:
 
 
 class ErleWindow:
-    """Echo removed (dB) over the last ``frames`` frames of audible playback; None until that many."""
+    """Echo removed (dB) and the level left (dBFS) over the last ``frames`` frames of audible playback."""
 
     def __init__(self, frames: int = ERLE_WINDOW_FRAMES) -> None:
         self._captured = np.zeros(frames)
         self._cleaned = np.zeros(frames)
         self._count = 0
 
-    def add(self, captured: np.ndarray, cleaned: np.ndarray) -> float | None:
+    def add(self, captured: np.ndarray, cleaned: np.ndarray) -> None:
         index = self._count % self._captured.size
         self._captured[index] = float(np.sum(np.square(captured.astype(np.float64))))
         self._cleaned[index] = float(np.sum(np.square(cleaned.astype(np.float64))))
         self._count += 1
+
+    def figures(self) -> tuple[float | None, float]:
+        """(echo removed in dB, or None until the window is full; level left in dBFS)."""
+        left = self._cleaned.sum() / (self._cleaned.size * FRAME_SAMPLES * FULL_SCALE**2)
+        left_dbfs = 10 * math.log10(left) if left > 0 else SILENCE_DBFS
         if self._count < self._captured.size:
-            return None
-        return 10 * math.log10((self._captured.sum() + 1.0) / (self._cleaned.sum() + 1.0))
+            return None, left_dbfs
+        return 10 * math.log10((self._captured.sum() + 1.0) / (self._cleaned.sum() + 1.0)), left_dbfs
 
 
 def audible(samples: np.ndarray) -> bool:
