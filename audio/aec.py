@@ -11,7 +11,7 @@ actually played at the same moment (``audio.reference`` keeps them aligned):
   simulated room (``audio.echo_bench``): 20-30 dB of echo removed once it has
   learnt the room, while the user's voice over the top survives nearly
   untouched, so barge-in keeps working. It mutes like the gate below while
-  it learns the room, until it has shown it removes 15 dB.
+  it learns the room, until it has shown its residue is far below speech.
 - ``HalfDuplexGate``: the safe fallback when speexdsp is missing or AEC is
   turned off: the microphone is muted while the speaker plays and for a short
   hangover after (the room's reverberation and the devices' timing slack).
@@ -45,13 +45,13 @@ DEFAULT_TAIL_MS = 200
 # this long after the speaker was last active.
 GATE_SPEAKER_DBFS = -55.0
 DEFAULT_HANGOVER_MS = 300
-# Echo the canceller must have removed over the last half second of playback before the
-# user may talk over the assistant.
+# Echo the canceller must have removed over the last second of playback before the user
+# may talk over the assistant ...
 DEFAULT_TRUSTED_ERLE_DB = 15.0
-# ... and what is left of the echo must be this quiet, far below speech (-20 to -30 dBFS),
-# so no voice detector takes it for the user: loud echo needs more cancellation.
-TRUSTED_RESIDUAL_DBFS = -50.0
-ERLE_WINDOW_FRAMES = 50
+# ... and the loudest 100 ms left of the echo must be this quiet, 15 dB below soft speech
+# (-30 dBFS), so no voice detector takes it for the user: loud echo needs more cancellation.
+TRUSTED_RESIDUAL_DBFS = -45.0
+ERLE_WINDOW_FRAMES = 100
 
 
 class EchoMode(StrEnum):
@@ -108,8 +108,8 @@ class SpeexEchoCanceller:
     The adaptive filter starts knowing nothing of the room: measured on the
     simulated room it removes about 2 dB of echo in the first second of
     playback, 11 dB in the second and 20-30 dB from then on. Until it has
-    shown it removes ``trusted_erle_db`` of echo over the last half second of
-    playback, leaving less than ``TRUSTED_RESIDUAL_DBFS``, a
+    shown it removes ``trusted_erle_db`` of echo over the last second of
+    playback, with no 100 ms left louder than ``TRUSTED_RESIDUAL_DBFS``, a
     ``HalfDuplexGate`` mutes the microphone while the speaker is
     active, so the assistant never interrupts itself while the canceller
     learns. ``relearn`` (the echo moved: the devices re-timed their buffers)
@@ -146,7 +146,7 @@ class SpeexEchoCanceller:
                 if residual <= TRUSTED_RESIDUAL_DBFS:
                     self.guarding = False
                     logger.info(
-                        "echo canceller trusted (%.0f dB of echo removed, %.0f dBFS left): full duplex", erle, residual
+                        "echo canceller trusted (%.0f dB of echo removed, at most %.0f dBFS left): full duplex", erle, residual
                     )
         return self._guard.process(cleaned, reference, speaker_active)
 
@@ -173,12 +173,13 @@ class ErleWindow:
         self._count += 1
 
     def figures(self) -> tuple[float | None, float]:
-        """(echo removed in dB, or None until the window is full; level left in dBFS)."""
-        left = self._cleaned.sum() / (self._cleaned.size * FRAME_SAMPLES * FULL_SCALE**2)
-        left_dbfs = 10 * math.log10(left) if left > 0 else SILENCE_DBFS
+        """(echo removed in dB, None until the window is full; the loudest 100 ms left, in dBFS)."""
+        blocks = self._cleaned[: self._cleaned.size // 10 * 10].reshape(-1, 10).sum(axis=1)
+        loudest = float(blocks.max()) / (10 * FRAME_SAMPLES * FULL_SCALE**2)
+        loudest_dbfs = 10 * math.log10(loudest) if loudest > 0 else SILENCE_DBFS
         if self._count < self._captured.size:
-            return None, left_dbfs
-        return 10 * math.log10((self._captured.sum() + 1.0) / (self._cleaned.sum() + 1.0)), left_dbfs
+            return None, loudest_dbfs
+        return 10 * math.log10((self._captured.sum() + 1.0) / (self._cleaned.sum() + 1.0)), loudest_dbfs
 
 
 def audible(samples: np.ndarray) -> bool:
