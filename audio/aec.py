@@ -145,9 +145,7 @@ class SpeexEchoCanceller:
             if erle is not None and self.trusted_erle_db is not None and erle >= self.trusted_erle_db:
                 if residual <= TRUSTED_RESIDUAL_DBFS:
                     self.guarding = False
-                    logger.info(
-                        "echo canceller trusted (%.0f dB of echo removed, at most %.0f dBFS left): full duplex", erle, residual
-                    )
+                    logger.info("echo canceller trusted (%.0f dB removed, %.0f dBFS left): full duplex", erle, residual)
         return self._guard.process(cleaned, reference, speaker_active)
 
     def relearn(self) -> None:
