@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,9 @@ def add_talk_arguments(parser: argparse.ArgumentParser) -> None:
         help="access key for --connect (default $ASSISTANT_API_KEY)",
     )
     where.add_argument("--model", default=DEFAULT_MODEL, help="model named in the setup (default %(default)s)")
-    where.add_argument("--voice", help="prebuilt voice name for the reply")
+    where.add_argument(
+        "--prebuilt-voice", metavar="NAME", help="prebuilt voice named in the setup's speechConfig"
+    )
     where.add_argument("--instructions", help="system instruction for the conversation")
 
     sound = parser.add_argument_group("sound")
@@ -131,7 +133,7 @@ def _settings(args: argparse.Namespace) -> TalkSettings:
         until = "reply" if args.input is not None and not sys.stdin.isatty() else "quit"
     return TalkSettings(
         model=args.model,
-        voice=args.voice,
+        voice=args.prebuilt_voice,
         instructions=args.instructions,
         until_reply=until == "reply" and args.input is not None,
         reply_timeout_s=args.reply_timeout,
@@ -175,18 +177,21 @@ class _ViewStatus(logging.Handler):
 
 
 @contextlib.contextmanager
-def _status_from_logs(view: TalkView, prefix: str) -> Any:
+def _status_from_logs(view: TalkView, prefix: str) -> Iterator[None]:
+    """While a backend loads, its INFO lines become the view's status (and stay out of the log if it is quieter)."""
     handler = _ViewStatus(view, prefix)
-    root = logging.getLogger("assistant")
-    previous = root.level
-    root.addHandler(handler)
-    if root.getEffectiveLevel() > logging.INFO:
-        root.setLevel(logging.INFO)
+    project = logging.getLogger("assistant")
+    level, propagate = project.level, project.propagate
+    project.addHandler(handler)
+    if project.getEffectiveLevel() > logging.INFO:
+        project.setLevel(logging.INFO)
+        project.propagate = False
     try:
         yield
     finally:
-        root.removeHandler(handler)
-        root.setLevel(previous)
+        project.removeHandler(handler)
+        project.setLevel(level)
+        project.propagate = propagate
 
 
 async def talk(args: argparse.Namespace, backend: Backend | None = None) -> None:
