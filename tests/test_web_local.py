@@ -9,7 +9,6 @@ can stop it and start it again on the same port and SQLite store.
 
 from __future__ import annotations
 
-import importlib.util
 import queue
 import re
 import signal
@@ -24,13 +23,6 @@ import pytest
 from tests.support.browser import Browsing, chromium, spoken_wav
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
-if importlib.util.find_spec("assistant.backends.local") is None:
-    pytestmark.append(
-        pytest.mark.skip(
-            reason="assistant.backends.local is not importable yet: the local backend is built on another branch; "
-            "these tests need only `assistant serve --backend local` to exist"
-        )
-    )
 
 STARTUP_TIMEOUT_S = 300  # the first start loads every model
 TURN_TIMEOUT_S = 120  # a 2-core machine shared with other work answers slowly

@@ -20,6 +20,7 @@ COMMANDS = (
     "assistant.cli.knowledge",
     "assistant.cli.personas",
     "assistant.cli.bench",
+    "assistant.cli.talk",
 )
 
 
