@@ -89,6 +89,9 @@ class EchoTools:
                 raise
         return FunctionResponse(id=call.id, name=call.name, response={"output": call.args})
 
+    async def aclose(self) -> None:
+        """Nothing outlives a call here."""
+
 
 @asynccontextmanager
 async def running(

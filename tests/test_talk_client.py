@@ -97,12 +97,19 @@ class ClockTool:
     async def call(self, call: FunctionCall, context: ToolContext) -> FunctionResponse:
         return FunctionResponse(id=call.id, name=call.name, response={"time": "12:00"})
 
+    async def aclose(self) -> None:
+        """Nothing to stop."""
+
+
+async def clock_tools(args: object) -> ClockTool:
+    return ClockTool()
+
 
 async def test_server_tool_calls_show_as_they_happen(
     speech: tuple[Path, bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     question, answer = speech
-    monkeypatch.setattr("assistant.cli.serve.build_tools", lambda args: ClockTool())
+    monkeypatch.setattr("assistant.cli.talk.build_tools", clock_tools)
 
     async def script(s: ScriptedSession) -> None:
         await Listener(s).utterance()

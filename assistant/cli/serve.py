@@ -144,9 +144,7 @@ async def serve(args: argparse.Namespace) -> None:
     try:
         await serve_with(args, name, backend, tools)
     finally:
-        close = getattr(tools, "aclose", None)
-        if close is not None:
-            await close()
+        await tools.aclose()
 
 
 async def serve_with(args: argparse.Namespace, name: str, backend: Backend, tools: ServerTools) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.backends import BackendUnavailable, add_backend_arguments, create_backend, resolve_backend_name
+from assistant.cli.serve import add_server_tool_arguments, build_tools
 from assistant.logs import configure_logging
 from assistant.session import Backend, MemoryResumptionStore, Session
 from assistant.session.pipe import pipe
@@ -46,6 +47,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     add_talk_arguments(parser)
+    add_server_tool_arguments(parser)
     add_backend_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -143,13 +145,12 @@ def _settings(args: argparse.Namespace) -> TalkSettings:
 @contextlib.asynccontextmanager
 async def in_process_client(backend: Backend, view: TalkView, args: argparse.Namespace) -> AsyncIterator[LiveClient]:
     """Start ``backend`` (showing progress) and run a ``Session`` for it over an in-process pipe."""
-    from assistant.cli.serve import build_tools
 
     view.set_status(f"loading the {backend.name} backend", busy=True)
     with _status_from_logs(view, f"loading the {backend.name} backend"):
         await backend.start()
     server_end, client_end = pipe()
-    tools = WatchedTools(build_tools(args), view)
+    tools = WatchedTools(await build_tools(args), view)
     session = Session(server_end, backend, store=MemoryResumptionStore(), tools=tools)
     running = asyncio.create_task(session.run(), name="talk-session")
     try:
@@ -162,6 +163,7 @@ async def in_process_client(backend: Backend, view: TalkView, args: argparse.Nam
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
         await backend.aclose()
+        await tools.aclose()
 
 
 class _ViewStatus(logging.Handler):

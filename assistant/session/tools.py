@@ -46,6 +46,10 @@ class ServerTools(Protocol):
         """Run one call to completion; errors come back as a response, not an exception."""
         ...
 
+    async def aclose(self) -> None:
+        """Stop what is still running (timers, MCP servers) when the server or app ends."""
+        ...
+
 
 class NoServerTools:
     """The empty tool set: every call goes to the client or is unknown."""
@@ -58,3 +62,6 @@ class NoServerTools:
 
     async def call(self, call: FunctionCall, context: ToolContext) -> FunctionResponse:
         raise LookupError(f"no server-side tool named {call.name}")
+
+    async def aclose(self) -> None:
+        """Nothing runs, so nothing to stop."""

@@ -40,3 +40,6 @@ class WatchedTools:
             result = result[: RESULT_PREVIEW_CHARS - 1] + "…"
         self.view.tool_call(f"{call.name} → {result} in {(time.perf_counter() - started) * 1000:.0f} ms")
         return response
+
+    async def aclose(self) -> None:
+        await self.tools.aclose()
