@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from assistant.server import LiveServer, ServerConfig
-from assistant.session import Backend, MemoryResumptionStore, ResumptionStore, ServerTools
+from assistant.session import Backend, MemoryResumptionStore, ProfileResolver, ResumptionStore, ServerTools
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ def live_server() -> ServerFactory:
         config: ServerConfig | None = None,
         store: ResumptionStore | None = None,
         tools: ServerTools | None = None,
+        profiles: ProfileResolver | None = None,
         **overrides: object,
     ) -> AsyncIterator[LiveServer]:
         base = config or ServerConfig()
@@ -76,6 +77,7 @@ def live_server() -> ServerFactory:
             backend,
             store=store if store is not None else MemoryResumptionStore(),
             tools=tools,
+            profiles=profiles,
         )
         await server.start()
         try:

@@ -316,3 +316,18 @@ async def test_a_stalled_client_does_not_grow_server_memory(live_server: ServerF
             assert session.outbound.dropped["reply audio"] > total_chunks / 2
             # The queue holds at most 250 chunks (~2.4 MB of PCM) however much went through.
             assert peak_growth < 8 * 1024 * 1024, f"server memory grew by {peak_growth / 1e6:.1f} MB"
+
+
+async def test_persona_is_asked_for_in_the_url_or_a_header(live_server: ServerFactory) -> None:
+    from tests.test_session import profiles
+
+    backend = ScriptedBackend(echo)
+    async with live_server(backend, profiles=profiles) as server:
+        async with connect(url(server, query="?persona=owl")) as ws:
+            await ws.send(json.dumps({"setup": {"model": "m"}}))
+            await recv_json(ws)
+        async with connect(url(server), additional_headers={"x-assistant-persona": "hawk"}) as ws:
+            await ws.send(json.dumps({"setup": {"model": "m"}}))
+            assert await closed_with(ws) == (1008, "unknown persona 'hawk'; this server has: owl")
+    instruction = backend.sessions[0].request.setup.system_instruction
+    assert instruction is not None and instruction.text() == "You are an owl."

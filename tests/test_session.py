@@ -14,11 +14,14 @@ from assistant.protocol import (
     AudioChunk,
     ClientTurns,
     CloseCode,
+    Content,
     ContextChange,
     FunctionCall,
     FunctionDeclaration,
     FunctionResponse,
+    Part,
     ServerMessage,
+    Setup,
     TextInput,
     ToolResponses,
     VideoFrame,
@@ -27,9 +30,12 @@ from assistant.protocol import (
 from assistant.session import (
     BackendError,
     MemoryResumptionStore,
+    ProfileResolver,
     Session,
+    SessionProfile,
     SessionSettings,
     ToolContext,
+    UnknownProfile,
 )
 from assistant.session.pipe import PipeClosed, PipeEnd, pipe
 from tests.support.scripted import Script, ScriptedBackend, ScriptedSession, idle
@@ -73,7 +79,7 @@ class EchoTools:
         ]
 
     def handles(self, name: str) -> bool:
-        return name in {"echo", "slow", "boom"}
+        return name in {"echo", "slow", "boom", "client_tool"}
 
     async def call(self, call: FunctionCall, context: ToolContext) -> FunctionResponse:
         assert call.id is not None
@@ -426,3 +432,79 @@ async def test_context_update_keeps_the_server_tools_and_moves_client_routing() 
         assert call.tool_call is not None and call.tool_call.function_calls[0].name == "new_client_tool"
         assert session.client_setup is not None
         assert [d.name for d in session.client_setup.function_declarations()] == ["new_client_tool"]
+
+
+def profiles(name: str | None) -> SessionProfile | None:
+    if name is None:
+        return None
+    if name != "owl":
+        raise UnknownProfile(f"unknown persona {name!r}; this server has: owl")
+
+    def apply(setup: Setup) -> Setup:
+        return setup.model_copy(update={"system_instruction": Content(parts=[Part(text="You are an owl.")])})
+
+    return SessionProfile("owl", apply=apply, offers_tool=lambda tool: tool != "slow", knowledge_collection="birds")
+
+
+async def test_a_profile_adjusts_the_setup_tools_and_survives_resumption() -> None:
+    tools = EchoTools()
+    store = MemoryResumptionStore()
+
+    async def script(s: ScriptedSession) -> None:
+        setup = s.request.setup
+        assert setup.system_instruction is not None and setup.system_instruction.text() == "You are an owl."
+        assert "slow" not in [d.name for d in setup.function_declarations()]
+        await s.expect(TextInput)
+        s.emit(ServerMessage.calls([FunctionCall(id="s1", name="slow"), FunctionCall(id="e1", name="echo")]))
+        answers = {}
+        for _ in range(2):
+            for response in (await s.expect(ToolResponses)).responses:
+                answers[response.id] = response.response
+        assert answers["s1"] == {"error": "there is no tool named slow"}  # not offered to this persona
+        assert answers["e1"] == {"output": {}}
+        s.emit(ServerMessage.turn_done())
+        await s.closed.wait()
+
+    backend = ScriptedBackend(script)
+    server_end, client_end = pipe()
+    session = Session(server_end, backend, store=store, tools=tools, profiles=profiles, requested_profile="owl")
+    task = asyncio.create_task(session.run())
+    client = Client(client_end)
+    await client.send(RESUMABLE_SETUP)
+    await client.recv()
+    await client.send({"realtimeInput": {"text": "hoo?"}})
+    assert (await client.recv()).is_turn_complete
+    update = (await client.recv()).session_resumption_update
+    assert update is not None and update.new_handle
+    await client_end.close(1000, "bye")
+    await asyncio.wait_for(task, 5)
+    backend.check()
+
+    # A resumed connection that names no persona keeps the one the conversation started with.
+    resumed = ScriptedBackend(lambda s: s.closed.wait())
+    server_end, client_end = pipe()
+    session = Session(server_end, resumed, store=store, tools=tools, profiles=profiles)
+    task = asyncio.create_task(session.run())
+    await Client(client_end).send({"setup": {"model": "m", "sessionResumption": {"handle": update.new_handle}}})
+    await Client(client_end).recv()
+    assert session.profile is not None and session.profile.knowledge_collection == "birds"
+    assert resumed.sessions[0].request.setup.system_instruction.text() == "You are an owl."  # type: ignore[union-attr]
+    await client_end.close(1000, "bye")
+    await asyncio.wait_for(task, 5)
+    await backend.aclose()
+    await resumed.aclose()
+
+
+@pytest.mark.parametrize(
+    ("resolver", "reason"),
+    [(profiles, "unknown persona 'hawk'; this server has: owl"), (None, "this server has no personas")],
+)
+async def test_an_unknown_persona_is_a_policy_close(resolver: ProfileResolver | None, reason: str) -> None:
+    server_end, client_end = pipe()
+    backend = ScriptedBackend(idle)
+    session = Session(server_end, backend, store=MemoryResumptionStore(), profiles=resolver, requested_profile="hawk")
+    task = asyncio.create_task(session.run())
+    await Client(client_end).send(SETUP)
+    closed = await Client(client_end).closed()
+    await task
+    assert closed.code == CloseCode.POLICY_VIOLATION and reason in closed.reason

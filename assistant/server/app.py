@@ -26,7 +26,15 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from assistant.protocol import CloseCode
-from assistant.session import Backend, ResumptionStore, ServerTools, Session, SessionSettings, TransportClosed
+from assistant.session import (
+    Backend,
+    ProfileResolver,
+    ResumptionStore,
+    ServerTools,
+    Session,
+    SessionSettings,
+    TransportClosed,
+)
 
 logger = logging.getLogger("assistant.server")
 
@@ -117,6 +125,14 @@ def presented_key(request: Request) -> str | None:
     return None
 
 
+def requested_profile(request: Request) -> str | None:
+    """The persona a connection asks for: ``?persona=`` (browsers) or the ``x-assistant-persona`` header."""
+    query = parse_qs(request.path.partition("?")[2])
+    if query.get("persona"):
+        return query["persona"][0]
+    return request.headers.get("x-assistant-persona") or None
+
+
 class LiveServer:
     """Owns the listening socket, the backend and the live sessions."""
 
@@ -127,11 +143,13 @@ class LiveServer:
         *,
         store: ResumptionStore,
         tools: ServerTools | None = None,
+        profiles: ProfileResolver | None = None,
     ) -> None:
         self.config = config
         self.backend = backend
         self.store = store
         self.tools = tools
+        self.profiles = profiles
         self.sessions: set[Session] = set()
         self._server: Server | None = None
 
@@ -236,6 +254,8 @@ class LiveServer:
             store=self.store,
             tools=self.tools,
             settings=self.config.session,
+            profiles=self.profiles,
+            requested_profile=requested_profile(request),
         )
         self.sessions.add(session)
         try:

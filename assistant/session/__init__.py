@@ -6,6 +6,7 @@ tool registry; ``ResumptionStore`` keeps handles between connections.
 """
 
 from assistant.session.backend import Backend, BackendError, BackendSession, SessionRequest
+from assistant.session.profiles import ProfileResolver, SessionProfile, UnknownProfile
 from assistant.session.resumption import (
     DEFAULT_HANDLE_TTL_S,
     MemoryResumptionStore,
@@ -23,10 +24,12 @@ __all__ = [
     "BackendSession",
     "MemoryResumptionStore",
     "NoServerTools",
+    "ProfileResolver",
     "ResumptionStore",
     "SavedSession",
     "ServerTools",
     "Session",
+    "SessionProfile",
     "SessionRequest",
     "SessionSettings",
     "SessionStats",
@@ -34,4 +37,5 @@ __all__ = [
     "ToolContext",
     "Transport",
     "TransportClosed",
+    "UnknownProfile",
 ]

@@ -38,6 +38,7 @@ class SavedSession:
     backend: str
     backend_state: dict[str, Any] | None = None
     turns: int = 0
+    profile: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -47,6 +48,7 @@ class SavedSession:
                 "backend": self.backend,
                 "backend_state": self.backend_state,
                 "turns": self.turns,
+                "profile": self.profile,
             }
         )
 
@@ -59,6 +61,7 @@ class SavedSession:
             backend=data["backend"],
             backend_state=data.get("backend_state"),
             turns=data.get("turns", 0),
+            profile=data.get("profile"),
         )
 
 

@@ -60,6 +60,7 @@ from assistant.protocol import (
 from assistant.protocol.events import audio_rate_from_mime
 from assistant.session.backend import Backend, BackendError, BackendSession, SessionRequest
 from assistant.session.history import ConversationLog
+from assistant.session.profiles import ProfileResolver, SessionProfile, UnknownProfile
 from assistant.session.queues import FlowQueue, QueueClosed
 from assistant.session.resumption import DEFAULT_HANDLE_TTL_S, ResumptionStore, SavedSession, new_handle
 from assistant.session.tools import NoServerTools, ServerTools, ToolContext
@@ -113,14 +114,14 @@ class SessionStats:
     flushed_on_interrupt: int = 0
 
 
-def merge_server_tools(setup: Setup, tools: ServerTools) -> Setup:
-    """The setup a backend sees: the client's declarations plus the server's.
+def merge_server_tools(setup: Setup, tools: ServerTools, offers: Callable[[str], bool] = lambda name: True) -> Setup:
+    """The setup a backend sees: the client's declarations plus the server's it ``offers``.
 
     A server tool the client also declared is left out: the client's own
     declaration wins, and the model never sees one name twice.
     """
     client_names = {declaration.name for declaration in setup.function_declarations()}
-    extra = [d for d in tools.declarations() if d.name not in client_names]
+    extra = [d for d in tools.declarations() if d.name not in client_names and offers(d.name)]
     if not extra:
         return setup
     return setup.model_copy(update={"tools": [*(setup.tools or []), Tool(function_declarations=extra)]})
@@ -202,6 +203,8 @@ class Session:
         settings: SessionSettings | None = None,
         session_id: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        profiles: ProfileResolver | None = None,
+        requested_profile: str | None = None,
     ) -> None:
         self.id = session_id or secrets.token_hex(4)
         self.transport = transport
@@ -226,6 +229,9 @@ class Session:
         self._resamplers: dict[int, StreamResampler] = {}
         self._handle: str | None = None
         self.latest_frame: VideoFrame | None = None
+        self._profiles = profiles
+        self._requested_profile = requested_profile
+        self.profile: SessionProfile | None = None
         self._turn_clock = TurnClock(clock)
 
     # -- lifecycle -----------------------------------------------------------
@@ -293,6 +299,7 @@ class Session:
         """Resolve a resumption handle, then merge the server's tools into the setup."""
         history: list[Content] = []
         backend_state = None
+        profile_name = self._requested_profile
         handle = setup.session_resumption.handle if setup.session_resumption else None
         if handle:
             saved = await self.store.load(handle)
@@ -307,14 +314,36 @@ class Session:
             backend_state = saved.backend_state if saved.backend == self.backend.name else None
             self.stats.turns = saved.turns
             self._handle = handle
+            profile_name = profile_name or saved.profile
+        self.profile = self._resolve_profile(profile_name)
         self._set_client_setup(setup)
         self.conversation = ConversationLog(history)
         return SessionRequest(
             session_id=self.id,
-            setup=merge_server_tools(setup, self.tools),
+            setup=merge_server_tools(self._backend_view(setup), self.tools, self._offers_tool),
             history=history,
             backend_state=backend_state,
         )
+
+    def _resolve_profile(self, name: str | None) -> SessionProfile | None:
+        if self._profiles is None:
+            if name is not None:
+                raise ProtocolError(
+                    f"this server has no personas; connect without {name!r}", CloseCode.POLICY_VIOLATION
+                )
+            return None
+        try:
+            return self._profiles(name)
+        except UnknownProfile as exc:
+            raise ProtocolError(str(exc), CloseCode.POLICY_VIOLATION) from None
+
+    def _backend_view(self, setup: Setup) -> Setup:
+        """The client's setup as the profile adjusts it for the backend."""
+        return self.profile.apply(setup) if self.profile is not None else setup
+
+    def _offers_tool(self, name: str) -> bool:
+        """A server tool this session may use (the profile may narrow the set)."""
+        return self.tools.handles(name) and (self.profile is None or self.profile.offers_tool(name))
 
     def _set_client_setup(self, setup: Setup) -> None:
         self.client_setup = setup
@@ -413,10 +442,9 @@ class Session:
         assert self.client_setup is not None
         changed = {name: getattr(event.update, name) for name in event.update.model_fields_set}
         self._set_client_setup(self.client_setup.model_copy(update=changed))
-        if event.update.tools is None:
-            return event
-        merged = merge_server_tools(self.client_setup, self.tools)
-        return ContextChange(event.update.model_copy(update={"tools": merged.tools}))
+        backend_setup = merge_server_tools(self._backend_view(self.client_setup), self.tools, self._offers_tool)
+        update = {name: getattr(backend_setup, name) for name in event.update.model_fields_set}
+        return ContextChange(event.update.model_copy(update=update))
 
     async def _write_backend(self) -> None:
         assert self._backend_session is not None
@@ -487,7 +515,7 @@ class Session:
             if call.name in self._client_tool_names:
                 self._client_calls[call.id] = call.name
                 for_client.append(call)
-            elif self.tools.handles(call.name):
+            elif self._offers_tool(call.name):
                 self._server_calls[call.id] = asyncio.create_task(
                     self._run_server_tool(call), name=f"{self.id}-tool-{call.name}"
                 )
@@ -508,7 +536,10 @@ class Session:
         assert call.id is not None
         started = time.perf_counter()
         context = ToolContext(
-            session_id=self.id, send_response=self._deliver_tool_response, latest_frame=lambda: self.latest_frame
+            session_id=self.id,
+            send_response=self._deliver_tool_response,
+            latest_frame=lambda: self.latest_frame,
+            profile=self.profile,
         )
         try:
             response = await self.tools.call(call, context)
@@ -549,6 +580,7 @@ class Session:
             backend=self.backend.name,
             backend_state=self._backend_session.resumption_state(),
             turns=self.stats.turns,
+            profile=self.profile.name if self.profile is not None else None,
         )
         await self.store.save(handle, saved, self.settings.handle_ttl_s)
         if self._handle is not None:

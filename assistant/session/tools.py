@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from assistant.protocol import FunctionCall, FunctionDeclaration, FunctionResponse, VideoFrame
+from assistant.session.profiles import SessionProfile
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,11 +24,15 @@ class ToolContext:
     fires minutes after ``set_timer`` returned), with the scheduling the
     response names. ``latest_frame`` is the newest camera or screen frame the
     client sent in this session, for tools that look (``describe_view``).
+    ``profile`` is the session's profile (a persona), for tools whose
+    defaults depend on it (the knowledge collection ``search_knowledge``
+    searches).
     """
 
     session_id: str
     send_response: Callable[[FunctionResponse], Awaitable[None]]
     latest_frame: Callable[[], VideoFrame | None] = lambda: None
+    profile: SessionProfile | None = None
 
 
 @runtime_checkable

@@ -1,0 +1,42 @@
+"""Session profiles: server-side adjustments a session runs under (a persona).
+
+A profile changes what the backend sees without the client's knowledge or
+help: the setup (a persona's instruction and voice), which server tools are
+offered, and where knowledge tools search by default. The server resolves
+a profile by name for each connection (``?persona=NAME`` or the
+``x-assistant-persona`` header, else its default); a resumed conversation
+keeps the profile it started with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from assistant.protocol import Setup
+
+
+def _unchanged(setup: Setup) -> Setup:
+    return setup
+
+
+def _every_tool(name: str) -> bool:
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class SessionProfile:
+    """How the server adjusts one kind of session."""
+
+    name: str
+    apply: Callable[[Setup], Setup] = _unchanged
+    offers_tool: Callable[[str], bool] = _every_tool
+    knowledge_collection: str | None = None
+
+
+class UnknownProfile(LookupError):
+    """No profile of that name; the message lists what exists."""
+
+
+# Name asked for (None: the server's default) -> profile (None: no adjustments).
+ProfileResolver = Callable[[str | None], SessionProfile | None]
