@@ -331,3 +331,35 @@ async def test_persona_is_asked_for_in_the_url_or_a_header(live_server: ServerFa
             assert await closed_with(ws) == (1008, "unknown persona 'hawk'; this server has: owl")
     instruction = backend.sessions[0].request.setup.system_instruction
     assert instruction is not None and instruction.text() == "You are an owl."
+
+
+async def test_clients_that_ask_see_server_tool_activity(live_server: ServerFactory) -> None:
+    from assistant.protocol import FunctionCall, ToolResponses
+    from tests.test_session import EchoTools
+
+    async def script(s: ScriptedSession) -> None:
+        await s.expect(TextInput)
+        s.emit(ServerMessage.calls([FunctionCall(id="e1", name="echo", args={"q": 1})]))
+        await s.expect(ToolResponses)
+        s.emit(ServerMessage.turn_done())
+        await s.closed.wait()
+
+    async with live_server(ScriptedBackend(script), tools=EchoTools()) as server:
+        for query, expected in (("?events=tools", ["running", "done", "turn"]), ("", ["turn"])):
+            async with connect(url(server, query=query)) as ws:
+                await ws.send(json.dumps({"setup": {"model": "m"}}))
+                await recv_json(ws)
+                await ws.send(json.dumps({"realtimeInput": {"text": "go"}}))
+                seen = []
+                while not seen or seen[-1] != "turn":
+                    message = await recv_json(ws)
+                    activity = message.get("serverToolActivity")
+                    seen.append(activity["state"] if isinstance(activity, dict) else "turn")
+                    if isinstance(activity, dict) and activity["state"] == "done":
+                        assert activity == {
+                            "id": "e1",
+                            "name": "echo",
+                            "state": "done",
+                            "response": {"output": {"q": 1}},
+                        }
+                assert seen == expected

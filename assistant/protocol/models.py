@@ -485,6 +485,23 @@ class UsageMetadata(WireModel):
     service_tier: Any = None
 
 
+class ServerToolActivity(WireModel):
+    """A server-side tool call as it runs: the project's extension, not Gemini's.
+
+    Clients see calls to functions they declared (``toolCall``) but not calls
+    the server answers itself. A client of this project that shows tool
+    activity (the browser page) asks for these with ``?events=tools``; a
+    client that does not ask never receives one, so the google-genai SDK
+    (which rejects unknown top-level keys) is unaffected.
+    """
+
+    id: str
+    name: str
+    state: Literal["running", "done", "failed", "cancelled"]
+    args: dict[str, Any] | None = None
+    response: dict[str, Any] | None = None
+
+
 OUTPUT_AUDIO_RATE = 24_000
 OUTPUT_AUDIO_MIME = f"audio/pcm;rate={OUTPUT_AUDIO_RATE}"
 
@@ -501,6 +518,7 @@ class ServerMessage(WireModel):
     session_resumption_update: SessionResumptionUpdate | None = None
     voice_activity_detection_signal: Any = None
     voice_activity: Any = None
+    server_tool_activity: ServerToolActivity | None = None  # opt-in extension, see ServerToolActivity
 
     @classmethod
     def model_audio(cls, pcm: bytes, sample_rate: int = OUTPUT_AUDIO_RATE) -> ServerMessage:

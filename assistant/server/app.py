@@ -133,6 +133,12 @@ def requested_profile(request: Request) -> str | None:
     return request.headers.get("x-assistant-persona") or None
 
 
+def requested_events(request: Request) -> set[str]:
+    """Extension events a client of this project opted into (``?events=tools``)."""
+    query = parse_qs(request.path.partition("?")[2])
+    return {name.strip() for value in query.get("events", []) for name in value.split(",") if name.strip()}
+
+
 class LiveServer:
     """Owns the listening socket, the backend and the live sessions."""
 
@@ -256,6 +262,7 @@ class LiveServer:
             settings=self.config.session,
             profiles=self.profiles,
             requested_profile=requested_profile(request),
+            observe_tools="tools" in requested_events(request),
         )
         self.sessions.add(session)
         try:

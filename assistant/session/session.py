@@ -27,7 +27,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 from assistant.logs import SessionLogger
 from assistant.protocol import (
@@ -58,6 +58,7 @@ from assistant.protocol import (
     parse_client_message,
 )
 from assistant.protocol.events import audio_rate_from_mime
+from assistant.protocol.models import ServerToolActivity
 from assistant.session.backend import Backend, BackendError, BackendSession, SessionRequest
 from assistant.session.history import ConversationLog
 from assistant.session.profiles import ProfileResolver, SessionProfile, UnknownProfile
@@ -205,6 +206,7 @@ class Session:
         clock: Callable[[], float] = time.monotonic,
         profiles: ProfileResolver | None = None,
         requested_profile: str | None = None,
+        observe_tools: bool = False,
     ) -> None:
         self.id = session_id or secrets.token_hex(4)
         self.transport = transport
@@ -226,11 +228,13 @@ class Session:
         self._client_tool_names: set[str] = set()
         self._client_calls: dict[str, str] = {}
         self._server_calls: dict[str, asyncio.Task[None]] = {}
+        self._server_call_names: dict[str, str] = {}  # for activity events about calls being cancelled
         self._resamplers: dict[int, StreamResampler] = {}
         self._handle: str | None = None
         self.latest_frame: VideoFrame | None = None
         self._profiles = profiles
         self._requested_profile = requested_profile
+        self._observe_tools = observe_tools
         self.profile: SessionProfile | None = None
         self._turn_clock = TurnClock(clock)
 
@@ -516,6 +520,7 @@ class Session:
                 self._client_calls[call.id] = call.name
                 for_client.append(call)
             elif self._offers_tool(call.name):
+                self._server_call_names[call.id] = call.name
                 self._server_calls[call.id] = asyncio.create_task(
                     self._run_server_tool(call), name=f"{self.id}-tool-{call.name}"
                 )
@@ -535,6 +540,7 @@ class Session:
     async def _run_server_tool(self, call: FunctionCall) -> None:
         assert call.id is not None
         started = time.perf_counter()
+        await self._tool_activity(call.id, call.name, "running", args=call.args)
         context = ToolContext(
             session_id=self.id,
             send_response=self._deliver_tool_response,
@@ -548,18 +554,37 @@ class Session:
             response = FunctionResponse(id=call.id, name=call.name, response={"error": f"{call.name} failed"})
         finally:
             self._server_calls.pop(call.id, None)
+            self._server_call_names.pop(call.id, None)
         self.log.info("server tool %s answered in %.0f ms", call.name, (time.perf_counter() - started) * 1000)
         await self._deliver_tool_response(response.model_copy(update={"id": call.id, "name": call.name}))
 
     async def _deliver_tool_response(self, response: FunctionResponse) -> None:
         self.conversation.tool_results([response])
         await self.inbound.put(ToolResponses([response]))
+        failed = response.response is not None and "error" in response.response
+        await self._tool_activity(
+            response.id or "", response.name or "", "failed" if failed else "done", response=response.response
+        )
+
+    async def _tool_activity(
+        self,
+        call_id: str,
+        name: str,
+        state: Literal["running", "done", "failed", "cancelled"],
+        args: dict[str, Any] | None = None,
+        response: dict[str, Any] | None = None,
+    ) -> None:
+        """Tell a client that asked (``?events=tools``) what a server tool is doing."""
+        if self._observe_tools:
+            activity = ServerToolActivity(id=call_id, name=name, state=state, args=args, response=response)
+            await self._send(ServerMessage(server_tool_activity=activity))
 
     async def _cancel_calls(self, ids: list[str]) -> None:
         for call_id in ids:
             task = self._server_calls.pop(call_id, None)
             if task is not None:
                 task.cancel()
+                await self._tool_activity(call_id, self._server_call_names.pop(call_id, ""), "cancelled")
         for_client = [call_id for call_id in ids if self._client_calls.pop(call_id, None) is not None]
         if for_client:
             await self._send(ServerMessage.cancel_calls(for_client))
