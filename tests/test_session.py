@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,7 +24,6 @@ from assistant.protocol import (
     TextInput,
     ToolResponses,
     VideoFrame,
-    decode_server_message,
 )
 from assistant.session import (
     BackendError,
@@ -37,30 +35,15 @@ from assistant.session import (
     ToolContext,
     UnknownProfile,
 )
-from assistant.session.pipe import PipeClosed, PipeEnd, pipe
+from assistant.session.pipe import pipe
+from tests.support.pipe_client import PipeClient
 from tests.support.scripted import Script, ScriptedBackend, ScriptedSession, idle
 
 SETUP = {"setup": {"model": "models/test", "tools": [{"functionDeclarations": [{"name": "client_tool"}]}]}}
 RESUMABLE_SETUP = {"setup": {**SETUP["setup"], "sessionResumption": {}}}
 
 
-class Client:
-    """The client end of a pipe, speaking JSON."""
-
-    def __init__(self, end: PipeEnd) -> None:
-        self.end = end
-
-    async def send(self, payload: object) -> None:
-        await self.end.send(json.dumps(payload))
-
-    async def recv(self, timeout: float = 5.0) -> ServerMessage:
-        return decode_server_message(await asyncio.wait_for(self.end.recv(), timeout))
-
-    async def closed(self, timeout: float = 5.0) -> PipeClosed:
-        with pytest.raises(PipeClosed) as caught:
-            while True:
-                await asyncio.wait_for(self.end.recv(), timeout)
-        return caught.value
+Client = PipeClient
 
 
 class EchoTools:

@@ -9,7 +9,6 @@ session is still alive afterwards by getting an answer to a text turn.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -20,10 +19,10 @@ from assistant.protocol import (
     ServerMessage,
     TextInput,
     ToolResponses,
-    decode_server_message,
 )
 from assistant.session import MemoryResumptionStore, ServerTools, Session
-from assistant.session.pipe import PipeEnd, pipe
+from assistant.session.pipe import pipe
+from tests.support.pipe_client import PipeClient
 from tests.support.scripted import Script, ScriptedBackend, ScriptedSession
 
 SETUP = {"setup": {"model": "models/test"}}
@@ -67,17 +66,8 @@ class ManualClock:
             await asyncio.sleep(0)
 
 
-class Client:
-    """The client end of the pipe, speaking JSON."""
-
-    def __init__(self, end: PipeEnd) -> None:
-        self.end = end
-
-    async def send(self, payload: object) -> None:
-        await self.end.send(json.dumps(payload))
-
-    async def recv(self, timeout: float = 10.0) -> ServerMessage:
-        return decode_server_message(await asyncio.wait_for(self.end.recv(), timeout))
+class Client(PipeClient):
+    """The client end of the pipe, with helpers for tool tests."""
 
     async def heard(self, timeout: float = 10.0) -> str:
         """The model's next spoken words (output transcript)."""
