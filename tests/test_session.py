@@ -43,9 +43,6 @@ SETUP = {"setup": {"model": "models/test", "tools": [{"functionDeclarations": [{
 RESUMABLE_SETUP = {"setup": {**SETUP["setup"], "sessionResumption": {}}}
 
 
-Client = PipeClient
-
-
 class EchoTools:
     """Server-side tools for routing tests: ``echo`` answers, ``slow`` never does."""
 
@@ -91,7 +88,7 @@ async def running(
     tools: EchoTools | None = None,
     settings: SessionSettings | None = None,
     pipe_frames: int = 64,
-) -> AsyncIterator[tuple[Client, ScriptedBackend, Session]]:
+) -> AsyncIterator[tuple[PipeClient, ScriptedBackend, Session]]:
     backend = ScriptedBackend(script)
     server_end, client_end = pipe(pipe_frames)
     session = Session(
@@ -102,7 +99,7 @@ async def running(
         settings=settings,
     )
     task = asyncio.create_task(session.run())
-    client = Client(client_end)
+    client = PipeClient(client_end)
     if setup is not None:
         await client.send(setup)
         assert (await client.recv()).setup_complete is not None
@@ -358,8 +355,8 @@ async def test_backend_that_cannot_open_closes_the_handshake() -> None:
     server_end, client_end = pipe()
     session = Session(server_end, backend, store=MemoryResumptionStore())
     task = asyncio.create_task(session.run())
-    await Client(client_end).send(SETUP)
-    closed = await Client(client_end).closed()
+    await PipeClient(client_end).send(SETUP)
+    closed = await PipeClient(client_end).closed()
     await task
     assert (closed.code, closed.reason) == (1008, "model not found")
 
@@ -387,7 +384,7 @@ async def test_client_disconnect_mid_turn_releases_the_backend_and_tools() -> No
     server_end, client_end = pipe()
     session = Session(server_end, backend, store=MemoryResumptionStore(), tools=tools)
     task = asyncio.create_task(session.run())
-    client = Client(client_end)
+    client = PipeClient(client_end)
     await client.send(SETUP)
     await client.recv()
     while "s1" not in tools.started:
@@ -452,7 +449,7 @@ async def test_a_profile_adjusts_the_setup_tools_and_survives_resumption() -> No
     server_end, client_end = pipe()
     session = Session(server_end, backend, store=store, tools=tools, profiles=profiles, requested_profile="owl")
     task = asyncio.create_task(session.run())
-    client = Client(client_end)
+    client = PipeClient(client_end)
     await client.send(RESUMABLE_SETUP)
     await client.recv()
     await client.send({"realtimeInput": {"text": "hoo?"}})
@@ -468,8 +465,8 @@ async def test_a_profile_adjusts_the_setup_tools_and_survives_resumption() -> No
     server_end, client_end = pipe()
     session = Session(server_end, resumed, store=store, tools=tools, profiles=profiles)
     task = asyncio.create_task(session.run())
-    await Client(client_end).send({"setup": {"model": "m", "sessionResumption": {"handle": update.new_handle}}})
-    await Client(client_end).recv()
+    await PipeClient(client_end).send({"setup": {"model": "m", "sessionResumption": {"handle": update.new_handle}}})
+    await PipeClient(client_end).recv()
     assert session.profile is not None and session.profile.knowledge_collection == "birds"
     assert resumed.sessions[0].request.setup.system_instruction.text() == "You are an owl."  # type: ignore[union-attr]
     await client_end.close(1000, "bye")
@@ -487,7 +484,7 @@ async def test_an_unknown_persona_is_a_policy_close(resolver: ProfileResolver | 
     backend = ScriptedBackend(idle)
     session = Session(server_end, backend, store=MemoryResumptionStore(), profiles=resolver, requested_profile="hawk")
     task = asyncio.create_task(session.run())
-    await Client(client_end).send(SETUP)
-    closed = await Client(client_end).closed()
+    await PipeClient(client_end).send(SETUP)
+    closed = await PipeClient(client_end).closed()
     await task
     assert closed.code == CloseCode.POLICY_VIOLATION and reason in closed.reason
