@@ -241,7 +241,7 @@ class RouterDialogue:
             return
         original = last_original(conversation.turns)
         if original is not None and asks_for_original(text, original):
-            yield ReadAloud(original.text, original.voice)
+            yield ReadAloud(" ".join(original.text.split()), original.voice)  # its lines are one recitation
             return
         routed = await self._route(text, conversation.tool_names, conversation.consults_knowledge)
         if isinstance(routed, str):

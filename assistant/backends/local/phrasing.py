@@ -152,12 +152,13 @@ def _search(variant: str | None, args: dict[str, Any], output: dict[str, Any]) -
         return "I couldn't find anything about that in your documents."
     best = passages[0]
     cites_itself = str(best.get("document", "")).startswith("corpus:")
-    text = best["text"] if cites_itself or not best.get("source") else f"From {best['source']}: {best['text']}"
+    passage = " ".join(str(best["text"]).split())  # verse and PDF lines are one stretch of speech
+    text = passage if cites_itself or not best.get("source") else f"From {best['source']}: {passage}"
     hint = output.get("read_aloud")
     field = str(hint.get("field", "")) if isinstance(hint, dict) else ""
     metadata = best.get("metadata")
     if field and isinstance(metadata, dict) and metadata.get(field):
-        text += f"\nI can read it in {field.title()} if you like."
+        text += f" I can read it in {field.title()} if you like."
     return text
 
 
