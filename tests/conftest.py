@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -112,6 +113,7 @@ def live_server() -> ServerFactory:
         store: ResumptionStore | None = None,
         tools: ServerTools | None = None,
         profiles: ProfileResolver | None = None,
+        persona_catalog: Callable[[], dict[str, Any]] | None = None,
         **overrides: object,
     ) -> AsyncIterator[LiveServer]:
         base = config or ServerConfig()
@@ -121,6 +123,7 @@ def live_server() -> ServerFactory:
             store=store if store is not None else MemoryResumptionStore(),
             tools=tools,
             profiles=profiles,
+            persona_catalog=persona_catalog,
         )
         await server.start()
         try:
