@@ -74,7 +74,7 @@ async def test_a_spoken_life_question_gets_a_couplet_and_then_its_tamil(
 ) -> None:
     [expected] = [q.chapters for q in load_questions() if q.text == QUESTION]
     question = spoken_prompt(QUESTION, espeak)
-    in_tamil = spoken_prompt("Please read it in Tamil.", espeak)
+    in_tamil = spoken_prompt("Read it in Tamil.", espeak)
     config = audio_config(tools=[])  # the client declares nothing: the persona's tools are the server's
     started = time.monotonic()
     with serve_local(tls_certificate, "--persona", "thiruvalluvar") as port:
@@ -105,7 +105,7 @@ async def test_a_spoken_life_question_gets_a_couplet_and_then_its_tamil(
     assert words(kural.couplet) in spoken and words(f"Meaning: {kural.meaning}") in spoken
     assert_speech_matches(whisper, reply_audio(answer), said)  # 24 kHz audio that says what was written
 
-    assert "tamil" in transcript(tamil, "input_transcription").lower()
+    assert transcript(tamil, "input_transcription").lower().count("tamil") == 1  # heard, and heard once
     assert words(transcript(tamil, "output_transcription")) == words(kural.tamil)
     read = reply_audio(tamil)
     seconds = len(read) / 2 / 24_000

@@ -105,9 +105,10 @@ class Conversation:
         """What the user said, turn by turn, oldest first."""
         return [turn.text().strip() for turn in self.turns if turn.role == "user" and turn.text().strip()]
 
-    def last_user_text(self) -> str:
+    def last_text(self, role: str) -> str:
+        """What ``role`` ("user" or "model") said last; the model's is the recogniser's prompt for the next turn."""
         for turn in reversed(self.turns):
-            if turn.role == "user" and turn.text().strip():
+            if turn.role == role and turn.text().strip():
                 return turn.text().strip()
         return ""
 
@@ -232,7 +233,7 @@ class RouterDialogue:
             for response in responses:
                 yield Say(self._phrase(response, calls.get(response.id or "")) + " ")
             return
-        text = conversation.last_user_text()
+        text = conversation.last_text("user")
         if not text:
             return
         recalled = recollection(text, conversation.user_texts()[:-1])

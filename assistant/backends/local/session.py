@@ -104,10 +104,10 @@ class SessionParts:
 class UserTurn:
     """One utterance: its audio, its transcript, and the speculative work done in its pauses."""
 
-    def __init__(self, session: LocalSession, window: SpeechWindow) -> None:
+    def __init__(self, session: LocalSession, window: SpeechWindow, heard_before: str = "") -> None:
         self.session = session
         self.window = window
-        self.transcript = StreamingTranscript()
+        self.transcript = StreamingTranscript(prompt=heard_before)
         self.carried = ""  # text of an earlier turn the user ran on from
         self.emitted = False
         self._decoded_s = 0.0
@@ -568,7 +568,7 @@ class LocalSession(BackendSession):
         window.append(recent[-keep:] if 0 < keep < len(recent) else recent)
         self._recent.clear()
         self._recent_s = 0.0
-        self.user = UserTurn(self, window)
+        self.user = UserTurn(self, window, self.conversation.last_text("model"))
 
     def _end_user_turn(self) -> None:
         user, self.user = self.user, None
