@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from assistant.embeddings import Embedder, EmbeddingModelMissing, load_embedder
-from assistant.knowledge import KnowledgeService
+from assistant.knowledge import KnowledgeService, KnowledgeStore
 from assistant.protocol import FunctionCall, FunctionResponse, decode_server_message
 from assistant.server import DEFAULT_LIVE_PATH
 from assistant.tools import ToolError
@@ -254,3 +254,7 @@ async def test_facts_remembered_in_one_session_are_recalled_by_meaning_after_a_r
         [fact] = answer["output"]["facts"]
         assert fact["text"] == QUESTIONS[question], question
         assert fact["score"] > 0.25 and datetime.fromisoformat(fact["stored_at"]).tzinfo is not None
+    # The facts are documents of the knowledge store's memory collection (what `assistant knowledge list` shows).
+    with KnowledgeStore.open(store_path) as store:
+        assert sorted(info.name for info in store.documents("memory")) == sorted(FACTS)
+        assert store.collection_names() == ["memory"]
