@@ -2,17 +2,61 @@
 
 from __future__ import annotations
 
+import shutil
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from assistant.server import LiveServer, ServerConfig
 from assistant.session import Backend, MemoryResumptionStore, ProfileResolver, ResumptionStore, ServerTools
+
+
+@pytest.fixture(autouse=True)
+def private_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test keeps its data (sessions, memory, knowledge) apart from the user's and other tests'.
+
+    Servers open the knowledge store at startup, and the embedded store admits
+    one process at a time: a test must never find it held by another.
+    """
+    folder = tmp_path_factory.mktemp("data")
+    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def kural_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An embedded knowledge store with the Thirukkural indexed, built once per test run.
+
+    Indexing embeds 1,330 couplets (a minute or more on a busy two-core
+    machine); tests copy this folder (``kural_store_copy``) instead.
+    """
+    from assistant.knowledge import KnowledgeStore
+    from assistant.knowledge.thirukkural import COLLECTION, ThirukkuralCorpus
+
+    folder = tmp_path_factory.mktemp("kural-index") / "knowledge"
+    with KnowledgeStore.open(folder) as store:
+        result = store.add_corpus(ThirukkuralCorpus(), COLLECTION)
+    assert (result.status, result.passages) == ("added", 1330)
+    return folder
+
+
+def kural_store_copy(kural_index: Path, folder: Path) -> Path:
+    """A private copy of the indexed Thirukkural store at ``folder`` (the embedded store is one client's)."""
+    shutil.copytree(kural_index, folder)
+    return folder
+
+
+@pytest.fixture
+def kural_data_dir(kural_index: Path, private_data_dir: Path) -> Path:
+    """This test's data dir, its knowledge store holding the indexed Thirukkural (for servers it starts)."""
+    kural_store_copy(kural_index, private_data_dir / "knowledge")
+    return private_data_dir
 
 
 @dataclass(frozen=True)
@@ -69,6 +113,7 @@ def live_server() -> ServerFactory:
         store: ResumptionStore | None = None,
         tools: ServerTools | None = None,
         profiles: ProfileResolver | None = None,
+        persona_catalog: Callable[[], dict[str, Any]] | None = None,
         **overrides: object,
     ) -> AsyncIterator[LiveServer]:
         base = config or ServerConfig()
@@ -78,6 +123,7 @@ def live_server() -> ServerFactory:
             store=store if store is not None else MemoryResumptionStore(),
             tools=tools,
             profiles=profiles,
+            persona_catalog=persona_catalog,
         )
         await server.start()
         try:

@@ -14,6 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from assistant.embeddings import Embedder, EmbeddingModelMissing, load_embedder
+from assistant.knowledge import KnowledgeService, KnowledgeStore
 from assistant.protocol import FunctionCall, FunctionResponse, decode_server_message
 from assistant.server import DEFAULT_LIVE_PATH
 from assistant.tools import ToolError
@@ -164,7 +165,8 @@ def no_model() -> Embedder:
 
 
 def test_without_the_model_facts_are_kept_and_found_by_their_words(tmp_path: Path) -> None:
-    memory = Memory(MemoryStore(tmp_path / "memory.sqlite3", embedder=no_model))
+    knowledge = KnowledgeService(tmp_path / "store", embedder_loader=no_model)
+    memory = Memory(MemoryStore(knowledge))
     stored = memory.remember("My sister's birthday is 3 May")
     assert stored["stored"] == "My sister's birthday is 3 May"
     assert memory.remember("  My sister's   birthday is 3 May ") == stored  # the same fact once
@@ -176,19 +178,19 @@ def test_without_the_model_facts_are_kept_and_found_by_their_words(tmp_path: Pat
     assert memory.recall("weather tomorrow")["facts"] == []
     with pytest.raises(ToolError, match="no fact"):
         memory.remember("   ")
-    memory.store.close()
+    knowledge.close()
 
 
 @pytest.mark.slow
 def test_facts_stored_without_the_model_are_embedded_once_it_is_there(tmp_path: Path) -> None:
-    path = tmp_path / "memory.sqlite3"
-    offline = MemoryStore(path, embedder=no_model)
-    offline.remember("I am allergic to peanuts")
+    path = tmp_path / "store"
+    offline = KnowledgeService(path, embedder_loader=no_model)
+    MemoryStore(offline).remember("I am allergic to peanuts")
     offline.close()
-    store = MemoryStore(path, embedder=load_embedder)
-    [(fact, score)] = store.recall("what food should I avoid")
+    online = KnowledgeService(path, embedder_loader=load_embedder)
+    [(fact, score)] = MemoryStore(online).recall("what food should I avoid")
     assert fact.text == "I am allergic to peanuts" and score > 0.25
-    store.close()
+    online.close()
 
 
 # -- memory across a server restart, through real sessions ----------------------
@@ -205,10 +207,11 @@ QUESTIONS = {
 }
 
 
-async def one_conversation(live_server: ServerFactory, memory_path: Path, calls: list[FunctionCall]) -> list[Any]:
+async def one_conversation(live_server: ServerFactory, store_path: Path, calls: list[FunctionCall]) -> list[Any]:
     """Start a server with the built-in tools, let the scripted model make ``calls``, stop the server."""
     responses: list[FunctionResponse] = []
-    registry = await load_tools(ToolSources(entry_points=False, memory_path=memory_path))
+    knowledge = KnowledgeService(store_path)
+    registry = await load_tools(ToolSources(entry_points=False, knowledge=knowledge))
     backend = ScriptedBackend(calling(*calls, into=responses))
     try:
         async with live_server(backend, tools=registry) as server:
@@ -223,6 +226,7 @@ async def one_conversation(live_server: ServerFactory, memory_path: Path, calls:
     finally:
         await registry.aclose()
         await backend.aclose()
+        await knowledge.aclose()
     return [response.response for response in sorted(responses, key=lambda r: r.id or "")]
 
 
@@ -230,10 +234,10 @@ async def one_conversation(live_server: ServerFactory, memory_path: Path, calls:
 async def test_facts_remembered_in_one_session_are_recalled_by_meaning_after_a_restart(
     live_server: ServerFactory, tmp_path: Path
 ) -> None:
-    memory_path = tmp_path / "data" / "memory.sqlite3"
+    store_path = tmp_path / "data" / "knowledge"
     remembered = await one_conversation(
         live_server,
-        memory_path,
+        store_path,
         [FunctionCall(id=f"r{i}", name="remember", args={"fact": fact}) for i, fact in enumerate(FACTS)],
     )
     assert [answer["output"]["stored"] for answer in remembered] == FACTS
@@ -242,7 +246,7 @@ async def test_facts_remembered_in_one_session_are_recalled_by_meaning_after_a_r
     questions = list(QUESTIONS)
     recalled = await one_conversation(
         live_server,
-        memory_path,
+        store_path,
         [FunctionCall(id=f"q{i}", name="recall", args={"query": q, "limit": 1}) for i, q in enumerate(questions)],
     )
     for question, answer in zip(questions, recalled, strict=True):
@@ -250,3 +254,7 @@ async def test_facts_remembered_in_one_session_are_recalled_by_meaning_after_a_r
         [fact] = answer["output"]["facts"]
         assert fact["text"] == QUESTIONS[question], question
         assert fact["score"] > 0.25 and datetime.fromisoformat(fact["stored_at"]).tzinfo is not None
+    # The facts are documents of the knowledge store's memory collection (what `assistant knowledge list` shows).
+    with KnowledgeStore.open(store_path) as store:
+        assert sorted(info.name for info in store.documents("memory")) == sorted(FACTS)
+        assert store.collection_names() == ["memory"]

@@ -21,8 +21,10 @@ ENDPOINT = re.compile(r"Live endpoint\s+wss://127\.0\.0\.1:(\d+)/")
 
 
 @asynccontextmanager
-async def assistant_serve(certificate: Certificate, gemini_url: str) -> AsyncIterator[tuple[int, list[str]]]:
-    """Run ``python -m assistant serve`` until the block ends; yields its port and its log lines."""
+async def assistant_serve(
+    certificate: Certificate, gemini_url: str, *options: str
+) -> AsyncIterator[tuple[int, list[str]]]:
+    """Run ``python -m assistant serve [options]`` until the block ends; yields its port and its log lines."""
     env = {**os.environ, "GEMINI_API_KEY": DEFAULT_KEY, "SSL_CERT_FILE": str(certificate.cert)}
     for name in ("GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_GENAI_USE_VERTEXAI"):
         env.pop(name, None)
@@ -30,6 +32,7 @@ async def assistant_serve(certificate: Certificate, gemini_url: str) -> AsyncIte
         *(sys.executable, "-m", "assistant", "serve", "--backend", "gemini", "--port", "0"),
         *("--tls-cert", str(certificate.cert), "--tls-key", str(certificate.key)),
         *("--gemini-base-url", gemini_url, "--resumption-store", "memory"),
+        *options,
         stderr=asyncio.subprocess.PIPE,
         env=env,
     )

@@ -10,12 +10,18 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from assistant.cli import main as cli_main
-from assistant.knowledge import KnowledgeError, KnowledgeStore, StoreBusy, make_search_knowledge
+from assistant.knowledge import CollectionSettings, KnowledgeError, KnowledgeService, KnowledgeStore, StoreBusy
 from assistant.knowledge.store import COLLECTION_PREFIX
+from assistant.knowledge.tool import search_knowledge_tool
+from assistant.protocol import FunctionCall
+from assistant.session import SessionProfile
+from assistant.session.tools import ToolContext
+from assistant.tools import ToolRegistry
 from tests.test_knowledge_documents import make_pdf
 
 pytestmark = pytest.mark.slow
@@ -148,11 +154,15 @@ def test_reindex_follows_edits_keeps_text_whose_source_is_gone_and_rebuilds_for_
 
 
 async def test_search_knowledge_tool_has_the_contract_shape_and_runs_off_the_event_loop(
-    store: KnowledgeStore, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    knowledge = KnowledgeService(tmp_path / "shared")
+    store = await knowledge.open_async()
     store.add_file(files["kettle"], "appliances")
-    search_knowledge = make_search_knowledge(store, default_collection="appliances", limit=2)
-    assert search_knowledge.__name__ == "search_knowledge"
+    store.add_file(files["garden"])
+    knowledge.configure("appliances", CollectionSettings(passages=2))
+    registry = ToolRegistry()
+    registry.add(search_knowledge_tool(knowledge), "builtin")
     embed_threads: list[int] = []
     embed = store.embedder.embed
 
@@ -161,13 +171,30 @@ async def test_search_knowledge_tool_has_the_contract_shape_and_runs_off_the_eve
         return embed(texts)
 
     monkeypatch.setattr(store.embedder, "embed", recording_embed)
-    output = await search_knowledge("how often should I descale?")
+
+    async def search(args: dict[str, str], profile: SessionProfile | None = None) -> dict[str, Any]:
+        context = ToolContext(session_id="s", send_response=lambda response: asyncio.sleep(0), profile=profile)
+        response = await registry.call(FunctionCall(id="1", name="search_knowledge", args=args), context)
+        assert response.response is not None
+        return response.response
+
+    appliances = SessionProfile("kitchen", knowledge_collection="appliances")
+    output = (await search({"query": "how often should I descale?"}, appliances))["output"]
     assert embed_threads and threading.get_ident() not in embed_threads
+    assert len(output["passages"]) == 2  # the collection's setting
     first = output["passages"][0]
     assert set(first) >= {"text", "source", "score"}
     assert first["source"] == "kettle.pdf, p. 2" and 0 < first["score"] <= 1
-    with pytest.raises(KnowledgeError, match="no knowledge collection named 'recipes'"):
-        await search_knowledge("soup", "recipes")
+    # Without a profile the default collection is searched; a collection the model names wins.
+    plain = (await search({"query": "when is compost ready?"}))["output"]["passages"]
+    assert plain[0]["source"] == "garden.md, Garden notes > Compost"
+    named = (await search({"query": "when is compost ready?", "collection": "appliances"}, None))["output"]
+    assert all(p["source"].startswith("kettle.pdf") for p in named["passages"])
+    # A knowledge error is the model's to read, not a crash.
+    assert (await search({"query": "soup", "collection": "recipes"})) == {
+        "error": "no knowledge collection named 'recipes' (collections: appliances, default)"
+    }
+    await knowledge.aclose()
 
 
 def test_store_persists_across_processes_and_one_process_holds_the_folder(

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from assistant.knowledge import KnowledgeStore, Passage, make_search_knowledge
+from assistant.knowledge import KnowledgeService, KnowledgeStore, Passage
 from assistant.knowledge.eval import evaluate, load_questions
 from assistant.knowledge.thirukkural import COLLECTION, Kural, ThirukkuralCorpus, format_kural, load_kurals
-from assistant.personas import apply_persona, load_persona, prepare_persona_knowledge
-from assistant.protocol import Setup
+from assistant.knowledge.tool import search_knowledge_tool
+from assistant.personas import PersonaProfiles
+from assistant.protocol import FunctionCall
+from assistant.session.tools import ToolContext
+from assistant.tools import ToolRegistry
+from tests.conftest import kural_store_copy
 
 # Floors under the measured figures (36 questions: top-1 26, top-3 32; held-out top-3 16 of 18), so a change
 # that makes retrieval worse fails here; raise them when retrieval improves.
@@ -49,11 +55,9 @@ def test_a_couplet_is_rendered_with_number_chapter_couplet_and_meaning() -> None
 
 
 @pytest.fixture(scope="module")
-def kural_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnowledgeStore]:
-    """The corpus indexed once for this module (1,330 embeddings: a minute or more on a busy 2-core machine)."""
-    with KnowledgeStore.open(tmp_path_factory.mktemp("kural") / "store") as store:
-        result = store.add_corpus(ThirukkuralCorpus(), COLLECTION)
-        assert (result.status, result.passages) == ("added", 1330)
+def kural_store(kural_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnowledgeStore]:
+    """The indexed corpus (built once per run, see ``kural_index``), opened for this module."""
+    with KnowledgeStore.open(kural_store_copy(kural_index, tmp_path_factory.mktemp("kural") / "store")) as store:
         yield store
 
 
@@ -100,22 +104,34 @@ def test_an_indexed_corpus_is_left_alone_and_a_new_version_replaces_it(
 
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
-async def test_thiruvalluvar_answers_with_couplets_through_search_knowledge(kural_store: KnowledgeStore) -> None:
-    persona = load_persona("thiruvalluvar")
-    prepared = await prepare_persona_knowledge(kural_store, persona)
-    assert prepared is not None and prepared.status == "unchanged"  # the fixture indexed it already
-    session = apply_persona(Setup(model="models/any"), persona)
-    assert session.collection == COLLECTION
-    search_knowledge = make_search_knowledge(
-        kural_store, default_collection=session.collection, limit=session.persona.knowledge.passages
-    )
-    output = await search_knowledge("how should I deal with anger?")
+async def test_thiruvalluvar_answers_with_couplets_through_search_knowledge(
+    kural_index: Path, tmp_path: Path
+) -> None:
+    knowledge = KnowledgeService(kural_store_copy(kural_index, tmp_path / "store"))
+    profiles = PersonaProfiles(knowledge, "thiruvalluvar")
+    prepared = await profiles.start()
+    assert prepared is not None and prepared.status == "unchanged"  # the index is there already
+    profile = profiles("thiruvalluvar")
+    assert profile is not None and profile.knowledge_collection == COLLECTION
+    registry = ToolRegistry()
+    registry.add(search_knowledge_tool(knowledge))
+    context = ToolContext(session_id="s", send_response=lambda response: asyncio.sleep(0), profile=profile)
+
+    async def search(query: str) -> dict[str, Any]:
+        response = await registry.call(FunctionCall(id="1", name="search_knowledge", args={"query": query}), context)
+        assert response.response is not None and "output" in response.response, response.response
+        output: dict[str, Any] = response.response["output"]
+        return output
+
+    output = await search("how should I deal with anger?")
     passages = output["passages"]
-    assert len(passages) == 3
+    assert len(passages) == 3  # the persona's [knowledge] passages
     best = Kural.from_metadata(passages[0]["metadata"])
     assert best.chapter_number in (31, 16)
     assert passages[0]["text"] == format_kural(best)
     assert passages[0]["source"] == f"Thirukkural, couplet {best.number}, chapter {best.chapter_number}: {best.chapter}"
     assert passages[0]["metadata"]["tamil"] == best.tamil  # for the browser, and for reading aloud
-    gratitude = await search_knowledge("What does Valluvar say about gratitude?")
+    assert output["read_aloud"] == {"voice": "ta", "field": "tamil"}  # the persona's [read_aloud]
+    gratitude = await search("What does Valluvar say about gratitude?")
     assert Kural.from_metadata(gratitude["passages"][0]["metadata"]).chapter_number == 11
+    await knowledge.aclose()

@@ -10,8 +10,9 @@ from datetime import datetime
 
 import pytest
 
-from assistant.backends.local.dialogue import CallTools, Conversation, RouterDialogue, Say
+from assistant.backends.local.dialogue import CallTools, Conversation, ReadAloud, RouterDialogue, Say
 from assistant.backends.local.llm import GenerationSettings
+from assistant.backends.local.originals import Original, asks_for_original, last_original
 from assistant.backends.local.router import INTENTS, ToolRouter
 from assistant.embeddings import load_embedder
 from assistant.protocol import Content, FunctionDeclaration, FunctionResponse, Part
@@ -29,7 +30,7 @@ def user(text: str) -> Content:
     return Content(role="user", parts=[Part(text=text)])
 
 
-async def events(dialogue: RouterDialogue, conversation: Conversation) -> list[Say | CallTools]:
+async def events(dialogue: RouterDialogue, conversation: Conversation) -> list[Say | ReadAloud | CallTools]:
     return [event async for event in dialogue.respond(conversation, GenerationSettings())]
 
 
@@ -129,3 +130,82 @@ def test_chat_messages_carry_history_and_tool_traffic() -> None:
 async def test_complete_requests_are_recognised(router: ToolRouter, said: str, complete: bool) -> None:
     dialogue = RouterDialogue(router, None)
     assert await dialogue.sounds_complete(said, {tool.name for tool in TOOLS}) is complete
+
+
+# -- a persona that consults its knowledge, and reading an original aloud --------------------------
+
+VALLUVAR = "You are a companion in the spirit of Thiruvalluvar. Call search_knowledge for every life question."
+PERSONA_TOOLS = [FunctionDeclaration(name="search_knowledge"), FunctionDeclaration(name="get_current_time")]
+ANGER = {
+    "text": "Kural 305, from the chapter Restraining Anger (31):\nIf a man would guard himself, let him guard against "
+    "anger;\nMeaning: If a man would guard himself, let him guard against anger.",
+    "source": "Thirukkural, couplet 305, chapter 31: Restraining Anger",
+    "score": 0.61,
+    "document": "corpus:thirukkural",
+    "metadata": {"number": 305, "tamil": "தன்னைத்தான் காக்கின் சினங்காக்க"},
+}
+
+
+def searched(call_id: str, passages: list[dict], read_aloud: dict | None = None) -> list[Content]:
+    call = {"id": call_id, "name": "search_knowledge", "args": {"query": "anger"}}
+    output: dict = {"passages": passages}
+    if read_aloud:
+        output["read_aloud"] = read_aloud
+    response = {"id": call_id, "name": "search_knowledge", "response": {"output": output}}
+    return [
+        Content(role="model", parts=[Part(function_call=call)]),
+        Content(role="user", parts=[Part(function_response=response)]),
+    ]
+
+
+async def test_a_persona_that_consults_its_knowledge_answers_with_the_couplet_and_reads_the_tamil(
+    router: ToolRouter,
+) -> None:
+    dialogue = RouterDialogue(router, None)
+    conversation = Conversation(VALLUVAR, [user("How should I deal with anger?")], PERSONA_TOOLS)
+    [event] = await events(dialogue, conversation)
+    assert isinstance(event, CallTools)
+    [call] = event.calls
+    assert (call.name, call.args) == ("search_knowledge", {"query": "How should I deal with anger"})
+    assert call.id is not None
+    conversation.turns += searched(call.id, [ANGER], {"voice": "ta", "field": "tamil"})
+    [answer] = await events(dialogue, conversation)
+    spoken = " ".join(ANGER["text"].split())  # the couplet cites itself; its lines are read as one
+    assert answer == Say(spoken + " I can read it in Tamil if you like. ")
+    conversation.turns += [Content(role="model", parts=[Part(text=answer.text)]), user("Read it in Tamil.")]
+    assert await events(dialogue, conversation) == [ReadAloud("தன்னைத்தான் காக்கின் சினங்காக்க", "ta")]
+    conversation.turns += [Content(role="model", parts=[Part(text="…")]), user("Hello!")]
+    [greeting] = await events(dialogue, conversation)
+    assert isinstance(greeting, Say) and "Sorry" in greeting.text  # small talk: the chat model's (none here)
+
+
+async def test_the_default_assistant_does_not_search_for_life_questions(router: ToolRouter) -> None:
+    dialogue = RouterDialogue(router, None)
+    [event] = await events(dialogue, Conversation(None, [user("How should I deal with anger?")], TOOLS))
+    assert isinstance(event, Say)  # conversation (here: no chat model), not a search
+
+
+@pytest.mark.parametrize(
+    ("said", "asks"),
+    [
+        ("Read it in Tamil.", True),
+        ("Can you say that in Tamil?", True),
+        ("How does it sound in the original?", True),
+        ("Tamil, please.", True),
+        ("The original please", True),
+        ("What does Tamil culture say about guests?", False),  # asks about content, not to hear it
+        ("Is Tamil an old language?", False),
+        ("Read me another one.", False),
+    ],
+)
+def test_requests_to_hear_the_original(said: str, asks: bool) -> None:
+    original = Original("தன்னைத்தான் காக்கின்", "ta", "tamil")
+    assert asks_for_original(said, original) is asks
+
+
+def test_only_a_search_that_offers_an_original_can_be_read_aloud() -> None:
+    assert last_original(searched("c1", [ANGER])) is None  # no read_aloud hint: not this collection's to read
+    document = {**ANGER, "metadata": {"page": 2}}
+    assert last_original(searched("c2", [document], {"voice": "ta", "field": "tamil"})) is None
+    found = last_original([*searched("c3", [ANGER], {"voice": "ta", "field": "tamil"}), user("thanks")])
+    assert found == Original("தன்னைத்தான் காக்கின் சினங்காக்க", "ta", "tamil")

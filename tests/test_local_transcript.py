@@ -50,8 +50,20 @@ def test_repeats_past_the_audio_are_dropped() -> None:
     assert drop_repeats(" and the lazy dog. The quick brown fox.", prefix=prefix) == " and the lazy dog."
     assert drop_repeats(" Yes. Yes.") == " Yes. Yes."  # too short to call a repeat
     assert drop_repeats(" Set a timer for five minutes. Set a timer for") == " Set a timer for five minutes."
+    # The sentence said twice may have begun in the prefix the decoder was forced to continue.
+    assert drop_repeats(" Tamil. Read it in Tamil.", prefix="Read it in") == " Tamil."
+    assert drop_repeats(" Tamil. And then in English.", prefix="Read it in") == " Tamil. And then in English."
 
 
 def test_words_keep_their_spaces() -> None:
     assert split_words(" What time is it?") == [" What", " time", " is", " it?"]
     assert normalise_text("It's 3.42 PM!") == "it's 342 pm"
+
+
+def test_what_was_said_before_the_turn_prompts_the_decoder_but_is_not_the_users() -> None:
+    transcript = StreamingTranscript(prompt="I can read it in Tamil if you like.")
+    assert transcript.context == "I can read it in Tamil if you like."
+    transcript.finish(" Please read it in Tamil.")
+    transcript.trim(2)  # "Please read" moves out of the window with its audio
+    assert transcript.context == "I can read it in Tamil if you like. Please read"
+    assert transcript.text == "Please read it in Tamil."  # the prompt is never part of what the user said

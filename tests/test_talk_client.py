@@ -101,7 +101,7 @@ class ClockTool:
         """Nothing to stop."""
 
 
-async def clock_tools(args: object) -> ClockTool:
+async def clock_tools(args: object, knowledge: object = None) -> ClockTool:
     return ClockTool()
 
 

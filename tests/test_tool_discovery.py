@@ -140,12 +140,19 @@ def test_config_file_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 async def test_broken_plugins_are_reported_and_skipped_and_the_rest_load(plugins: Path, tmp_path: Path) -> None:
     modules = [str(plugins / name) for name in ["good.py", *BROKEN]]
-    registry = await load_tools(
-        ToolSources(entry_points=False, modules=modules, disable=["set_reminder", "nope"], memory_path=tmp_path / "m")
-    )
+    registry = await load_tools(ToolSources(entry_points=False, modules=modules, disable=["set_reminder", "nope"]))
     try:
         names = [registered.spec.name for registered in registry.tools()]
-        assert names == ["get_current_time", "calculate", "set_timer", "remember", "recall", "shout", "whisper"]
+        assert names == [
+            "get_current_time",
+            "calculate",
+            "set_timer",
+            "remember",
+            "recall",
+            "search_knowledge",
+            "shout",
+            "whisper",
+        ]
         assert registry.get("shout").source == f"module {plugins / 'good.py'}"  # type: ignore[union-attr]
         assert registry.get("calculate").source == "builtin"  # type: ignore[union-attr]
         problems = {problem.source: problem.message for problem in registry.problems}

@@ -15,6 +15,7 @@ import pytest
 from google.genai import types
 from pydantic import BaseModel, Field
 
+from assistant.knowledge import KnowledgeService
 from assistant.tools import CallContext, SchemaError, raw_tool, tool
 from assistant.tools.builtin import builtin_tools
 from assistant.tools.schema import gemini_parameters
@@ -300,10 +301,18 @@ def test_raw_json_schema_with_refs_unions_and_type_lists() -> None:
 
 def test_every_builtin_declaration_is_accepted_by_google_genai(tmp_path: Path) -> None:
     names = []
-    for builtin in builtin_tools(memory_path=tmp_path / "memory.sqlite3"):
+    for builtin in builtin_tools(knowledge=KnowledgeService(tmp_path / "store")):
         declaration = accepted(declared(builtin))
         names.append(declaration.name)
-    assert names == ["get_current_time", "calculate", "set_timer", "set_reminder", "remember", "recall"]
+    assert names == [
+        "get_current_time",
+        "calculate",
+        "set_timer",
+        "set_reminder",
+        "remember",
+        "recall",
+        "search_knowledge",
+    ]
 
 
 def test_decorated_functions_keep_their_signature_for_mypy(tmp_path: Path) -> None:

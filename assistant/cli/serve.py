@@ -9,13 +9,17 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from assistant.backends import BackendUnavailable, add_backend_arguments, create_backend, resolve_backend_name
 from assistant.config import add_config_argument
+from assistant.knowledge.service import KnowledgeService
+from assistant.knowledge.store import KnowledgeError
 from assistant.logs import configure_logging
 from assistant.paths import data_dir
+from assistant.personas.profiles import PersonaProfiles
 from assistant.server import LiveServer, ServerConfig
 from assistant.server.app import DEFAULT_MAX_MESSAGE_BYTES
 from assistant.session import (
@@ -25,6 +29,7 @@ from assistant.session import (
     ResumptionStore,
     ServerTools,
     SqliteResumptionStore,
+    UnknownProfile,
 )
 
 logger = logging.getLogger("assistant.serve")
@@ -97,8 +102,10 @@ def build_store(args: argparse.Namespace) -> ResumptionStore:
 
 
 def add_server_tool_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--tools``, ``--no-builtin-tools`` and ``--config``, when the tools extra is installed."""
+    """``--config``, the persona and knowledge store options, and (with the tools extra) ``--tools``
+    and ``--no-builtin-tools``."""
     add_config_argument(parser)
+    add_persona_arguments(parser)
     try:
         from assistant.cli.tools import add_tool_arguments
     except ModuleNotFoundError:
@@ -107,18 +114,54 @@ def add_server_tool_arguments(parser: argparse.ArgumentParser) -> None:
     add_tool_arguments(parser)
 
 
-async def build_tools(args: argparse.Namespace) -> ServerTools:
+def add_persona_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("personas and knowledge")
+    group.add_argument(
+        "--persona",
+        default=os.environ.get("ASSISTANT_PERSONA"),
+        metavar="NAME",
+        help="persona for conversations that choose none (see `assistant personas`); a connection may choose "
+        "another with ?persona=NAME, or none (default $ASSISTANT_PERSONA, else the plain assistant)",
+    )
+    group.add_argument(
+        "--qdrant-url",
+        default=os.environ.get("ASSISTANT_QDRANT_URL"),
+        help="a Qdrant server for the knowledge store and memory instead of the data dir's embedded one, so "
+        "`assistant knowledge` can change it while the server runs (default $ASSISTANT_QDRANT_URL)",
+    )
+    group.add_argument("--qdrant-api-key", default=os.environ.get("QDRANT_API_KEY"), help="default $QDRANT_API_KEY")
+
+
+@contextlib.asynccontextmanager
+async def personas_and_knowledge(args: argparse.Namespace) -> AsyncIterator[tuple[PersonaProfiles, KnowledgeService]]:
+    """The knowledge store this process shares, opened, and the personas, the default one ready.
+
+    ``UnknownProfile`` for a ``--persona`` that does not exist or is
+    invalid; ``KnowledgeError`` when the default persona needs a store that
+    cannot be opened or a corpus that cannot be indexed.
+    """
+    knowledge = KnowledgeService(url=args.qdrant_url, api_key=args.qdrant_api_key)
+    try:
+        profiles = PersonaProfiles(knowledge, args.persona)
+        await profiles.start()
+        yield profiles, knowledge
+    finally:
+        await knowledge.aclose()
+
+
+async def build_tools(args: argparse.Namespace, knowledge: KnowledgeService | None = None) -> ServerTools:
     """Server-side tools offered to every session: built-ins, plugins, modules, MCP servers.
 
     A plugin that fails is reported and skipped; a config file that is
     wrong stops the server (``ConfigError``), since the user asked for it.
+    Memory and ``search_knowledge`` use ``knowledge`` (see ``load_tools_for``).
     """
     try:
         from assistant.cli.tools import load_tools_for
     except ModuleNotFoundError as exc:
         logger.warning("no server-side tools: %s is missing; install live-assistant[tools]", exc.name)
         return NoServerTools()
-    registry = await load_tools_for(args)
+    registry = await load_tools_for(args, knowledge)
     for problem in registry.problems:
         print(f"assistant: skipped {problem.source}: {problem.message}", file=sys.stderr)
     return registry
@@ -138,20 +181,33 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
 
 
 async def serve(args: argparse.Namespace) -> None:
+    config = server_config(args)
+    config.ssl_context()  # a half-given TLS setup fails before anything loads
     name = resolve_backend_name(args.backend)
     backend = create_backend(name, args)
-    tools = await build_tools(args)
-    try:
-        await serve_with(args, name, backend, tools)
-    finally:
-        await tools.aclose()
+    async with personas_and_knowledge(args) as (profiles, knowledge):
+        tools = await build_tools(args, knowledge)
+        try:
+            await serve_with(args, config, name, backend, tools, profiles)
+        finally:
+            await tools.aclose()
 
 
-async def serve_with(args: argparse.Namespace, name: str, backend: Backend, tools: ServerTools) -> None:
-    server = LiveServer(server_config(args), backend, store=build_store(args), tools=tools)
+async def serve_with(
+    args: argparse.Namespace,
+    config: ServerConfig,
+    name: str,
+    backend: Backend,
+    tools: ServerTools,
+    profiles: PersonaProfiles,
+) -> None:
+    server = LiveServer(
+        config, backend, store=build_store(args), tools=tools, profiles=profiles, persona_catalog=profiles.catalog
+    )
     await server.start()
     http = "https" if server.scheme == "wss" else "http"
-    print(f"assistant: {name} backend ready, {len(tools.declarations())} server tools", file=sys.stderr)
+    persona = f", persona {profiles.default}" if profiles.default else ""
+    print(f"assistant: {name} backend ready, {len(tools.declarations())} server tools{persona}", file=sys.stderr)
     print(f"  Live endpoint  {server.live_url}", file=sys.stderr)
     print(f"  browser client {http}://{args.host}:{server.port}/", file=sys.stderr, flush=True)
     stop = asyncio.Event()
@@ -170,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     try:
         asyncio.run(serve(args))
-    except BackendUnavailable as exc:
+    except (BackendUnavailable, UnknownProfile, KnowledgeError) as exc:
         print(f"assistant: {exc}", file=sys.stderr)
         return 2
     except (OSError, ValueError) as exc:

@@ -18,12 +18,14 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from assistant.backends import BackendUnavailable, add_backend_arguments, create_backend, resolve_backend_name
-from assistant.cli.serve import add_server_tool_arguments, build_tools
+from assistant.cli.serve import add_server_tool_arguments, build_tools, personas_and_knowledge
+from assistant.knowledge.store import KnowledgeError
 from assistant.logs import configure_logging
-from assistant.session import Backend, MemoryResumptionStore, Session
-from assistant.session.pipe import pipe
+from assistant.session import Backend, MemoryResumptionStore, Session, UnknownProfile
+from assistant.session.pipe import PipeEnd, pipe
 from audio.aec import EchoMode, EchoUnavailable
 from audio.devices import AudioDeviceError, list_devices, open_portaudio
 from audio.pcm import WavFormatError
@@ -146,24 +148,30 @@ def _settings(args: argparse.Namespace) -> TalkSettings:
 async def in_process_client(backend: Backend, view: TalkView, args: argparse.Namespace) -> AsyncIterator[LiveClient]:
     """Start ``backend`` (showing progress) and run a ``Session`` for it over an in-process pipe."""
 
-    view.set_status(f"loading the {backend.name} backend", busy=True)
-    with _status_from_logs(view, f"loading the {backend.name} backend"):
-        await backend.start()
-    server_end, client_end = pipe()
-    tools = WatchedTools(await build_tools(args), view)
-    session = Session(server_end, backend, store=MemoryResumptionStore(), tools=tools)
-    running = asyncio.create_task(session.run(), name="talk-session")
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(backend.aclose)
+        view.set_status(f"loading the {backend.name} backend", busy=True)
+        with _status_from_logs(view, f"loading the {backend.name} backend"):
+            await backend.start()
+        with _status_from_logs(view, "preparing knowledge"):
+            profiles, knowledge = await stack.enter_async_context(personas_and_knowledge(args))
+        tools = WatchedTools(await build_tools(args, knowledge), view)
+        stack.push_async_callback(tools.aclose)
+        server_end, client_end = pipe()
+        session = Session(server_end, backend, store=MemoryResumptionStore(), tools=tools, profiles=profiles)
+        running = asyncio.create_task(session.run(), name="talk-session")
+        stack.push_async_callback(_end_session, client_end, running)
         yield LiveClient(PipeConnection(client_end))
-    finally:
-        with contextlib.suppress(Exception):
-            await client_end.close(1000, "client left")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(running), 5.0)
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await backend.aclose()
-        await tools.aclose()
+
+
+async def _end_session(client_end: PipeEnd, running: asyncio.Task[None]) -> None:
+    """Hang up, give the session a moment to close cleanly, then stop it."""
+    with contextlib.suppress(Exception):
+        await client_end.close(1000, "client left")
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(running), 5.0)
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
 
 
 class _ViewStatus(logging.Handler):
@@ -214,7 +222,7 @@ async def talk(args: argparse.Namespace, backend: Backend | None = None) -> None
     try:
         if args.connect:
             view.set_status(f"connecting to {args.connect}", busy=True)
-            client = LiveClient(await connect_websocket(args.connect, args.api_key))
+            client = LiveClient(await connect_websocket(with_persona(args.connect, args.persona), args.api_key))
             try:
                 await _serve_signals(TalkApp(client, audio, view, settings, frames))
             finally:
@@ -226,6 +234,15 @@ async def talk(args: argparse.Namespace, backend: Backend | None = None) -> None
                 await _serve_signals(TalkApp(client, audio, view, settings, frames))
     finally:
         audio.close()
+
+
+def with_persona(url: str, persona: str | None) -> str:
+    """``url`` asking the server for ``persona`` (``?persona=``), as the browser client does."""
+    if not persona:
+        return url
+    parts = urlsplit(url)
+    query = [(key, value) for key, value in parse_qsl(parts.query) if key != "persona"] + [("persona", persona)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 async def _serve_signals(app: TalkApp) -> None:
@@ -244,6 +261,8 @@ async def _serve_signals(app: TalkApp) -> None:
 
 ACTIONABLE = (
     BackendUnavailable,
+    UnknownProfile,
+    KnowledgeError,
     BackendUnreachable,
     AudioDeviceError,
     EchoUnavailable,

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from assistant.config import ConfigError, add_config_argument, load_config
+from assistant.knowledge.service import KnowledgeService
 from assistant.logs import configure_logging
 from assistant.tools import ToolRegistry
 from assistant.tools.discovery import ToolSources, load_tools
@@ -49,14 +50,19 @@ def add_tool_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-builtin-tools",
         dest="builtin_tools",
         action="store_false",
-        help="leave out the built-in tools (time, calculator, timers, reminders, memory)",
+        help="leave out the built-in tools (time, calculator, timers, reminders, memory, document search)",
     )
 
 
-async def load_tools_for(args: argparse.Namespace) -> ToolRegistry:
-    """The registry the options and the config file describe; ``ConfigError`` for a bad config."""
+async def load_tools_for(args: argparse.Namespace, knowledge: KnowledgeService | None = None) -> ToolRegistry:
+    """The registry the options and the config file describe; ``ConfigError`` for a bad config.
+
+    ``knowledge`` is the store a server shares with its personas; without one
+    the registry opens the data dir's when a tool first needs it.
+    """
     config = load_config(args.config)
-    return await load_tools(ToolSources.from_config(config, modules=args.tools, builtins=args.builtin_tools))
+    sources = ToolSources.from_config(config, modules=args.tools, builtins=args.builtin_tools, knowledge=knowledge)
+    return await load_tools(sources)
 
 
 def describe(registry: ToolRegistry) -> dict[str, Any]:

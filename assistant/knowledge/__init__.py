@@ -3,18 +3,22 @@
 The pieces a server or a command needs:
 
 - ``KnowledgeStore.open(path=None, url=None)``: the store (embedded by default);
-- ``make_search_knowledge(store, default_collection=...)``: the ``search_knowledge`` tool;
+- ``KnowledgeService``: the one store a process shares (memory, search, personas), with
+  collection settings and background indexing of packaged corpora;
+- ``search_knowledge_tool(service)`` (in ``assistant.knowledge.tool``, needs the tools extra):
+  the ``search_knowledge`` server tool;
 - ``find_corpus(name)`` / ``ThirukkuralCorpus``: packaged corpora, indexed with ``store.add_corpus``.
 """
 
 from assistant.knowledge.corpora import Corpus, corpus_names, find_corpus
 from assistant.knowledge.documents import DocumentError
-from assistant.knowledge.search import make_search_knowledge
+from assistant.knowledge.service import CollectionSettings, KnowledgeService, ReadAloud
 from assistant.knowledge.store import (
     DEFAULT_COLLECTION,
     AddResult,
     CollectionInfo,
     DocumentInfo,
+    EmbeddingUnavailable,
     Hit,
     KnowledgeError,
     KnowledgeStore,
@@ -27,16 +31,19 @@ __all__ = [
     "DEFAULT_COLLECTION",
     "AddResult",
     "CollectionInfo",
+    "CollectionSettings",
     "Corpus",
     "DocumentError",
     "DocumentInfo",
+    "EmbeddingUnavailable",
     "Hit",
     "KnowledgeError",
+    "KnowledgeService",
     "KnowledgeStore",
     "Passage",
+    "ReadAloud",
     "StoreBusy",
     "corpus_names",
     "default_store_path",
     "find_corpus",
-    "make_search_knowledge",
 ]

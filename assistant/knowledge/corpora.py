@@ -37,7 +37,11 @@ class Corpus(Protocol):
         ...
 
     def passages(self) -> Iterable[Passage]:
-        """Every passage, in a stable order."""
+        """Every passage, in a stable order.
+
+        A passage's text is quoted as it is, spoken included, so it names
+        itself ("Kural 301, from the chapter Restraining Anger (31): ...").
+        """
         ...
 
 

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 import numpy as np
 
-from assistant.embeddings import Embedder, load_embedder
+from assistant.embeddings import Embedder, EmbeddingModelMissing, load_embedder
 from assistant.knowledge.chunking import ChunkingOptions, chunk_blocks
 from assistant.knowledge.documents import HEADING_SEPARATOR, DocumentError, load_document
 from assistant.paths import data_dir
@@ -69,6 +69,10 @@ class KnowledgeError(Exception):
 
 class StoreBusy(KnowledgeError):
     """Another process holds the embedded store's folder."""
+
+
+class EmbeddingUnavailable(KnowledgeError):
+    """The embedding model is not installed; the message names the package that provides it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +182,7 @@ class Hit:
     document: str
     collection: str
     metadata: Mapping[str, Any]
+    added_at: str = ""
 
     def as_tool_output(self) -> dict[str, Any]:
         """The ``search_knowledge`` contract's passage shape (text, source, score) plus where and what."""
@@ -226,14 +231,19 @@ class KnowledgeStore:
         local: bool,
         chunking: ChunkingOptions | None = None,
         corpus_resolver: Callable[[str], Corpus] | None = None,
+        embedder_loader: Callable[[], Embedder] = load_embedder,
     ) -> None:
         """Wrap an open ``QdrantClient``; most callers want ``KnowledgeStore.open``.
 
         ``corpus_resolver`` maps a corpus name to a ``Corpus`` for reindexing
         packaged corpora (``assistant.knowledge.corpora.find_corpus`` by default).
+        ``embedder_loader`` provides the embedding model when ``embedder`` is
+        not given, on first use.
         """
         self._client = client
         self._embedder = embedder
+        self._embedder_loader = embedder_loader
+        self._embedding_problem: str | None = None
         self._local = local
         self._chunking = chunking
         self._corpus_resolver = corpus_resolver
@@ -249,6 +259,7 @@ class KnowledgeStore:
         api_key: str | None = None,
         embedder: Embedder | None = None,
         chunking: ChunkingOptions | None = None,
+        embedder_loader: Callable[[], Embedder] = load_embedder,
     ) -> KnowledgeStore:
         """The embedded store at ``path`` (default ``default_store_path()``), or a Qdrant server at ``url``.
 
@@ -267,7 +278,7 @@ class KnowledgeStore:
             except (ResponseHandlingException, UnexpectedResponse) as exc:
                 client.close()
                 raise KnowledgeError(f"cannot use the Qdrant server at {url}: {exc}") from exc
-            return cls(client, embedder, local=False, chunking=chunking)
+            return cls(client, embedder, local=False, chunking=chunking, embedder_loader=embedder_loader)
         location = path or default_store_path()
         try:
             client = QdrantClient(path=str(location))
@@ -278,7 +289,7 @@ class KnowledgeStore:
                 f"the knowledge store at {location} is in use by another process (a running `assistant serve`?); "
                 "stop it, or run a Qdrant server and pass --qdrant-url to both"
             ) from exc
-        return cls(client, embedder, local=True, chunking=chunking)
+        return cls(client, embedder, local=True, chunking=chunking, embedder_loader=embedder_loader)
 
     def close(self) -> None:
         with self._lock:
@@ -292,9 +303,25 @@ class KnowledgeStore:
 
     @property
     def embedder(self) -> Embedder:
+        """The embedding model, loaded on first use; ``EmbeddingUnavailable`` says which package provides it."""
         if self._embedder is None:
-            self._embedder = load_embedder()
+            if self._embedding_problem is not None:
+                raise EmbeddingUnavailable(self._embedding_problem)
+            try:
+                self._embedder = self._embedder_loader()
+            except EmbeddingModelMissing as exc:
+                self._embedding_problem = str(exc)
+                raise EmbeddingUnavailable(self._embedding_problem) from exc
         return self._embedder
+
+    @property
+    def embedding_problem(self) -> str | None:
+        """Why passages cannot be embedded here (the model is missing), or None when they can."""
+        try:
+            _ = self.embedder
+        except EmbeddingUnavailable as exc:
+            return str(exc)
+        return None
 
     # -- collections ------------------------------------------------------------------------------
 
@@ -309,15 +336,17 @@ class KnowledgeStore:
         info = self._client.get_collection(name)
         return dict(info.config.metadata or {})
 
-    def _create_collection(self, collection: str) -> None:
+    def _create_collection(self, collection: str, *, with_vectors: bool = True) -> None:
+        """A new collection; without vectors (no model to size them) it only keeps text until a reindex."""
         from qdrant_client import models
 
         name = self._qdrant_name(collection)
-        self._client.create_collection(
-            name,
-            vectors_config={DENSE_VECTOR: models.VectorParams(size=self.embedder.dim, distance=models.Distance.COSINE)},
-            metadata={"embedding_model": self.embedder.name, "dimension": self.embedder.dim, "schema": SCHEMA_VERSION},
-        )
+        if with_vectors:
+            vectors = {DENSE_VECTOR: models.VectorParams(size=self.embedder.dim, distance=models.Distance.COSINE)}
+            metadata = {"embedding_model": self.embedder.name, "dimension": self.embedder.dim, "schema": SCHEMA_VERSION}
+        else:
+            vectors, metadata = {}, {"embedding_model": None, "dimension": None, "schema": SCHEMA_VERSION}
+        self._client.create_collection(name, vectors_config=vectors, metadata=metadata)
         if not self._local:  # the embedded database has no payload indexes; a server uses them for filters
             for field_name, schema in (
                 ("document", models.PayloadSchemaType.KEYWORD),
@@ -330,21 +359,46 @@ class KnowledgeStore:
         """Why vectors in a collection cannot be compared with this store's, or None."""
         if metadata.get("schema") != SCHEMA_VERSION:
             return f"its layout is version {metadata.get('schema')}, this program writes {SCHEMA_VERSION}"
+        if metadata.get("embedding_model") is None:
+            return "its passages were stored without an embedding model"
         if metadata.get("embedding_model") != self.embedder.name:
             return f"it was embedded with {metadata.get('embedding_model')}, this program uses {self.embedder.name}"
         return None
 
-    def _writable_collection(self, collection: str) -> None:
+    def _writable_collection(self, collection: str, *, keep_without_model: bool = False) -> bool:
+        """Make sure ``collection`` can take passages; whether they are to be embedded.
+
+        With ``keep_without_model`` a missing model is no obstacle: passages are
+        stored without vectors (see ``needs_embedding``).
+        """
+        if keep_without_model and self.embedding_problem is not None:
+            if self._collection_metadata(collection) is None:
+                self._create_collection(collection, with_vectors=False)
+            return False
         metadata = self._collection_metadata(collection)
         if metadata is None:
             self._create_collection(collection)
-            return
+            return True
         reason = self._mismatch(metadata)
         if reason:
             raise KnowledgeError(
                 f"collection {collection!r} cannot take new passages: {reason}; "
                 f"run `assistant knowledge reindex --collection {collection}`"
             )
+        return True
+
+    def needs_embedding(self, collection: str) -> bool:
+        """Whether ``collection`` holds passages kept without vectors (or stale ones) that the model,
+        now available, should embed: ``reindex`` it then."""
+        if self.embedding_problem is not None:
+            return False
+        with self._lock:
+            metadata = self._collection_metadata(collection)
+            if metadata is None:
+                return False
+            if self._mismatch(metadata):
+                return True
+            return next(self._scroll(collection, {"embedded": False}, False), None) is not None
 
     def collection_names(self) -> list[str]:
         with self._lock:
@@ -397,27 +451,22 @@ class KnowledgeStore:
     def documents(self, collection: str | None = None) -> list[DocumentInfo]:
         """Documents in one collection, or in all of them, sorted by collection and name."""
         names = [collection] if collection else self.collection_names()
-        found = []
+        found: list[DocumentInfo] = []
         for name in names:
             with self._lock:
                 if not self._client.collection_exists(self._qdrant_name(name)):
                     raise KnowledgeError(f"no knowledge collection named {name!r}")
                 heads = list(self._scroll(name, {"chunk": 0}, _DOCUMENT_FIELDS))
-            for point in heads:
-                p = point.payload or {}
-                found.append(
-                    DocumentInfo(
-                        collection=name,
-                        document=p["document"],
-                        name=p["name"],
-                        title=p.get("title", ""),
-                        kind=p.get("kind", ""),
-                        sha256=p["sha256"],
-                        passages=int(p["chunks"]),
-                        added_at=p.get("added_at", ""),
-                    )
-                )
+            found.extend(_document_info(name, point.payload or {}) for point in heads)
         return sorted(found, key=lambda d: (d.collection, d.name, d.document))
+
+    def document(self, key: str, collection: str = DEFAULT_COLLECTION) -> DocumentInfo | None:
+        """The document stored under ``key`` in ``collection``, or None."""
+        with self._lock:
+            if self._collection_metadata(collection) is None:
+                return None
+            head = self._head(collection, {"document": key})
+        return _document_info(collection, head) if head is not None else None
 
     def _head(self, collection: str, conditions: Mapping[str, Any]) -> dict[str, Any] | None:
         for point in self._scroll(collection, {**conditions, "chunk": 0}, _DOCUMENT_FIELDS):
@@ -433,16 +482,17 @@ class KnowledgeStore:
             vectors[batch] = self.embedder.embed([texts[i] for i in batch])
         return vectors
 
-    def _write(self, collection: str, source: SourceDocument) -> None:
-        """Upsert a document's passages, then delete whatever it had beyond them."""
+    def _write(self, collection: str, source: SourceDocument, *, embed: bool = True) -> None:
+        """Upsert a document's passages (without vectors unless ``embed``), then delete what it had beyond them."""
         from qdrant_client import models
 
-        vectors = self._embed([p.embedding_input() for p in source.passages])  # outside the lock: the slow part
+        # Outside the lock: embedding is the slow part.
+        vectors = self._embed([p.embedding_input() for p in source.passages]) if embed else None
         added_at = _now()
         points = [
             models.PointStruct(
                 id=_point_id(source.key, index),
-                vector={DENSE_VECTOR: vectors[index].tolist()},
+                vector={DENSE_VECTOR: vectors[index].tolist()} if vectors is not None else {},
                 payload={
                     "document": source.key,
                     "name": source.name,
@@ -457,6 +507,7 @@ class KnowledgeStore:
                     "citation": source.citation(passage),
                     "embed_text": passage.embed_text,
                     "metadata": dict(passage.metadata),
+                    "embedded": embed,
                 },
             )
             for index, passage in enumerate(source.passages)
@@ -476,17 +527,23 @@ class KnowledgeStore:
             )
             self._client.delete(name, points_selector=models.FilterSelector(filter=stale))
 
-    def add_document(self, source: SourceDocument, collection: str = DEFAULT_COLLECTION) -> AddResult:
-        """Index a prepared document unless this content is already there."""
+    def add_document(
+        self, source: SourceDocument, collection: str = DEFAULT_COLLECTION, *, keep_without_model: bool = False
+    ) -> AddResult:
+        """Index a prepared document unless this content is already there.
+
+        ``keep_without_model``: when the embedding model is missing, store the
+        text anyway, without vectors, rather than fail (see ``needs_embedding``).
+        """
         with self._lock:
-            self._writable_collection(collection)
+            embed = self._writable_collection(collection, keep_without_model=keep_without_model)
             previous = self._head(collection, {"document": source.key})
             if previous is not None and previous["sha256"] == source.sha256:
                 return AddResult(collection, source.key, "unchanged", int(previous["chunks"]))
             twin = self._head(collection, {"sha256": source.sha256})
             if twin is not None and twin["document"] != source.key:
                 return AddResult(collection, source.key, "duplicate", int(twin["chunks"]), same_as=twin["document"])
-        self._write(collection, source)
+        self._write(collection, source, embed=embed)
         return AddResult(collection, source.key, "replaced" if previous else "added", len(source.passages))
 
     def add_file(self, path: Path, collection: str = DEFAULT_COLLECTION) -> AddResult:
@@ -495,7 +552,13 @@ class KnowledgeStore:
         return self.add_document(read_source_file(path, self._chunking), collection)
 
     def add_text(
-        self, text: str, key: str, *, collection: str = DEFAULT_COLLECTION, name: str | None = None
+        self,
+        text: str,
+        key: str,
+        *,
+        collection: str = DEFAULT_COLLECTION,
+        name: str | None = None,
+        keep_without_model: bool = False,
     ) -> AddResult:
         """Index a piece of text under ``key`` (a note, a remembered fact); a new text for a key replaces it."""
         if not text.strip():
@@ -508,7 +571,7 @@ class KnowledgeStore:
             sha256=content_hash(text.encode("utf-8")),
             passages=[Passage(text.strip())],
         )
-        return self.add_document(document, collection)
+        return self.add_document(document, collection, keep_without_model=keep_without_model)
 
     def add_corpus(self, corpus: Corpus, collection: str) -> AddResult:
         """Index a packaged corpus (keyed ``corpus:<name>``) unless this version of it is already there."""
@@ -580,6 +643,9 @@ class KnowledgeStore:
         collection is rebuilt then). A document whose source is gone keeps its
         stored passages, embedded again (status ``kept``): reindexing never loses text.
         """
+        problem = self.embedding_problem  # before any collection is dropped to be rebuilt
+        if problem is not None:
+            raise EmbeddingUnavailable(problem)
         results = []
         for name in [validate_collection_name(collection)] if collection else self.collection_names():
             infos = self.documents(name)
@@ -640,6 +706,7 @@ class KnowledgeStore:
                     document=p["document"],
                     collection=collection,
                     metadata=p.get("metadata") or {},
+                    added_at=p.get("added_at", ""),
                 )
             )
         return hits
@@ -668,6 +735,20 @@ class KnowledgeStore:
     async def add_corpus_async(self, corpus: Corpus, collection: str) -> AddResult:
         """``add_corpus`` on a worker thread."""
         return await self._in_thread(self.add_corpus, corpus, collection)
+
+
+def _document_info(collection: str, head: Mapping[str, Any]) -> DocumentInfo:
+    """A document as its first passage's payload describes it."""
+    return DocumentInfo(
+        collection=collection,
+        document=head["document"],
+        name=head["name"],
+        title=head.get("title", ""),
+        kind=head.get("kind", ""),
+        sha256=head["sha256"],
+        passages=int(head["chunks"]),
+        added_at=head.get("added_at", ""),
+    )
 
 
 def _find_corpus(name: str) -> Corpus:

@@ -3,28 +3,28 @@
 - ``load_persona(name)`` finds and validates one (shipped, from a package's
   ``assistant.personas`` entry point, or the user's ``personas/`` folder);
 - ``apply_persona(setup, persona)`` applies it to a client's ``Setup``;
-- ``stream_espeak(text, voice)`` reads an original text aloud (the Tamil of a couplet).
+- ``PersonaProfiles`` serves them: the server's per-connection profile
+  resolver, which also prepares each persona's knowledge.
 """
 
-from assistant.personas.apply import PersonaSession, apply_persona, prepare_persona_knowledge
+from assistant.personas.apply import PersonaSession, apply_persona
 from assistant.personas.model import Persona, PersonaError, PersonaKnowledge, PersonaReadAloud, parse_persona
+from assistant.personas.profiles import NO_PERSONA, PersonaProfiles, profile_for
 from assistant.personas.registry import PersonaEntry, discover_personas, load_persona, user_persona_dir
-from assistant.personas.speech import ReadAloudError, read_aloud, stream_espeak
 
 __all__ = [
+    "NO_PERSONA",
     "Persona",
     "PersonaEntry",
     "PersonaError",
     "PersonaKnowledge",
+    "PersonaProfiles",
     "PersonaReadAloud",
     "PersonaSession",
-    "ReadAloudError",
     "apply_persona",
     "discover_personas",
     "load_persona",
     "parse_persona",
-    "prepare_persona_knowledge",
-    "read_aloud",
-    "stream_espeak",
+    "profile_for",
     "user_persona_dir",
 ]

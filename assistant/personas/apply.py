@@ -14,19 +14,16 @@ The rules, in one place:
   own business and pass untouched.
 - **Knowledge.** The persona's collection becomes the default collection of
   ``search_knowledge`` for the session (``PersonaSession.collection``); its
-  packaged corpus is indexed once at startup (``prepare_persona_knowledge``).
+  packaged corpus is indexed when the persona is first chosen (``profiles``).
 
 The client's ``Setup`` is never modified; a new one is returned.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from assistant.knowledge.corpora import find_corpus
-from assistant.knowledge.store import AddResult, KnowledgeStore
 from assistant.personas.model import Persona
 from assistant.protocol import FunctionDeclaration, Setup
 from assistant.protocol.models import (
@@ -72,19 +69,6 @@ def _with_voice(config: GenerationConfig | None, voice: str) -> GenerationConfig
         update={"prebuilt_voice_config": PrebuiltVoiceConfig(voice_name=voice)}
     )
     return config.model_copy(update={"speech_config": speech.model_copy(update={"voice_config": voice_config})})
-
-
-async def prepare_persona_knowledge(store: KnowledgeStore, persona: Persona) -> AddResult | None:
-    """Index the persona's packaged corpus into its collection if it is missing or stale; call once at startup.
-
-    Nothing to do (None) for a persona without a corpus; an up-to-date index
-    returns at once (status ``unchanged``). The first run embeds the whole
-    corpus: about a minute for the Thirukkural's 1,330 couplets on two cores.
-    """
-    if persona.knowledge is None or persona.knowledge.corpus is None:
-        return None
-    corpus = await asyncio.to_thread(find_corpus, persona.knowledge.corpus)
-    return await store.add_corpus_async(corpus, persona.knowledge.collection)
 
 
 def apply_persona(setup: Setup, persona: Persona) -> PersonaSession:

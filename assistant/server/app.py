@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import mimetypes
 import re
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -46,6 +49,7 @@ DEFAULT_LIVE_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.B
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 SETUP_GRACE_S = 5.0
+PERSONAS_PATH = "/personas.json"
 BAD_KEY_REASON = "API key not valid; send the server's access key in the x-goog-api-key header or ?key="
 
 
@@ -71,6 +75,19 @@ class ServerConfig:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.tls_cert, self.tls_key)
         return context
+
+
+def _ok(body: bytes, content_type: str) -> Response:
+    """A 200 the browser neither caches stale nor sniffs."""
+    headers = Headers(
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-cache"),
+            ("X-Content-Type-Options", "nosniff"),
+        ]
+    )
+    return Response(HTTPStatus.OK, "OK", headers, body)
 
 
 class WebSocketTransport:
@@ -150,12 +167,15 @@ class LiveServer:
         store: ResumptionStore,
         tools: ServerTools | None = None,
         profiles: ProfileResolver | None = None,
+        persona_catalog: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
+        """``persona_catalog`` lists the personas clients may choose, served as ``/personas.json``."""
         self.config = config
         self.backend = backend
         self.store = store
         self.tools = tools
         self.profiles = profiles
+        self.persona_catalog = persona_catalog
         self.sessions: set[Session] = set()
         self._server: Server | None = None
 
@@ -213,6 +233,9 @@ class LiveServer:
             if "upgrade" not in request.headers.get("connection", "").lower():
                 return connection.respond(HTTPStatus.UPGRADE_REQUIRED, "This is a Live websocket endpoint.\n")
             return None
+        if path == PERSONAS_PATH:
+            catalog = self.persona_catalog() if self.persona_catalog else {"default": None, "personas": []}
+            return _ok(json.dumps(catalog, ensure_ascii=False).encode(), "application/json; charset=utf-8")
         return self._static(connection, path)
 
     def _static(self, connection: ServerConnection, path: str) -> Response:
@@ -227,16 +250,7 @@ class LiveServer:
         content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         if content_type.startswith("text/") or content_type.endswith("javascript"):
             content_type += "; charset=utf-8"
-        body = target.read_bytes()
-        headers = Headers(
-            [
-                ("Content-Type", content_type),
-                ("Content-Length", str(len(body))),
-                ("Cache-Control", "no-cache"),
-                ("X-Content-Type-Options", "nosniff"),
-            ]
-        )
-        return Response(HTTPStatus.OK, "OK", headers, body)
+        return _ok(target.read_bytes(), content_type)
 
     # -- websocket side -----------------------------------------------------------
 

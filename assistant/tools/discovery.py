@@ -28,10 +28,9 @@ from types import ModuleType
 from typing import Any
 
 from assistant.config import Config, McpServerConfig
-from assistant.paths import data_dir
+from assistant.knowledge.service import KnowledgeService
 from assistant.tools.base import DEFAULT_TIMEOUT_S, BaseTool
-from assistant.tools.builtin import MEMORY_FILE, builtin_tools
-from assistant.tools.builtin.memory import MemoryStore
+from assistant.tools.builtin import builtin_tools
 from assistant.tools.clock import Clock
 from assistant.tools.decorator import FunctionTool
 from assistant.tools.registry import DuplicateTool, ToolRegistry
@@ -42,7 +41,12 @@ ENTRY_POINT_GROUP = "assistant.tools"
 
 @dataclass(frozen=True, slots=True)
 class ToolSources:
-    """Where the tools of one server come from."""
+    """Where the tools of one server come from.
+
+    ``knowledge`` is the store memory and ``search_knowledge`` share, owned
+    by the caller (a server shares it with its personas); without one the
+    registry opens the data dir's on first use and closes it with itself.
+    """
 
     builtins: bool = True
     entry_points: bool = True
@@ -50,14 +54,22 @@ class ToolSources:
     mcp_servers: Sequence[McpServerConfig] = ()
     disable: Sequence[str] = ()
     default_timeout_s: float = DEFAULT_TIMEOUT_S
-    memory_path: Path | None = None
+    knowledge: KnowledgeService | None = field(default=None, compare=False)
     clock: Clock | None = field(default=None, compare=False)
 
     @classmethod
-    def from_config(cls, config: Config, *, modules: Sequence[str] = (), builtins: bool = True) -> ToolSources:
+    def from_config(
+        cls,
+        config: Config,
+        *,
+        modules: Sequence[str] = (),
+        builtins: bool = True,
+        knowledge: KnowledgeService | None = None,
+    ) -> ToolSources:
         """The config file's ``[tools]`` plus modules and switches given on the command line."""
         section = config.tools
         return cls(
+            knowledge=knowledge,
             builtins=builtins and section.builtins,
             modules=[*section.modules, *modules],
             mcp_servers=[server for server in section.mcp if server.enabled],
@@ -184,13 +196,11 @@ async def load_tools(sources: ToolSources) -> ToolRegistry:
     """A registry with every tool ``sources`` name; what failed is in ``registry.problems``."""
     registry = ToolRegistry(default_timeout_s=sources.default_timeout_s)
     if sources.builtins:
-        store = MemoryStore(sources.memory_path or data_dir() / MEMORY_FILE)
-
-        async def close_store() -> None:
-            await asyncio.to_thread(store.close)
-
-        registry.on_close(close_store)
-        register_all(registry, builtin_tools(clock=sources.clock, memory=store), "builtin")
+        knowledge = sources.knowledge
+        if knowledge is None:
+            knowledge = KnowledgeService()
+            registry.on_close(knowledge.aclose)
+        register_all(registry, builtin_tools(clock=sources.clock, knowledge=knowledge), "builtin")
     if sources.entry_points:
         for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             _register_loaded(registry, _entry_point_source(entry_point), entry_point.load)

@@ -4,7 +4,7 @@
 import { Microphone } from "./audio/capture.js";
 import { Player } from "./audio/playback.js";
 import { LiveClient, audioRate, fromBase64, liveUrl } from "./live.js";
-import { VOICES, buildSetup, loadSettings, saveSettings } from "./settings.js";
+import { VOICES, buildSetup, fetchPersonas, loadSettings, saveSettings } from "./settings.js";
 import { runTool } from "./tools.js";
 import { Transcript } from "./transcript.js";
 import { FrameSampler, openCamera, openScreen } from "./video.js";
@@ -37,7 +37,12 @@ const ui = {
 
 const settings = loadSettings();
 const transcript = new Transcript(ui.log);
-const client = new LiveClient({ url: liveUrl(), buildSetup: (handle) => buildSetup(settings, handle) });
+// Each connection asks for the chosen persona, and for the activity of the tools the server runs itself.
+const client = new LiveClient({
+  url: () => liveUrl(window.location, { persona: settings.persona, events: "tools" }),
+  buildSetup: (handle) => buildSetup(settings, handle),
+});
+const personas = fetchPersonas(); // what the settings' persona picker offers
 
 const state = {
   started: false,
@@ -242,6 +247,8 @@ client.addEventListener("toolcall", async ({ detail }) => {
   if (live.length) client.sendToolResponses(live);
 });
 
+client.addEventListener("servertool", ({ detail }) => transcript.serverTool(detail));
+
 client.addEventListener("toolcancel", ({ detail }) => {
   for (const id of detail.ids) {
     state.cancelledCalls.add(id);
@@ -328,11 +335,31 @@ function animate() {
 
 // -- settings -----------------------------------------------------------------
 
+async function fillPersonaPicker(select, description) {
+  const catalog = await personas;
+  if (select.options.length === 1) {
+    const byName = new Map(catalog.personas.map((persona) => [persona.name, persona]));
+    const fallback = byName.get(catalog.default);
+    if (fallback) select.options[0].text = `Server default (${fallback.title})`;
+    if (catalog.default && catalog.none) select.add(new Option("Plain assistant", catalog.none));
+    for (const persona of catalog.personas) select.add(new Option(persona.title, persona.name));
+  }
+  // A persona saved on another server may not exist here: fall back to the server's default.
+  select.value = [...select.options].some((option) => option.value === settings.persona) ? settings.persona : "";
+  const shown = () => {
+    const chosen = catalog.personas.find((persona) => persona.name === (select.value || catalog.default));
+    description.textContent = chosen?.description ?? "";
+  };
+  select.onchange = shown;
+  shown();
+}
+
 function fillSettingsForm() {
   const form = ui.settingsForm.elements;
   const voice = form.namedItem("voice");
   if (voice.options.length === 1) for (const name of VOICES) voice.add(new Option(name, name));
   voice.value = settings.voice;
+  fillPersonaPicker(form.namedItem("persona"), $("persona-description"));
   form.namedItem("systemInstruction").value = settings.systemInstruction;
   form.namedItem("pushToTalk").checked = settings.pushToTalk;
   form.namedItem("pageTools").checked = settings.pageTools;
@@ -342,6 +369,7 @@ function fillSettingsForm() {
 function applySettingsForm() {
   const form = ui.settingsForm.elements;
   Object.assign(settings, {
+    persona: form.namedItem("persona").value,
     voice: form.namedItem("voice").value,
     systemInstruction: form.namedItem("systemInstruction").value,
     pushToTalk: form.namedItem("pushToTalk").checked,

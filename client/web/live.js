@@ -16,12 +16,19 @@ const FATAL_CLOSE_CODES = new Set([1003, 1007, 1008, 1009]);
 const UNKNOWN_HANDLE = /sessionResumption\.handle/;
 const HANDLE_STORAGE_KEY = "assistant.resumption-handle";
 
-/** The Live endpoint on the page's own origin, with the page's `?key=` if it has one. */
-export function liveUrl(location = window.location) {
+/**
+ * The Live endpoint on the page's own origin, with the page's `?key=` if it has one.
+ * `extra` adds this project's own parameters when they are set: `persona` (the
+ * server's personas) and `events` (`"tools"`: server-side tool activity).
+ */
+export function liveUrl(location = window.location, extra = {}) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const params = new URLSearchParams();
   const key = new URLSearchParams(location.search).get("key");
-  const query = key ? `?key=${encodeURIComponent(key)}` : "";
-  return `${scheme}//${location.host}${LIVE_PATH}${query}`;
+  if (key) params.set("key", key);
+  for (const [name, value] of Object.entries(extra)) if (value) params.set(name, value);
+  const query = params.toString();
+  return `${scheme}//${location.host}${LIVE_PATH}${query ? `?${query}` : ""}`;
 }
 
 /** Standard base64 of a byte buffer (what the server expects from browsers). */
@@ -50,7 +57,8 @@ export function audioRate(mimeType, fallback = 24000) {
 export class LiveClient extends EventTarget {
   /**
    * @param {object} options
-   * @param {string} options.url the Live endpoint (see `liveUrl`)
+   * @param {string | (() => string)} options.url the Live endpoint (see `liveUrl`), or a function that
+   *   gives it for each connection (settings such as the persona travel in it)
    * @param {(handle: string|null) => object} options.buildSetup the `setup` body for a connection
    * @param {Storage} [options.storage] where the handle outlives a page reload (sessionStorage)
    */
@@ -144,7 +152,7 @@ export class LiveClient extends EventTarget {
   #open() {
     const resuming = Boolean(this.handle);
     this.#setState(this.attempt > 0 || this.state === "reconnecting" ? "reconnecting" : "connecting");
-    const socket = new WebSocket(this.url);
+    const socket = new WebSocket(typeof this.url === "function" ? this.url() : this.url);
     socket.binaryType = "arraybuffer";
     this.socket = socket;
     this.unsaved = false;
@@ -187,6 +195,8 @@ export class LiveClient extends EventTarget {
     if (message.toolCall) this.unsaved = true;
     if (message.toolCall) this.#emit("toolcall", { calls: message.toolCall.functionCalls ?? [] });
     if (message.toolCallCancellation) this.#emit("toolcancel", { ids: message.toolCallCancellation.ids ?? [] });
+    // This project's servers only, and only when asked for (`?events=tools`): tools the server runs itself.
+    if (message.serverToolActivity) this.#emit("servertool", message.serverToolActivity);
     if (message.usageMetadata) this.#emit("usage", message.usageMetadata);
     if (message.sessionResumptionUpdate) {
       const update = message.sessionResumptionUpdate;

@@ -12,10 +12,22 @@ export const VOICES = ["Puck", "Charon", "Kore", "Fenrir", "Aoede", "Leda", "Oru
 export const DEFAULTS = Object.freeze({
   model: DEFAULT_MODEL,
   voice: "", // the server's default
+  persona: "", // the server's default (`assistant serve --persona`)
   systemInstruction: "",
   pushToTalk: false,
   pageTools: true,
 });
+
+/** The personas a server offers (`/personas.json`); an empty list when it has none or is not this project's. */
+export async function fetchPersonas(fetcher = globalThis.fetch) {
+  try {
+    const response = await fetcher("personas.json", { cache: "no-store" });
+    if (!response.ok) return { default: null, none: null, personas: [] };
+    return await response.json();
+  } catch {
+    return { default: null, none: null, personas: [] };
+  }
+}
 
 export function loadSettings(storage = globalThis.localStorage) {
   try {

@@ -4,6 +4,10 @@
 // speaker per turn. Input transcription can arrive after the reply has
 // started, so a turn keeps its user bubble and its model bubble apart and
 // fills whichever the fragment belongs to.
+//
+// Tools the server runs itself show up too (`serverToolActivity`), and what a
+// knowledge search found is shown as a card: the passage the answer quotes,
+// with its original when the collection keeps one (a couplet's Tamil).
 
 const ARGS_SHOWN = 48; // characters of a call's arguments shown inline; all of them on hover
 
@@ -91,6 +95,56 @@ export class Transcript {
     this.calls.delete(id);
     item.dataset.state = "cancelled";
     item.querySelector(".tool-state").textContent = "cancelled";
+  }
+
+  /** What a tool the server runs is doing (`serverToolActivity`: running, then done, failed or cancelled). */
+  serverTool(activity) {
+    if (activity.state === "running") {
+      this.toolCall({ id: activity.id, name: activity.name, args: activity.args }).dataset.side = "server";
+    } else if (activity.state === "cancelled") {
+      this.toolCancelled(activity.id);
+    } else {
+      this.toolFinished(activity.id, activity.response ?? {});
+      const output = activity.response?.output;
+      if (activity.state === "done" && activity.name === "search_knowledge" && output?.passages?.length) {
+        this.passages(output.passages, output.read_aloud);
+      }
+    }
+  }
+
+  /** What a knowledge search found: the best passage as a card, the others folded away under it. */
+  passages(passages, readAloud = null) {
+    const [best, ...others] = passages;
+    const card = this.#passage(best, readAloud);
+    if (others.length) {
+      const more = document.createElement("details");
+      const summary = document.createElement("summary");
+      summary.textContent = `${others.length} more found`;
+      more.append(summary, ...others.map((passage) => this.#passage(passage, readAloud, "div")));
+      card.append(more);
+    }
+    this.#add(card);
+  }
+
+  #passage(passage, readAloud, tag = "li") {
+    const card = document.createElement(tag);
+    card.className = "passage";
+    const source = document.createElement("p");
+    source.className = "passage-source";
+    source.textContent = passage.source ?? "";
+    const text = document.createElement("p");
+    text.className = "passage-text";
+    text.textContent = passage.text ?? "";
+    card.append(source, text);
+    const original = readAloud ? passage.metadata?.[readAloud.field] : null;
+    if (typeof original === "string" && original.trim()) {
+      const shown = document.createElement("p");
+      shown.className = "passage-original";
+      shown.lang = readAloud.voice; // espeak-ng voices are named by language tag ("ta": Tamil)
+      shown.textContent = original;
+      card.append(shown);
+    }
+    return card;
   }
 
   /** A note the model asked to show (the show_note function). */

@@ -84,13 +84,20 @@ def drop_repeats(text: str, prefix: str = "") -> str:
     A short window sometimes makes Whisper say the utterance twice without a
     timestamp between; people rarely repeat a whole sentence in one turn.
     """
-    seen = [normalise_text(s) for s in _SENTENCE_END.split(prefix)]
+    earlier_sentences = _SENTENCE_END.split(prefix)
+    seen = [normalise_text(s) for s in earlier_sentences]
+    # A prefix that stops mid-sentence ("Read it in") is finished by the text's first sentence (" Tamil.").
+    unfinished = earlier_sentences.pop() if prefix.strip() and not prefix.rstrip().endswith((".", "?", "!")) else None
     kept = ""
     for sentence in _SENTENCE_END.split(text):
         key = normalise_text(sentence)
         if len(key) >= MIN_REPEAT_CHARS and any(earlier.startswith(key) for earlier in seen):
             break
-        seen.append(key)
+        if unfinished is not None:
+            seen[-1] = normalise_text(unfinished + sentence)
+            unfinished = None
+        else:
+            seen.append(key)
         kept += sentence
     return kept
 
@@ -111,9 +118,15 @@ class StreamingTranscript:
 
     ``window_words`` are committed words still inside the audio window (the
     decoder's forced prefix); ``context_words`` were committed and trimmed
-    away with their audio (the decoder's previous-text prompt).
+    away with their audio (the decoder's previous-text prompt). ``prompt``
+    is what was said just before the turn (the assistant's last reply): the
+    words a user answers with are often the words they just heard, and
+    Whisper hears rare ones far better when its prompt has them (tiny.en
+    hears "read it in time, Hill" for "read it in Tamil" without, "Tamil"
+    with "I can read it in Tamil" as its prompt).
     """
 
+    prompt: str = ""
     context_words: list[str] = field(default_factory=list)
     window_words: list[str] = field(default_factory=list)
     _previous: list[str] | None = None
@@ -124,7 +137,7 @@ class StreamingTranscript:
 
     @property
     def context(self) -> str:
-        return "".join(self.context_words).strip()[-MAX_CONTEXT_CHARS:]
+        return f"{self.prompt} {''.join(self.context_words)}".strip()[-MAX_CONTEXT_CHARS:]
 
     @property
     def text(self) -> str:

@@ -10,8 +10,10 @@ asks again, so a dialogue never waits on a tool itself. Two kinds:
   built-in tools through the embedding router with deterministic
   arguments, and the answers are spoken from templates; questions about
   what the user said earlier are answered from the conversation
-  (``recollect``); everything else is conversation with the small chat
-  model, which is offered no tools.
+  (``recollect``); a quoted passage's original is read aloud when asked
+  (``originals``); in a session that consults its knowledge first (a
+  persona), questions go to ``search_knowledge``; everything else is
+  conversation with the small chat model, which is offered no tools.
 - ``ModelDialogue``: a capable model (a bigger GGUF, an OpenAI-compatible
   server) chooses tools itself, with schema-valid calls (see ``llm``).
 """
@@ -19,6 +21,7 @@ asks again, so a dialogue never waits on a tool itself. Two kinds:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +31,7 @@ from typing import Any, Protocol
 
 from assistant.backends.local import extract
 from assistant.backends.local.llm import ChatMessage, ChatModel, ChatToolCall, GenerationSettings, ToolCalls, ToolSpec
+from assistant.backends.local.originals import SEARCH_TOOL, asks_for_original, last_original
 from assistant.backends.local.phrasing import ASK_FOR, phrase_response
 from assistant.backends.local.recollect import recollection
 from assistant.backends.local.router import Intent, Route, ToolRouter
@@ -50,13 +54,21 @@ class Say:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadAloud:
+    """Text to speak in another voice: an original read by espeak-ng's ``voice`` (Tamil: ``ta``)."""
+
+    text: str
+    voice: str
+
+
+@dataclass(frozen=True, slots=True)
 class CallTools:
     """Calls to run before the reply continues (each with an id)."""
 
     calls: list[FunctionCall]
 
 
-DialogueEvent = Say | CallTools
+DialogueEvent = Say | ReadAloud | CallTools
 
 
 @dataclass
@@ -71,6 +83,16 @@ class Conversation:
     def tool_names(self) -> set[str]:
         return {tool.name for tool in self.tools}
 
+    @property
+    def consults_knowledge(self) -> bool:
+        """Whether the instruction makes ``search_knowledge`` the first resort (a persona such as Thiruvalluvar).
+
+        The router cannot read instructions; a session whose instruction
+        names the search tool it offers is one that wants questions answered
+        from its knowledge, as a capable model would read it.
+        """
+        return SEARCH_TOOL in self.tool_names and SEARCH_TOOL in (self.system_instruction or "")
+
     def calls_by_id(self) -> dict[str, FunctionCall]:
         return {
             part.function_call.id: part.function_call
@@ -83,9 +105,10 @@ class Conversation:
         """What the user said, turn by turn, oldest first."""
         return [turn.text().strip() for turn in self.turns if turn.role == "user" and turn.text().strip()]
 
-    def last_user_text(self) -> str:
+    def last_text(self, role: str) -> str:
+        """What ``role`` ("user" or "model") said last; the model's is the recogniser's prompt for the next turn."""
         for turn in reversed(self.turns):
-            if turn.role == "user" and turn.text().strip():
+            if turn.role == role and turn.text().strip():
                 return turn.text().strip()
         return ""
 
@@ -182,16 +205,18 @@ class RouterDialogue:
         self.persona = persona
         self._calls: dict[str, _RoutedCall] = {}
         self._awaiting: Intent | None = None
-        self._last_route: tuple[str, frozenset[str], Route] | None = None
+        self._last_route: tuple[str, frozenset[str], bool, Route] | None = None
 
-    async def _route_text(self, text: str, declared: set[str]) -> Route:
+    async def _route_text(self, text: str, declared: set[str], consulting: bool = False) -> Route:
         """The router's verdict, off the event loop (an embedding), remembered for the same text."""
         key = frozenset(declared)
-        if self._last_route is not None and self._last_route[:2] == (text, key):
-            return self._last_route[2]
+        if self._last_route is not None and self._last_route[:3] == (text, key, consulting):
+            return self._last_route[3]
         boosts = {"calculate": 0.15} if extract.arithmetic_expression(text) else {}
-        route = await asyncio.to_thread(self.router.route, text, declared, boosts)
-        self._last_route = (text, key, route)
+        route = await asyncio.to_thread(
+            functools.partial(self.router.route, text, declared, boosts, consulting=consulting)
+        )
+        self._last_route = (text, key, consulting, route)
         return route
 
     async def sounds_complete(self, text: str, declared: set[str]) -> bool:
@@ -208,14 +233,18 @@ class RouterDialogue:
             for response in responses:
                 yield Say(self._phrase(response, calls.get(response.id or "")) + " ")
             return
-        text = conversation.last_user_text()
+        text = conversation.last_text("user")
         if not text:
             return
         recalled = recollection(text, conversation.user_texts()[:-1])
         if recalled is not None:
             yield Say(recalled)
             return
-        routed = await self._route(text, conversation.tool_names)
+        original = last_original(conversation.turns)
+        if original is not None and asks_for_original(text, original):
+            yield ReadAloud(" ".join(original.text.split()), original.voice)  # its lines are one recitation
+            return
+        routed = await self._route(text, conversation.tool_names, conversation.consults_knowledge)
         if isinstance(routed, str):
             yield Say(routed)
             return
@@ -230,14 +259,14 @@ class RouterDialogue:
             if not isinstance(event, ToolCalls):
                 yield Say(event.text)
 
-    async def _route(self, text: str, declared: set[str]) -> FunctionCall | str | None:
+    async def _route(self, text: str, declared: set[str], consulting: bool) -> FunctionCall | str | None:
         """A call, a question for what is missing, or None for conversation."""
         awaited, self._awaiting = self._awaiting, None
         if awaited is not None and awaited.tool in declared:
             answer = self._arguments(awaited, text)
             if answer is not None:
                 return self._call(awaited, *answer)
-        route = await self._route_text(text, declared)
+        route = await self._route_text(text, declared, consulting)
         if route.intent is None or route.intent.tool is None:
             return None
         answer = self._arguments(route.intent, text)

@@ -146,12 +146,20 @@ def _describe(variant: str | None, args: dict[str, Any], output: dict[str, Any])
 
 
 def _search(variant: str | None, args: dict[str, Any], output: dict[str, Any]) -> str | None:
+    """The best passage with its source; a packaged corpus's passage cites itself ("Kural 301, from...")."""
     passages = [p for p in output.get("passages", []) if isinstance(p, dict) and p.get("text")]
     if not passages:
         return "I couldn't find anything about that in your documents."
     best = passages[0]
-    source = f"From {best['source']}: " if best.get("source") else ""
-    return f"{source}{best['text']}"
+    cites_itself = str(best.get("document", "")).startswith("corpus:")
+    passage = " ".join(str(best["text"]).split())  # verse and PDF lines are one stretch of speech
+    text = passage if cites_itself or not best.get("source") else f"From {best['source']}: {passage}"
+    hint = output.get("read_aloud")
+    field = str(hint.get("field", "")) if isinstance(hint, dict) else ""
+    metadata = best.get("metadata")
+    if field and isinstance(metadata, dict) and metadata.get(field):
+        text += f" I can read it in {field.title()} if you like."
+    return text
 
 
 def _generic(output: dict[str, Any]) -> str:

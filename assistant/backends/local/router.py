@@ -11,6 +11,18 @@ a ``variant`` that decides how the answer is phrased (the same
 is closer to that tool's examples than to small talk by a margin, and only
 when the session declared the tool (by name), so a client without timers
 never gets a ``set_timer`` call.
+
+Sessions that consult their knowledge first (a persona such as
+Thiruvalluvar, whose instruction says to call ``search_knowledge`` for every
+life question) route differently: everything that is neither another tool's
+request nor small talk is a question for the knowledge. Life questions are
+too varied for a few examples to reach the tool threshold (measured: most
+score 0.25-0.5 against any example), so the test is relative. A request goes
+to the knowledge when it is closer to the "counsel" examples than to small
+talk, or when it is a sentence of some length that small talk does not
+claim; short acknowledgements ("okay", "no thanks") stay conversation. The
+counsel examples are inert in every other session, so the default
+assistant's small talk never becomes a search.
 """
 
 from __future__ import annotations
@@ -21,8 +33,14 @@ from dataclasses import dataclass
 from assistant.embeddings import Embedder
 
 CHAT = "chat"
+COUNSEL = "counsel"
 ROUTE_THRESHOLD = 0.5  # a tool needs at least this similarity to its nearest example
 CHAT_MARGIN = 0.04  # and must beat the nearest small-talk example by this much
+# Consulting sessions: small talk claims a request only with at least this similarity (greetings,
+# thanks and "tell me a joke" score 0.55-1.0; life questions score below 0.35 against small talk)...
+SMALL_TALK_SCORE = 0.5
+# ...and a request of this many words that small talk does not claim is a question for the knowledge.
+CONSULT_MIN_WORDS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +50,7 @@ class Intent:
     name: str
     tool: str | None
     examples: tuple[str, ...]
+    consulting_only: bool = False  # applies only to sessions that consult their knowledge first
 
 
 INTENTS: tuple[Intent, ...] = (
@@ -149,6 +168,30 @@ INTENTS: tuple[Intent, ...] = (
         ),
     ),
     Intent(
+        COUNSEL,
+        "search_knowledge",
+        (
+            "what should I do when I lose my temper",
+            "what should I do when someone insults me",
+            "how can I be a good friend",
+            "is honesty always the best policy",
+            "how do I stop wasting my time",
+            "what does the poet say about wealth",
+            "what does the Kural teach about kindness",
+            "how should I treat my parents",
+            "I feel sad and lost",
+            "how do I find peace of mind",
+            "what makes a person truly great",
+            "how should I spend my money wisely",
+            "why should I be humble",
+            "what is the right way to live",
+            "how do I become a better person",
+            "give me advice about love",
+            "what wisdom is there about family life",
+        ),
+        consulting_only=True,
+    ),
+    Intent(
         CHAT,
         None,
         (
@@ -191,12 +234,20 @@ class ToolRouter:
         self._owners: list[Intent] = [intent for intent in intents for _ in intent.examples]
         self._examples = embedder.embed([example for intent in intents for example in intent.examples])
 
-    def route(self, text: str, declared: Collection[str], boosts: Mapping[str, float] | None = None) -> Route:
+    def route(
+        self,
+        text: str,
+        declared: Collection[str],
+        boosts: Mapping[str, float] | None = None,
+        *,
+        consulting: bool = False,
+    ) -> Route:
         """The intent for ``text`` among tools in ``declared`` (None: make conversation).
 
         ``boosts`` add to an intent's score when a deterministic cue backs it
         (an arithmetic expression parses out of the request, say): embeddings
-        of "what's 9 plus 10" sit close to many things.
+        of "what's 9 plus 10" sit close to many things. ``consulting``: the
+        session consults its knowledge first (see the module docstring).
         """
         [vector] = self.embedder.embed([text])
         scores = self._examples @ vector
@@ -206,10 +257,20 @@ class ToolRouter:
             if score > best.get(intent.name, (-1.0, intent))[0]:
                 best[intent.name] = (score, intent)
         chat_score = best[CHAT][0] if CHAT in best else -1.0
-        candidates = [(score, intent) for score, intent in best.values() if intent.tool in declared]
-        if not candidates:
-            return Route(None, chat_score, chat_score)
-        score, intent = max(candidates, key=lambda pair: pair[0])
-        if score >= ROUTE_THRESHOLD and score >= chat_score + CHAT_MARGIN:
-            return Route(intent, score, chat_score)
-        return Route(None, score, chat_score)
+        candidates = [
+            (score, intent)
+            for score, intent in best.values()
+            if intent.tool in declared and not intent.consulting_only
+        ]
+        if candidates:
+            score, intent = max(candidates, key=lambda pair: pair[0])
+            if score >= ROUTE_THRESHOLD and score >= chat_score + CHAT_MARGIN:
+                return Route(intent, score, chat_score)
+        counsel = best.get(COUNSEL)
+        if consulting and counsel is not None and counsel[1].tool in declared:
+            counsel_score, intent = counsel
+            small_talk = chat_score >= SMALL_TALK_SCORE or len(text.split()) < CONSULT_MIN_WORDS
+            if counsel_score > chat_score or not small_talk:
+                return Route(intent, counsel_score, chat_score)
+        top = max((score for score, _ in candidates), default=chat_score)
+        return Route(None, top, chat_score)

@@ -44,7 +44,7 @@ from assistant.backends.local.asr import Recognizer, SpeechWindow, StreamingTran
 from assistant.backends.local.dialogue import CallTools, Conversation, Dialogue, Say
 from assistant.backends.local.llm import GenerationSettings
 from assistant.backends.local.speech import PLAYOUT_LEAD_S, PlayoutClock, Speaker, SpokenRecord
-from assistant.backends.local.tts import Voices
+from assistant.backends.local.tts import Synthesizer, Voices
 from assistant.backends.local.turns import (
     SpeechPaused,
     SpeechResumed,
@@ -104,10 +104,10 @@ class SessionParts:
 class UserTurn:
     """One utterance: its audio, its transcript, and the speculative work done in its pauses."""
 
-    def __init__(self, session: LocalSession, window: SpeechWindow) -> None:
+    def __init__(self, session: LocalSession, window: SpeechWindow, heard_before: str = "") -> None:
         self.session = session
         self.window = window
-        self.transcript = StreamingTranscript()
+        self.transcript = StreamingTranscript(prompt=heard_before)
         self.carried = ""  # text of an earlier turn the user ran on from
         self.emitted = False
         self._decoded_s = 0.0
@@ -336,25 +336,17 @@ class Reply:
         calls: list[FunctionCall] = []
         first_piece = len(self.record.pieces)
         text = ""
-        if session.speak_audio:
-            self._speaker = Speaker(
-                session.voice,
-                session.parts.tts_executor,
-                self.emit,
-                first_in_reply=first_piece == 0,
-                transcribe=session.output_transcripts,
-                record=self.record,
-            )
         async for event in session.dialogue.respond(self.conversation, session.generation):
-            if isinstance(event, Say):
-                self.milestone("first_token")
-                text += event.text
-                if self._speaker is not None:
-                    self._speaker.feed(event.text)
-                else:
-                    await self.emit(ServerMessage.model_text(event.text))
-            elif isinstance(event, CallTools):
+            if isinstance(event, CallTools):
                 calls.extend(event.calls)
+                continue
+            self.milestone("first_token")
+            text += event.text
+            if not session.speak_audio:
+                await self.emit(ServerMessage.model_text(event.text))
+                continue
+            voice = session.voice if isinstance(event, Say) else session.parts.voices.select(f"espeak:{event.voice}")
+            (await self._speaker_with(voice)).feed(event.text)
         if self._speaker is not None:
             await self._speaker.finish()
             self._speaker = None
@@ -362,6 +354,23 @@ class Reply:
             self.conversation.turns.append(Content(role="model", parts=[Part(text=text.strip())]))
             self._text_turns.append((len(self.conversation.turns) - 1, first_piece, len(self.record.pieces)))
         return calls
+
+    async def _speaker_with(self, voice: Synthesizer) -> Speaker:
+        """The speaker for ``voice``: the current one, or a new one once the other voice has finished."""
+        if self._speaker is not None and self._speaker.voice is not voice:
+            await self._speaker.finish()
+            self._speaker = None
+        if self._speaker is None:
+            session = self.session
+            self._speaker = Speaker(
+                voice,
+                session.parts.tts_executor,
+                self.emit,
+                first_in_reply=not self.record.pieces,
+                transcribe=session.output_transcripts,
+                record=self.record,
+            )
+        return self._speaker
 
     async def _call(self, calls: list[FunctionCall]) -> None:
         loop = asyncio.get_running_loop()
@@ -559,7 +568,7 @@ class LocalSession(BackendSession):
         window.append(recent[-keep:] if 0 < keep < len(recent) else recent)
         self._recent.clear()
         self._recent_s = 0.0
-        self.user = UserTurn(self, window)
+        self.user = UserTurn(self, window, self.conversation.last_text("model"))
 
     def _end_user_turn(self) -> None:
         user, self.user = self.user, None

@@ -1,4 +1,4 @@
-"""The built-in tools, each useful offline: time, calculator, timers, reminders, memory.
+"""The built-in tools, each useful offline: time, calculator, timers, reminders, memory, document search.
 
 Their names and response shapes are a contract other parts rely on (the
 local backend routes everyday requests to them by name); see
@@ -7,9 +7,8 @@ docs/plugins.md.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from assistant.paths import data_dir
+from assistant.knowledge.service import KnowledgeService
+from assistant.knowledge.tool import search_knowledge_tool
 from assistant.tools.base import BaseTool
 from assistant.tools.builtin.calculator import calculator_tools
 from assistant.tools.builtin.current_time import CurrentTime
@@ -17,21 +16,22 @@ from assistant.tools.builtin.memory import Memory, MemoryStore
 from assistant.tools.builtin.timers import Timers
 from assistant.tools.clock import Clock, SystemClock
 
-MEMORY_FILE = "memory.sqlite3"
 
+def builtin_tools(*, clock: Clock | None = None, knowledge: KnowledgeService | None = None) -> list[BaseTool]:
+    """Fresh instances of every built-in tool.
 
-def builtin_tools(
-    *, clock: Clock | None = None, memory: MemoryStore | None = None, memory_path: Path | None = None
-) -> list[BaseTool]:
-    """Fresh instances of every built-in tool; the memory store opens on first use."""
+    Memory and ``search_knowledge`` share ``knowledge`` (by default the data
+    dir's store), which opens on first use; whoever passes it closes it.
+    """
     clock = clock or SystemClock()
-    store = memory or MemoryStore(memory_path or data_dir() / MEMORY_FILE)
+    knowledge = knowledge or KnowledgeService()
     return [
         *CurrentTime(clock).tools(),
         *calculator_tools(),
         *Timers(clock).tools(),
-        *Memory(store).tools(),
+        *Memory(MemoryStore(knowledge)).tools(),
+        search_knowledge_tool(knowledge),
     ]
 
 
-__all__ = ["MEMORY_FILE", "builtin_tools"]
+__all__ = ["builtin_tools"]

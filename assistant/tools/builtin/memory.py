@@ -1,35 +1,33 @@
-"""Long-term memory: ``remember`` and ``recall`` over a local vector index.
+"""Long-term memory: ``remember`` and ``recall``, kept in the knowledge store's ``memory`` collection.
 
-Facts live in SQLite in the user's data dir, each with its sentence
-embedding (all-MiniLM-L6-v2 in NumPy, ``assistant.embeddings``). Recall
-embeds the question and ranks every fact by cosine similarity: brute force
-over a NumPy matrix kept in memory, which takes well under a millisecond for
-the thousands of facts a person tells an assistant.
+Facts live in the same store as the user's documents (``assistant knowledge
+list --collection memory`` shows them, ``remove`` forgets one), each a
+one-passage document keyed by a hash of its text, so a fact told twice is
+kept once. Recall embeds the question (all-MiniLM-L6-v2 in NumPy) and asks
+Qdrant for the nearest facts above a relevance threshold.
 
-Without the embedding model, facts are still stored (their vectors are
-filled in once the model is installed) and recall falls back to matching
-words, and says so in its response.
+Without the embedding model, facts are still stored, without vectors (they
+are embedded the first time memory is used with the model installed), and
+recall falls back to matching words, and says so in its response.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-import secrets
-import sqlite3
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 from pydantic import Field
 
-from assistant.embeddings import Embedder, EmbeddingModelMissing, load_embedder
+from assistant.knowledge.service import KnowledgeService
+from assistant.knowledge.store import KnowledgeError, KnowledgeStore
 from assistant.tools.base import BaseTool, ToolError
 from assistant.tools.decorator import FunctionTool
 
+COLLECTION = "memory"
+KEY_PREFIX = "memory:"
 # Cosine similarity below which a fact is not about the question. all-MiniLM-L6-v2 scores
 # paraphrases ("when was my sibling born" / "my sister's birthday is 3 May") around 0.4-0.6
 # and unrelated pairs below 0.15.
@@ -53,69 +51,32 @@ def _words(text: str) -> set[str]:
     return {word for word in re.findall(r"[\w']+", text.lower()) if word not in STOPWORDS}
 
 
+def _fact_id(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
 class MemoryStore:
-    """Facts and their embeddings in one SQLite file, safe to share between sessions (threads)."""
+    """Facts in the ``memory`` collection of the process's knowledge store; safe to share between sessions."""
 
-    def __init__(self, path: Path, embedder: Callable[[], Embedder] = load_embedder) -> None:
-        self.path = path
-        self._load_embedder = embedder
+    def __init__(self, knowledge: KnowledgeService) -> None:
+        self.knowledge = knowledge
         self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
-        self._embedder: Embedder | None = None
+        self._checked = False
         self.missing_model: str | None = None  # why there is no embedder, once we know
-        self._facts: list[Fact] = []
-        self._matrix = np.zeros((0, 0), dtype=np.float32)
 
-    # -- opening -------------------------------------------------------------
-
-    def _open(self) -> sqlite3.Connection:
-        """Open the file and the model on first use, so listing tools touches neither."""
-        if self._db is not None:
-            return self._db
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, check_same_thread=False)
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS facts ("
-            "id TEXT PRIMARY KEY, text TEXT NOT NULL UNIQUE, stored_at TEXT NOT NULL, model TEXT, vector BLOB)"
-        )
-        db.commit()
+    def _store(self) -> KnowledgeStore:
+        """The store, opened on first use; facts kept without vectors are embedded once the model is there."""
         try:
-            self._embedder = self._load_embedder()
-        except EmbeddingModelMissing as exc:
-            self.missing_model = str(exc)
-        self._db = db
-        self._index(db)
-        return db
-
-    def _index(self, db: sqlite3.Connection) -> None:
-        """Load every fact; embed those stored without a vector (or with another model's)."""
-        rows = db.execute("SELECT id, text, stored_at, model, vector FROM facts ORDER BY stored_at").fetchall()
-        self._facts = [Fact(row[0], row[1], row[2]) for row in rows]
-        if self._embedder is None:
-            return
-        stale = [i for i, row in enumerate(rows) if row[3] != self._embedder.name or row[4] is None]
-        if stale:
-            vectors = self._embedder.embed([rows[i][1] for i in stale])
-            updates = [
-                (self._embedder.name, vector.tobytes(), rows[i][0]) for i, vector in zip(stale, vectors, strict=True)
-            ]
-            with db:
-                db.executemany("UPDATE facts SET model = ?, vector = ? WHERE id = ?", updates)
-            rows = db.execute("SELECT id, text, stored_at, model, vector FROM facts ORDER BY stored_at").fetchall()
-        dim = self._embedder.dim
-        self._matrix = (
-            np.stack([np.frombuffer(row[4], dtype=np.float32) for row in rows])
-            if rows
-            else np.zeros((0, dim), dtype=np.float32)
-        )
-
-    def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-    # -- the two operations --------------------------------------------------
+            store = self.knowledge.store()
+            with self._lock:
+                if not self._checked:
+                    self.missing_model = store.embedding_problem
+                    if store.needs_embedding(COLLECTION):
+                        store.reindex(COLLECTION)
+                    self._checked = True
+        except KnowledgeError as exc:
+            raise ToolError(f"memory is unavailable: {exc}") from exc
+        return store
 
     def remember(self, text: str) -> Fact:
         """Store ``text`` (once: the same fact twice keeps the first)."""
@@ -124,44 +85,39 @@ class MemoryStore:
             raise ToolError("there is no fact to remember")
         if len(text) > MAX_FACT_CHARS:
             raise ToolError(f"the fact is longer than {MAX_FACT_CHARS} characters; store a shorter summary")
-        with self._lock:
-            db = self._open()
-            existing = db.execute("SELECT id, text, stored_at FROM facts WHERE text = ?", (text,)).fetchone()
-            if existing is not None:
-                return Fact(*existing)
-            fact = Fact(secrets.token_hex(6), text, datetime.now(UTC).isoformat(timespec="seconds"))
-            vector = self._embedder.embed([text])[0] if self._embedder is not None else None
-            with db:
-                db.execute(
-                    "INSERT INTO facts (id, text, stored_at, model, vector) VALUES (?, ?, ?, ?, ?)",
-                    (
-                        fact.id,
-                        fact.text,
-                        fact.stored_at,
-                        self._embedder.name if self._embedder is not None else None,
-                        vector.tobytes() if vector is not None else None,
-                    ),
-                )
-            self._facts.append(fact)
-            if vector is not None:
-                self._matrix = np.vstack([self._matrix, vector[None, :]])
-            return fact
+        store = self._store()
+        fact_id = _fact_id(text)
+        try:
+            store.add_text(text, KEY_PREFIX + fact_id, collection=COLLECTION, name=text, keep_without_model=True)
+            stored = store.document(KEY_PREFIX + fact_id, COLLECTION)
+        except KnowledgeError as exc:
+            raise ToolError(f"could not remember that: {exc}") from exc
+        return Fact(fact_id, text, stored.added_at if stored else "")
 
     def recall(self, query: str, limit: int = 3) -> list[tuple[Fact, float]]:
         """The facts most related to ``query``, best first, with their scores (nothing below relevance)."""
         limit = max(1, min(limit, MAX_RECALL))
-        with self._lock:
-            self._open()
-            if not self._facts:
+        store = self._store()
+        try:
+            if COLLECTION not in store.collection_names():
                 return []
-            if self._embedder is not None:
-                scores = self._matrix @ self._embedder.embed([query])[0]
-                threshold = RELEVANCE_THRESHOLD
-            else:
-                scores = np.array([self._word_score(query, fact.text) for fact in self._facts])
-                threshold = 1e-9
-            order = np.argsort(-scores, kind="stable")[:limit]
-            return [(self._facts[i], round(float(scores[i]), 3)) for i in order if scores[i] >= threshold]
+            if self.missing_model is not None:
+                return self._recall_by_words(store, query, limit)
+            hits = store.search(query, COLLECTION, limit=limit, min_score=RELEVANCE_THRESHOLD)
+        except KnowledgeError as exc:
+            raise ToolError(f"could not search memory: {exc}") from exc
+        return [
+            (Fact(hit.document.removeprefix(KEY_PREFIX), hit.text, hit.added_at), round(hit.score, 3)) for hit in hits
+        ]
+
+    def _recall_by_words(self, store: KnowledgeStore, query: str, limit: int) -> list[tuple[Fact, float]]:
+        facts = [
+            Fact(info.document.removeprefix(KEY_PREFIX), info.name, info.added_at)
+            for info in sorted(store.documents(COLLECTION), key=lambda info: info.added_at)
+        ]
+        scored = [(fact, round(self._word_score(query, fact.text), 3)) for fact in facts]
+        scored = [(fact, score) for fact, score in scored if score > 0]
+        return sorted(scored, key=lambda pair: -pair[1])[:limit]
 
     @staticmethod
     def _word_score(query: str, text: str) -> float:
