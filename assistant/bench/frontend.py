@@ -16,8 +16,11 @@ it; espeak-ng speech made at run time):
 - on the server, Silero VAD (``audio.vad``) on the 16 kHz stream, as the
   local backend runs it per session.
 
-Each stage is timed per call and reported per 20 ms of audio (p50, p95,
-max, and p50 as a share of the 20 ms it processes). The same scene gives
+Each stage is timed per call (p50, p95, max, and p50 as a share of the
+audio one call processes): 20 ms blocks, as the devices deliver them, and
+10 ms frames for the echo stages. soxr hands resampled audio out in bursts
+(no frame from one block, three from the next), so the client's total is
+also given per 20 ms device block, as a callback pays it. The same scene gives
 the echo figures of every processor (ERLE, double talk), as the tests check
 them. The video rows come from ``vision.bench``: the sampler per camera
 frame in each of its outcomes, and the change gate on relayed JPEGs.
@@ -50,6 +53,7 @@ if TYPE_CHECKING:
 
 FRAME_MS = 20
 DEVICE_RATE = 48_000
+OUTPUT_LATENCY_S = 0.1  # a block handed to the speaker now sounds this much later
 REPLY_RATE = 24_000
 
 
@@ -85,26 +89,25 @@ class StageCost:
 
 
 class Stopwatch:
-    """Per-call timings of several stages, grouped into 20 ms frames."""
+    """Microseconds per call of each stage, and the client's whole cost per 20 ms device block."""
 
     def __init__(self) -> None:
-        self.frames: dict[str, list[float]] = {}
-        self._current: dict[str, float] = {}
+        self.calls: dict[str, list[float]] = {}
+        self.block_totals: list[float] = []
+        self._block = 0.0
 
     def time(self, stage: str, action: Callable[[], Any]) -> Any:
         started = time.perf_counter_ns()
         result = action()
-        self._current[stage] = self._current.get(stage, 0.0) + (time.perf_counter_ns() - started) / 1000
+        micros = (time.perf_counter_ns() - started) / 1000
+        self.calls.setdefault(stage, []).append(micros)
+        if stage in CLIENT_STAGES:
+            self._block += micros
         return result
 
-    def next_frame(self) -> None:
-        for stage, micros in self._current.items():
-            self.frames.setdefault(stage, []).append(micros)
-        if self._current:
-            self.frames.setdefault(CLIENT_TOTAL, []).append(
-                sum(us for stage, us in self._current.items() if stage in CLIENT_STAGES)
-            )
-        self._current = {}
+    def next_block(self) -> None:
+        self.block_totals.append(self._block)
+        self._block = 0.0
 
 
 MIC_RESAMPLE = "mic resample 48->16 kHz"
@@ -115,6 +118,7 @@ REFERENCE = "speaker reference"
 VAD = "VAD (Silero)"
 CLIENT_STAGES = (MIC_RESAMPLE, ALIGNMENT, CANCELLER, PLAYBACK, REFERENCE)
 CLIENT_TOTAL = "client total"
+TEN_MS_STAGES = (ALIGNMENT, CANCELLER)  # they run per 10 ms frame, however the resampler hands audio out
 
 
 class TalkAudioPath:
@@ -125,14 +129,16 @@ class TalkAudioPath:
     """
 
     def __init__(self, watch: Stopwatch, vad: Any | None) -> None:
-        from audio.aec import SpeexEchoCanceller
+        from audio.aec import FRAME_SAMPLES, SpeexEchoCanceller
         from audio.alignment import EchoAligner
         from audio.echo_bench import default_scene
+        from audio.pcm import FrameSplitter
         from audio.playback import PlaybackBuffer, ReferenceTimeline
         from audio.resample import StreamResampler, resample
         from audio.speexdsp import SpeexUnavailable
 
         scene = default_scene()
+        self.speech = scene.microphone.tobytes()
         self.microphone = np.frombuffer(resample(scene.microphone.tobytes(), 16_000, DEVICE_RATE), "<i2")
         self.reply = resample(scene.reference.tobytes(), 16_000, REPLY_RATE)
         self.mic_block = DEVICE_RATE * FRAME_MS // 1000
@@ -146,6 +152,7 @@ class TalkAudioPath:
         except SpeexUnavailable as exc:
             self.canceller, self.unavailable[CANCELLER] = None, str(exc)
         self.resampler = StreamResampler(DEVICE_RATE, 16_000)
+        self.splitter = FrameSplitter(FRAME_SAMPLES)
         self.playback = PlaybackBuffer(DEVICE_RATE)
         self.timeline = ReferenceTimeline(DEVICE_RATE)
         self.aligner = EchoAligner(self.timeline)
@@ -153,24 +160,28 @@ class TalkAudioPath:
     def run(self) -> None:
         for index in range(self.frames):
             self.frame(index)
-            self.watch.next_frame()
+            self.watch.next_block()
 
     def frame(self, index: int) -> None:
         from audio.aec import FRAME_SAMPLES, audible
+        from audio.pcm import samples_of
 
         watch, now = self.watch, index * FRAME_MS / 1000
         chunk = self.reply[index * self.reply_block : (index + 1) * self.reply_block]
         played = watch.time(PLAYBACK, partial(self._play, chunk))
-        watch.time(REFERENCE, partial(self.timeline.write, played, now))
+        watch.time(REFERENCE, partial(self.timeline.write, played, now + OUTPUT_LATENCY_S))
         block = self.microphone[index * self.mic_block : (index + 1) * self.mic_block].tobytes()
-        pcm = np.frombuffer(watch.time(MIC_RESAMPLE, partial(self.resampler.process, block)), "<i2")
-        for start in range(0, len(pcm) - FRAME_SAMPLES + 1, FRAME_SAMPLES):
-            captured = pcm[start : start + FRAME_SAMPLES]
-            reference = watch.time(ALIGNMENT, partial(self.aligner.reference_for, captured, now + start / 16_000))
+        pcm = watch.time(MIC_RESAMPLE, partial(self.resampler.process, block))
+        for number, frame in enumerate(self.splitter.push(pcm)):
+            captured = samples_of(frame)
+            at = now + number * FRAME_SAMPLES / 16_000
+            reference = watch.time(ALIGNMENT, partial(self.aligner.reference_for, captured, at))
             if self.canceller is not None:
-                watch.time(CANCELLER, partial(self.canceller.process, captured, reference, audible(reference)))
-        if self.vad is not None:
-            watch.time(VAD, partial(self.vad.process, pcm.tobytes()))
+                process = partial(self.canceller.process, captured, reference, audible(reference))
+                watch.time(CANCELLER, process)
+        if self.vad is not None:  # on the server, on what a client sends: 20 ms at 16 kHz
+            chunk16 = self.speech[index * 640 : (index + 1) * 640]
+            watch.time(VAD, partial(self.vad.process, chunk16))
 
     def _play(self, chunk: bytes) -> np.ndarray:
         """The reply's way out: into the jitter buffer, and a device block out of it."""
@@ -196,11 +207,12 @@ def audio_costs(rounds: int) -> tuple[dict[str, StageCost], list[ModelInfo]]:
         path = TalkAudioPath(watch, vad)
         unavailable.update(path.unavailable)
         path.run()
-    sides = {stage: "client" for stage in (*CLIENT_STAGES, CLIENT_TOTAL)} | {VAD: "server"}
-    costs = {
-        stage: StageCost(sides[stage], "20 ms of audio", FRAME_MS, Cost.of(watch.frames.get(stage, [])))
-        for stage in (*CLIENT_STAGES, CLIENT_TOTAL, VAD)
-    }
+    costs = {}
+    for stage in (*CLIENT_STAGES, VAD):
+        frame_ms = 10 if stage in TEN_MS_STAGES else FRAME_MS
+        side = "server" if stage == VAD else "client"
+        costs[stage] = StageCost(side, f"{frame_ms} ms of audio", frame_ms, Cost.of(watch.calls.get(stage, [])))
+    costs[CLIENT_TOTAL] = StageCost("client", "20 ms device block", FRAME_MS, Cost.of(watch.block_totals))
     for stage, reason in unavailable.items():
         costs[stage].unavailable = reason
     return costs, models

@@ -29,9 +29,24 @@ def add_latency_arguments(parser: argparse.ArgumentParser) -> None:
     add_arguments(parser.add_argument_group("local backend"))
 
 
+def session_counts(text: str) -> list[int]:
+    """``--sessions 1,8,32``."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected session counts like 1,8,32, not {text!r}") from None
+    if any(count < 1 for count in counts):
+        raise argparse.ArgumentTypeError("session counts must be at least 1")
+    return counts
+
+
 def add_relay_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sessions", help="comma-separated session counts to run, instead of searching")
-    parser.add_argument("--max-sessions", type=int, help="largest N the search tries (default 256; 4 with --quick)")
+    parser.add_argument(
+        "--sessions", type=session_counts, help="session counts to run, e.g. 1,8,32, instead of searching"
+    )
+    parser.add_argument(
+        "--max-sessions", type=int, help="search up to this many sessions (default 256; --quick runs 1,2,4)"
+    )
     parser.add_argument("--duration", type=float, help="measured seconds per step (default 10; 2 with --quick)")
     parser.add_argument(
         "--max-p99-ms", type=float, default=DEFAULT_MAX_P99_MS, help="real time: p99 added latency bound (%(default)s)"

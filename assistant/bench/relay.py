@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,7 @@ ECHO_GRACE_S = 1.0  # after the last chunk: echoes still on their way are waited
 LOOP_TICK_S = 0.01
 ENDPOINT = re.compile(r"Live endpoint\s+(ws://\S+)")
 GENERATOR_LAG_LIMIT_MS = 10.0  # the load generator's own event loop may not fall further behind
+SERVER_FULL = 0.9  # of its one core: the server, not the generator, is what ran out
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +97,8 @@ class Plan:
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(duration_s=2.0, settle_s=0.5, max_sessions=4)
+        """For CI: three short steps, the same whatever the machine's load (no search)."""
+        return cls(duration_s=2.0, settle_s=0.5, max_sessions=4, sessions=(1, 2, 4))
 
 
 @dataclass
@@ -132,8 +134,13 @@ class StepResult:
         return data
 
 
-def judge(step: StepResult, limits: Limits) -> None:
-    """Fill in ``failures`` (the criterion, spelled out) and whether the generator was the limit."""
+def judge(step: StepResult, limits: Limits, pinned: bool) -> None:
+    """Fill in ``failures`` (the criterion, spelled out) and whether the generator was the limit.
+
+    A failing step blames the load generator when its own event loop fell
+    behind while the server still had CPU to spare (pinned to its own core:
+    a server near 100% of it was the limit, whatever the generator did).
+    """
     failures = []
     if step.added_latency_ms is None:
         failures.append("no chunk came back")
@@ -145,7 +152,9 @@ def judge(step: StepResult, limits: Limits) -> None:
         failures.append(f"p99 send lag {step.send_lag_ms.p99:.0f} ms > {limits.max_send_lag_ms:g} ms")
     step.failures = failures
     lag = step.generator_loop_lag_ms
-    step.generator_limited = bool(failures) and lag is not None and lag.p99 > GENERATOR_LAG_LIMIT_MS
+    generator_behind = lag is not None and lag.p99 > GENERATOR_LAG_LIMIT_MS
+    server_full = pinned and step.server_cpu_cores >= SERVER_FULL
+    step.generator_limited = bool(failures) and generator_behind and not server_full
 
 
 # -- the server process ------------------------------------------------------------------
@@ -475,7 +484,7 @@ class RelayBench:
             generator_cpu_cores=round(generator_cpu, 4),
             generator_loop_lag_ms=Distribution.of(lags),
         )
-        judge(step, self.limits)
+        judge(step, self.limits, pinned=self.placement.server_cpu is not None)
         return step
 
 
@@ -561,19 +570,25 @@ STEP_HEADERS = (
 )
 
 
+def plan_from_args(args: argparse.Namespace) -> Plan:
+    plan = Plan.quick() if args.quick else Plan()
+    if args.duration is not None:
+        plan = replace(plan, duration_s=args.duration)
+    if args.max_sessions is not None:
+        plan = replace(plan, max_sessions=args.max_sessions, sessions=())
+    if args.sessions:
+        plan = replace(plan, sessions=tuple(args.sessions))
+    return plan
+
+
 def run(args: argparse.Namespace) -> int:
-    """Ramp, print the table, write JSON and a plot; non-zero when not even one session held."""
+    """Ramp, print the table, write JSON and a plot (figures are reported, never judged: status 0)."""
     try:
         import psutil  # noqa: F401  (the server's CPU and memory are read through it)
     except ModuleNotFoundError:
         print("assistant bench relay needs psutil: pip install 'live-assistant[bench]'", file=sys.stderr)
         return 2
-    plan = Plan.quick() if args.quick else Plan()
-    if args.duration is not None:
-        plan = Plan(args.duration, min(plan.settle_s, args.duration), plan.max_sessions, plan.sessions)
-    if args.max_sessions is not None or args.sessions:
-        sessions = tuple(int(n) for n in args.sessions.split(",")) if args.sessions else ()
-        plan = Plan(plan.duration_s, plan.settle_s, args.max_sessions or plan.max_sessions, sessions)
+    plan = plan_from_args(args)
     limits = Limits(args.max_p99_ms, args.max_send_lag_ms)
     seed_everything(args.seed)
     placement = Placement.choose(pin=not args.no_pin)
@@ -633,4 +648,4 @@ def run(args: argparse.Namespace) -> int:
 
         plot_relay(args.plot, report)
         print(f"wrote {args.plot}")
-    return 0 if result.sessions else 1
+    return 0

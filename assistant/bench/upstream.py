@@ -27,11 +27,12 @@ Two ways to answer (``EchoMode``):
   uplink and downlink without trusting message order.
 - ``turns``: like a live model, it waits for the speaker to pause
   (``silence_ms`` of audio with no voiced sample, as ``assistant.bench.speech``
-  defines one, counted in audio time, so it is the same on a busy machine), then speaks the whole utterance back
-  at once, then ``generationComplete``, ``turnComplete`` and a resumption
-  handle. ``observe`` is told when the last voiced chunk arrived, when it
-  decided the turn was over and when the first reply audio left, for the
-  latency benchmark's stages.
+  defines one, counted in audio time, so it is the same on a busy
+  machine), then speaks the utterance back at once (without the pause),
+  then ``generationComplete``, ``turnComplete`` and a resumption handle.
+  ``observe`` is told when the last voiced chunk arrived, when it decided
+  the turn was over and when the first reply audio left, for the latency
+  benchmark's stages.
 """
 
 from __future__ import annotations
@@ -284,22 +285,22 @@ class EchoUpstream:
         resampler = StreamResampler(INPUT_AUDIO_RATE, OUTPUT_AUDIO_RATE)
         utterance: list[bytes] = []
         silence_s = 0.0
-        last_speech_at = 0.0
+        last_speech_at, voiced_chunks = 0.0, 0
         async for event in events_of(websocket):
             ended = isinstance(event, (ActivityEnd, AudioStreamEnd))
             if isinstance(event, AudioChunk):
                 self.stats.audio_chunks_in += 1
                 speech = voiced_samples(np.frombuffer(event.pcm, dtype="<i2")).size > 0
-                if speech:
-                    last_speech_at = self.clock()
                 if speech or utterance:
                     utterance.append(event.pcm)
+                if speech:
+                    last_speech_at, voiced_chunks = self.clock(), len(utterance)
                 silence_s = 0.0 if speech else silence_s + event.duration_s
                 ended = bool(utterance) and silence_s * 1000 >= self.silence_ms
             if ended and utterance:
                 self._observe("speech_received", last_speech_at)
                 self._observe("turn_end")
-                reply = resampler.process(b"".join(utterance)) + resampler.flush()
+                reply = resampler.process(b"".join(utterance[:voiced_chunks])) + resampler.flush()
                 resampler = StreamResampler(INPUT_AUDIO_RATE, OUTPUT_AUDIO_RATE)
                 utterance, silence_s = [], 0.0
                 await self._reply(websocket, reply)
