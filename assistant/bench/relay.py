@@ -593,11 +593,16 @@ def run(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     placement = Placement.choose(pin=not args.no_pin)
     machine = Machine.now()
-    print(f"assistant bench relay: {placement.describe()}; {plan.duration_s:g} s per step", flush=True)
-    print(format_table(STEP_HEADERS, []), flush=True)
+    print(f"assistant bench relay: {placement.describe()}; {plan.duration_s:g} s per step\n", flush=True)
 
     def progress(step: StepResult) -> None:
-        print(format_table(STEP_HEADERS, [step_row(step)]).splitlines()[1], flush=True)
+        added = f"{step.added_latency_ms.p99:.1f} ms" if step.added_latency_ms else "-"
+        verdict = "holds" if step.real_time else f"breaks: {'; '.join(step.failures)}"
+        print(
+            f"  {step.sessions:4d} sessions: p99 added {added}, server CPU {step.server_cpu_cores * 100:.0f}%: "
+            f"real time {verdict}",
+            flush=True,
+        )
 
     saved_affinity = os.sched_getaffinity(0) if placement.server_cpu is not None else None
     try:
@@ -606,6 +611,9 @@ def run(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="assistant-bench-relay-") as folder:
             bench = RelayBench(plan, limits, args.seed, placement, Path(folder), args.log_level)
             steps = asyncio.run(bench.run(progress))
+    except BenchUnavailable as exc:
+        print(f"assistant bench relay: {exc}", file=sys.stderr)
+        return 2
     finally:
         if saved_affinity is not None:
             os.sched_setaffinity(0, saved_affinity)
