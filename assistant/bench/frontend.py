@@ -38,14 +38,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from assistant.bench.plot import plot_frontend
 from assistant.bench.report import (
     Distribution,
     Machine,
     ModelInfo,
     describe_models,
     format_table,
+    publish,
     seed_everything,
-    write_json,
 )
 
 if TYPE_CHECKING:
@@ -305,12 +306,5 @@ def run(args: argparse.Namespace) -> int:
         "stages": {name: asdict(cost) | {"share_of_real_time": cost.share} for name, cost in costs.items()},
         "echo": {name: {"unavailable": row} if isinstance(row, str) else asdict(row) for name, row in echo.items()},
     }
-    if args.json:
-        write_json(args.json, report)
-        print(f"wrote {args.json}")
-    if args.plot:
-        from assistant.bench.plot import plot_frontend
-
-        plot_frontend(args.plot, report)
-        print(f"wrote {args.plot}")
+    publish(args, report, plot_frontend)
     return 0

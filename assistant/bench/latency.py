@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 
+from assistant.bench.plot import plot_latency
 from assistant.bench.report import (
     BenchUnavailable,
     Distribution,
@@ -57,8 +58,8 @@ from assistant.bench.report import (
     ModelInfo,
     describe_models,
     format_table,
+    publish,
     seed_everything,
-    write_json,
 )
 from assistant.bench.speech import Microphone, spoken_prompt
 from assistant.protocol import FunctionCall, FunctionDeclaration, FunctionResponse, decode_server_message
@@ -448,14 +449,7 @@ def run(args: argparse.Namespace) -> int:
         "turns": [asdict(turn) for turn in turns],
         "summary_ms": {name: asdict(row) for name, row in summary.items()},
     }
-    if args.json:
-        write_json(args.json, report)
-        print(f"wrote {args.json}")
-    if args.plot:
-        from assistant.bench.plot import plot_latency
-
-        plot_latency(args.plot, report)
-        print(f"wrote {args.plot}")
+    publish(args, report, plot_latency)
     missing = [turn.prompt for turn in turns if turn.voice_to_voice_ms is None]
     if missing:
         print(f"no audible reply to: {', '.join(missing)}", file=sys.stderr)

@@ -57,13 +57,14 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 
 from assistant.bench.options import DEFAULT_MAX_P99_MS, DEFAULT_MAX_SEND_LAG_MS
+from assistant.bench.plot import plot_relay
 from assistant.bench.report import (
     BenchUnavailable,
     Distribution,
     Machine,
     format_table,
+    publish,
     seed_everything,
-    write_json,
 )
 from assistant.bench.upstream import EchoMode, EchoUpstream, Stamp, make_certificate
 
@@ -648,12 +649,5 @@ def run(args: argparse.Namespace) -> int:
         "steps": [step.to_json() for step in steps],
         "capacity": asdict(result),
     }
-    if args.json:
-        write_json(args.json, report)
-        print(f"wrote {args.json}")
-    if args.plot:
-        from assistant.bench.plot import plot_relay
-
-        plot_relay(args.plot, report)
-        print(f"wrote {args.plot}")
+    publish(args, report, plot_relay)
     return 0

@@ -22,7 +22,7 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -227,6 +227,16 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
     return str(value)
+
+
+def publish(args: Any, report: dict[str, Any], plot: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+    """Write the report where ``--json`` says, and draw it where ``--plot`` says (when the benchmark plots)."""
+    if args.json:
+        write_json(args.json, report)
+        print(f"wrote {args.json}")
+    if plot is not None and args.plot:
+        plot(args.plot, report)
+        print(f"wrote {args.plot}")
 
 
 def write_json(path: str | Path, report: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from assistant.bench.report import Distribution, Machine, format_table, seed_everything, write_json
+from assistant.bench.report import Distribution, Machine, format_table, publish, seed_everything
 from assistant.protocol import FunctionCall, FunctionResponse
 from assistant.session import ToolContext
 from assistant.tools import ToolRegistry, tool
@@ -171,7 +171,5 @@ def run(args: argparse.Namespace) -> int:
         "calls_us": {name: asdict(row) for name, row in rows.items() if row is not None},
         "unavailable": {"mcp": mcp_missing} if mcp_missing else {},
     }
-    if args.json:
-        write_json(args.json, report)
-        print(f"wrote {args.json}")
+    publish(args, report)
     return 0

@@ -50,7 +50,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from http import HTTPStatus
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -230,9 +229,7 @@ class EchoUpstream:
         )
         return self
 
-    async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         assert self._server is not None
         self._server.close()
         await self._server.wait_closed()

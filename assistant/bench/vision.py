@@ -14,7 +14,7 @@ import argparse
 import sys
 from dataclasses import asdict
 
-from assistant.bench.report import Machine, format_table, seed_everything, write_json
+from assistant.bench.report import Machine, format_table, publish, seed_everything
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,17 +42,15 @@ def run(args: argparse.Namespace) -> int:
         table = [[sentence, *(f"{by_tilt[tilt]:.1%}" for tilt in tilt_names)] for sentence, by_tilt in rates.items()]
         print(format_table(["sentence", *tilt_names], table))
     print(machine.describe())
-    if args.json:
-        report = {
-            "benchmark": "vision",
-            "seed": args.seed,
-            "quick": args.quick,
-            "machine": machine.to_json(),
-            "ocr": args.ocr,
-            "analysers_ms": {name: asdict(timing) for name, timing in timings.items()},
-            "unavailable": unavailable,
-            "ocr_character_error_rate": rates,
-        }
-        write_json(args.json, report)
-        print(f"wrote {args.json}")
+    report = {
+        "benchmark": "vision",
+        "seed": args.seed,
+        "quick": args.quick,
+        "machine": machine.to_json(),
+        "ocr": args.ocr,
+        "analysers_ms": {name: asdict(timing) for name, timing in timings.items()},
+        "unavailable": unavailable,
+        "ocr_character_error_rate": rates,
+    }
+    publish(args, report)
     return 0
