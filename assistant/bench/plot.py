@@ -103,7 +103,7 @@ def plot_frontend(path: str | Path, report: dict[str, Any]) -> None:
     axes.set_yticks(positions, names)
     axes.invert_yaxis()
     axes.set_xscale("log")
-    axes.set_xlabel("ms per frame (audio frames are 20 ms; video frames as the sampler sees them)")
+    axes.set_xlabel("ms per call: 10 or 20 ms of audio (see the table), or one video frame")
     axes.legend(fontsize=8)
     axes.set_title(f"assistant bench frontend\n{_machine_line(report)}", fontsize=10)
     axes.grid(axis="x", alpha=0.3)

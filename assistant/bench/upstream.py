@@ -74,7 +74,7 @@ from assistant.protocol import (
     parse_client_message,
 )
 from assistant.server.app import LIVE_PATH
-from audio.resample import StreamResampler, resample
+from audio.resample import StreamResampler
 
 logger = logging.getLogger("assistant.bench.upstream")
 
@@ -270,7 +270,7 @@ class EchoUpstream:
                 continue
             received = self.clock()
             self.stats.audio_chunks_in += 1
-            echo = bytearray(resample(event.pcm, event.sample_rate, OUTPUT_AUDIO_RATE))
+            echo = bytearray(stretch(event.pcm, event.sample_rate, OUTPUT_AUDIO_RATE))
             stamp = Stamp.read(event.pcm)
             if stamp is not None and len(echo) >= Stamp.SIZE:
                 sent = Stamp(stamp.session, stamp.sequence, received, self.clock())
@@ -322,6 +322,18 @@ class EchoUpstream:
     def _observe(self, milestone: str, at: float | None = None) -> None:
         if self.observe is not None:
             self.observe(milestone, self.clock() if at is None else at)
+
+
+def stretch(pcm: bytes, rate: int, new_rate: int) -> bytes:
+    """``pcm`` at ``new_rate`` by linear interpolation: a tenth of soxr's cost per 20 ms chunk.
+
+    The stream echo is never listened to, and the stand-in must cost its
+    load generator less than the relay it measures.
+    """
+    samples = np.frombuffer(pcm, dtype="<i2")
+    count = len(samples) * new_rate // rate
+    positions = np.arange(count) * (rate / new_rate)
+    return np.interp(positions, np.arange(len(samples)), samples).astype("<i2").tobytes()
 
 
 async def events_of(websocket: ServerConnection) -> AsyncIterator[ClientEvent]:
