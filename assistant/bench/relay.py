@@ -350,7 +350,7 @@ class LoopLag:
                 await self._task
 
 
-def test_audio(rng: np.random.Generator, seconds: float = 2.0) -> np.ndarray:
+def noise_audio(rng: np.random.Generator, seconds: float = 2.0) -> np.ndarray:
     """Seeded noise at about -30 dBFS: the relay never looks inside, so content only has to be honest in size."""
     return (rng.standard_normal(int(seconds * 16_000)) * 1000).clip(-32768, 32767).astype("<i2")
 
@@ -380,6 +380,8 @@ class Placement:
 
 
 class RelayBench:
+    """The ramp: one fresh server per step, the same upstream for all of them."""
+
     def __init__(
         self, plan: Plan, limits: Limits, seed: int, placement: Placement, folder: Path, log_level: str
     ) -> None:
@@ -428,7 +430,7 @@ class RelayBench:
 
     async def step(self, upstream: EchoUpstream, sessions: int) -> StepResult:
         rng = np.random.default_rng([self.seed, sessions])
-        audio = test_audio(rng)
+        audio = noise_audio(rng)
         data_dir = self.folder / f"data-{sessions}"
         data_dir.mkdir(exist_ok=True)
         async with serve_gemini(upstream, data_dir, self.placement.server_cpu, self.log_level) as server:
