@@ -1,9 +1,10 @@
 """Measure echo processors on a simulated laptop: speaker, room and microphone.
 
-``python -m audio.echo_bench`` prints, for each processor, the echo return
+``assistant bench frontend`` prints, for each processor, the echo return
 loss enhancement (ERLE: how much quieter the echo is after processing) and
-how much of the user's voice survives when the user talks over the reply.
-The tests use the same scene, so the figures in the README are checked.
+how much of the user's voice survives when the user talks over the reply,
+and times the talk client's audio path over the same scene. The tests use
+the same scene, so the figures in the README are checked.
 
 The scene is built from real speech (espeak-ng, a separate program): the
 assistant's reply plays through a small loudspeaker (high-passed, gently
@@ -279,15 +280,3 @@ CANDIDATES: dict[str, Callable[[], EchoProcessor]] = {
     "speex AEC, linear only": lambda: SpeexEchoCanceller(suppress_residual=False, trusted_erle_db=None),
     "half-duplex gate": HalfDuplexGate,
 }
-
-
-def main() -> None:
-    scene = default_scene()
-    print(f"scene: {scene.reference.size / AEC_RATE:.1f} s at {AEC_RATE} Hz, echo path {EchoPath()}")
-    print(TABLE_HEADER)
-    for name, factory in CANDIDATES.items():
-        print(measure(factory(), scene).table_row(name))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""What vision costs per frame, and how well it reads: ``python -m vision.bench``.
+"""What vision costs per frame, and how well it reads (run by ``assistant bench frontend`` and ``vision``).
 
 Measures, on frames drawn here (no files needed):
 
@@ -10,22 +10,21 @@ Measures, on frames drawn here (no files needed):
   flat and tilted by 3 degrees, after the sampler's own resize and JPEG
   encoding.
 
-Timings are wall-clock p50/p95 in milliseconds; on a shared machine they
-vary with load, so compare runs made under the same conditions.
+Timings are wall-clock p50/p95 in milliseconds (nearest rank); on a shared
+machine they vary with load, so compare runs made under the same conditions.
+``assistant bench`` prints them with the machine they were measured on.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from assistant.bench.report import percentile
 from vision.analysers.base import Analyser, AnalyserUnavailable
 from vision.change import ChangeGate
 from vision.frames import Frame, decode_image, encode_jpeg
@@ -91,20 +90,7 @@ class Timing:
 
     @classmethod
     def of(cls, seconds: Sequence[float]) -> Timing:
-        ordered = sorted(seconds)
-        return cls(
-            round(statistics.median(ordered) * 1000, 3),
-            round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] * 1000, 3),
-            len(ordered),
-        )
-
-
-@dataclass
-class BenchReport:
-    sampler: dict[str, Timing] = field(default_factory=dict)
-    analysers: dict[str, Timing] = field(default_factory=dict)
-    unavailable: dict[str, str] = field(default_factory=dict)
-    ocr_cer: dict[str, dict[str, float]] = field(default_factory=dict)
+        return cls(round(percentile(seconds, 0.5) * 1000, 3), round(percentile(seconds, 0.95) * 1000, 3), len(seconds))
 
 
 def _time(action: Callable[[], object], repeats: int) -> Timing:
@@ -181,46 +167,3 @@ def ocr_accuracy(
             read = " ".join(finding.text.split())  # type: ignore[attr-defined]
             rates.setdefault(sentence, {})[f"tilt {tilt:g}°"] = round(character_error_rate(sentence, read), 4)
     return rates
-
-
-def run(frames: int = 200, repeats: int = 5, ocr: str = "rapidocr") -> BenchReport:
-    """The whole benchmark, as data (``assistant bench frontend`` folds this in)."""
-    from vision.describe import default_analysers
-
-    analysers = default_analysers(ocr=ocr)
-    report = BenchReport(sampler=bench_sampler(frames))
-    report.analysers, report.unavailable = bench_analysers(analysers, repeats)
-    reader = next(analyser for analyser in analysers if analyser.name == "text")
-    if reader.name not in report.unavailable:
-        report.ocr_cer = ocr_accuracy(reader)
-    return report
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m vision.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--frames", type=int, default=200, help="frames per sampler measurement")
-    parser.add_argument("--repeats", type=int, default=5, help="calls per analyser measurement")
-    parser.add_argument("--ocr", choices=("rapidocr", "tesseract"), default="rapidocr")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    args = parser.parse_args(argv)
-    report = run(args.frames, args.repeats, args.ocr)
-    if args.json:
-        print(json.dumps(asdict(report), indent=2))
-        return
-    print("sampler, per 1280x720 frame          p50 ms    p95 ms")
-    for name, timing in report.sampler.items():
-        print(f"  {name:<32} {timing.p50:>8.3f}  {timing.p95:>8.3f}")
-    print("analysers, per 1024x576 frame        p50 ms    p95 ms")
-    for name, timing in report.analysers.items():
-        print(f"  {name:<32} {timing.p50:>8.1f}  {timing.p95:>8.1f}")
-    for name, reason in report.unavailable.items():
-        print(f"  {name:<32} unavailable: {reason}")
-    if report.ocr_cer:
-        print(f"OCR ({args.ocr}) character error rate on rendered sentences")
-        for sentence, by_tilt in report.ocr_cer.items():
-            rates = "  ".join(f"{tilt} {rate:6.1%}" for tilt, rate in by_tilt.items())
-            print(f"  {rates}  {sentence}")
-
-
-if __name__ == "__main__":
-    main()

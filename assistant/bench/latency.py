@@ -1,52 +1,76 @@
-"""``assistant bench latency``: voice-to-voice latency of the local stack, per turn and per stage.
+"""``assistant bench latency``: voice-to-voice latency, per turn and per stage.
 
 Latency is measured as a user feels it: from the moment they stop speaking
 (the last voiced sample of the prompt, "silence onset") to the first
 audible sample of the reply at the client. The prompts are spoken at run
 time (espeak-ng and the Piper voice taking turns), streamed in real time
 through a real websocket session to an in-process ``LiveServer``, and the
-reply is received the way any client receives it. Client-declared tools
-(the time, a calculator, timers, memory) are answered at once by the
-benchmark, so tool turns measure the stack, not a tool.
+reply is received the way any client receives it. A first, uncounted turn
+warms the stack up (first inference of each model); the figures are the
+turns after it.
 
-Stages come from the backend's own timeline (same clock, same process):
-end-of-turn decision, final transcript, first dialogue text, first reply
-audio sent, and the transport to the client. With speculation, the first
-text often comes before the end-of-turn decision: that is the point.
+Two targets, one harness:
+
+- ``local``: the offline stack. Tool requests run the server's real tool
+  registry, built as ``assistant serve`` builds it (built-ins and plugins;
+  memory in a scratch file), so a tool turn measures the real path. Stages
+  come from the backend's own timeline (same clock, same process):
+  end-of-turn decision, final transcript, first dialogue text, first reply
+  audio sent, then the transport to the client. With speculation, the first
+  text often comes before the end-of-turn decision: that is the point.
+- ``gemini``: the Gemini backend (google-genai SDK) relaying to an
+  ``EchoUpstream`` in ``turns`` mode on loopback, which decides the end of
+  the turn after ``silence_ms`` of quiet and speaks the utterance back at
+  once. Stages: the last voiced audio reaching the upstream (uplink),
+  its end-of-turn decision, its first reply audio, and the transport back
+  (downlink). What the relay adds is uplink plus downlink; the rest is the
+  stand-in's silence wait, where real Gemini would spend its own time.
+
+``--seed`` fixes the order of the prompts, the quiet between turns and the
+generation seed sent in the setup; replies use temperature 0, so a run
+repeats (the local backend does not take a seed yet; greedy decoding makes
+it repeat anyway).
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import asyncio
 import base64
+import contextlib
 import json
-import math
-import operator
-import os
-import statistics
+import sys
+import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
-from assistant.backends.local import LocalBackend, LocalConfig
-from assistant.backends.local.tts import EspeakVoice, Synthesizer
+from assistant.bench.plot import plot_latency
+from assistant.bench.report import (
+    BenchUnavailable,
+    Distribution,
+    Machine,
+    ModelInfo,
+    describe_models,
+    format_table,
+    publish,
+    seed_everything,
+)
 from assistant.bench.speech import Microphone, spoken_prompt
-from assistant.protocol import FunctionCall, decode_server_message
+from assistant.protocol import FunctionCall, FunctionDeclaration, FunctionResponse, decode_server_message
 from assistant.server import LiveServer, ServerConfig
-from assistant.session import MemoryResumptionStore
+from assistant.session import MemoryResumptionStore, ServerTools, ToolContext
 
 AUDIBLE_LEVEL = 500  # int16 amplitude of the first sample that counts as the reply
-QUIET_BETWEEN_S = 1.0
+QUIET_BETWEEN_S = (0.8, 1.6)  # seeded quiet before each prompt, so turns start at varied phases
 TURN_TIMEOUT_S = 60.0
 MAX_REPLY_TOKENS = 48
+GEMINI_MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +79,7 @@ class Prompt:
     kind: str  # what should answer: a tool's name, or "chat"
 
 
+WARM_UP = Prompt("Hello there.", "chat")
 PROMPTS = (
     Prompt("What time is it?", "get_current_time"),
     Prompt("What's twelve times seven?", "calculate"),
@@ -66,36 +91,30 @@ PROMPTS = (
     Prompt("Why is the sky blue?", "chat"),
 )
 QUICK_PROMPTS = PROMPTS[:3]
-TOOLS = [
-    {"name": "get_current_time", "description": "The current local time and date."},
-    {
-        "name": "calculate",
-        "description": "Evaluate an arithmetic expression.",
-        "parameters": {"type": "OBJECT", "properties": {"expression": {"type": "STRING"}}, "required": ["expression"]},
-    },
-    {
-        "name": "set_timer",
-        "description": "Start a countdown timer.",
-        "parameters": {
-            "type": "OBJECT",
-            "properties": {"seconds": {"type": "NUMBER"}, "label": {"type": "STRING"}},
-            "required": ["seconds"],
-        },
-        "behavior": "NON_BLOCKING",
-    },
-    {
-        "name": "remember",
-        "description": "Store a fact about the user.",
-        "parameters": {"type": "OBJECT", "properties": {"fact": {"type": "STRING"}}, "required": ["fact"]},
-    },
-]
-# (name in the report, milestone in the backend's timeline)
-STAGES = (
-    ("end of turn", "turn_end"),
-    ("final transcript", "final_transcript"),
-    ("first token", "first_token"),
-    ("first audio sent", "first_audio"),
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One row of the breakdown: a milestone on the target's timeline, in ms from silence onset."""
+
+    name: str
+    milestone: str
+    meaning: str
+
+
+LOCAL_STAGES = (
+    Stage("end of turn", "turn_end", "the backend decided the user had finished"),
+    Stage("final transcript", "final_transcript", "the last Whisper pass over the turn finished"),
+    Stage("first token", "first_token", "the dialogue's first words (router template or LLM token)"),
+    Stage("first audio sent", "first_audio", "Piper's first audio left the backend"),
 )
+GEMINI_STAGES = (
+    Stage("speech at upstream", "speech_received", "the last voiced chunk reached the upstream (uplink)"),
+    Stage("end of turn", "turn_end", "the upstream decided the user had finished (its silence wait)"),
+    Stage("first audio sent", "first_audio", "the upstream sent its first reply audio"),
+)
+TRANSPORT = "transport"  # first audio sent -> first audible sample at the client
+VOICE_TO_VOICE = "voice to voice"
 
 
 @dataclass
@@ -108,97 +127,7 @@ class TurnResult:
     stages_ms: dict[str, float] = field(default_factory=dict)  # from silence onset
     voice_to_voice_ms: float | None = None
     transport_ms: float | None = None
-
-
-def answer(call: FunctionCall) -> dict[str, Any]:
-    """The benchmark's own quick answers to the client-declared tools."""
-    now = datetime.now().astimezone()
-    if call.name == "get_current_time":
-        time_of_day = now.strftime("%I:%M %p").lstrip("0")
-        return {"output": {"iso": now.isoformat(), "time": time_of_day, "date": now.strftime("%A, %d %B %Y")}}
-    if call.name == "calculate":
-        expression = str(call.args.get("expression", ""))
-        try:
-            return {"output": {"expression": expression, "result": evaluate(expression)}}
-        except (ValueError, ZeroDivisionError, SyntaxError) as exc:
-            return {"error": f"cannot calculate {expression}: {exc}"}
-    if call.name == "set_timer":
-        label = call.args.get("label", "timer")
-        return {"output": {"status": "started", "label": label, "seconds": call.args.get("seconds")}}
-    if call.name == "remember":
-        return {"output": {"stored": call.args.get("fact", ""), "id": "1"}}
-    return {"error": f"the benchmark has no tool {call.name}"}
-
-
-_OPERATORS: dict[type, Callable[..., float]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.Pow: operator.pow,
-    ast.Mod: operator.mod,
-    ast.USub: operator.neg,
-}
-
-
-def evaluate(expression: str) -> float:
-    """Arithmetic only (no names but sqrt): the benchmark never runs arbitrary code."""
-
-    def value(node: ast.AST) -> float:
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-            return node.value
-        if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
-            return _OPERATORS[type(node.op)](value(node.left), value(node.right))
-        if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
-            return _OPERATORS[type(node.op)](value(node.operand))
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "sqrt" and node.args:
-            return math.sqrt(value(node.args[0]))
-        raise ValueError("not arithmetic")
-
-    result = value(ast.parse(expression, mode="eval").body)
-    return int(result) if float(result).is_integer() else result
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile (no interpolation: small samples stay honest)."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
-
-
-def summarise(turns: list[TurnResult]) -> dict[str, dict[str, float]]:
-    rows: dict[str, list[float]] = {name: [] for name, _ in STAGES}
-    rows["transport"] = []
-    rows["voice to voice"] = []
-    for turn in turns:
-        for name, _ in STAGES:
-            if name in turn.stages_ms:
-                rows[name].append(turn.stages_ms[name])
-        if turn.transport_ms is not None:
-            rows["transport"].append(turn.transport_ms)
-        if turn.voice_to_voice_ms is not None:
-            rows["voice to voice"].append(turn.voice_to_voice_ms)
-    return {
-        name: {
-            "p50": percentile(values, 0.5),
-            "p95": percentile(values, 0.95),
-            "max": max(values),
-            "mean": statistics.fmean(values),
-            "n": len(values),
-        }
-        for name, values in rows.items()
-        if values
-    }
-
-
-def table(turns: list[TurnResult], summary: dict[str, dict[str, float]]) -> str:
-    lines = [f"{'prompt':<48} {'voice':<8} {'route':<17} {'v2v ms':>7}"]
-    for turn in turns:
-        v2v = f"{turn.voice_to_voice_ms:7.0f}" if turn.voice_to_voice_ms is not None else "      -"
-        lines.append(f"{turn.prompt[:48]:<48} {turn.voice:<8} {turn.route:<17} {v2v}")
-    lines += ["", "ms from silence onset   p50     p95     max   n"]
-    for name, row in summary.items():
-        lines.append(f"{name:<20} {row['p50']:7.0f} {row['p95']:7.0f} {row['max']:7.0f} {row['n']:3.0f}")
-    return "\n".join(lines)
+    tool_ms: float | None = None  # the server tool's own run time, when one ran
 
 
 def first_audible(pcm: bytes, rate: int) -> float | None:
@@ -208,68 +137,193 @@ def first_audible(pcm: bytes, rate: int) -> float | None:
     return None if loud.size == 0 else float(loud[0]) / rate
 
 
-class LatencyBench:
-    """One websocket session, prompts one after another, a timeline per turn."""
+class Timeline:
+    """Milestones a target reports (name, time.monotonic()), and the tool calls the server ran."""
 
-    def __init__(self, config: LocalConfig, prompts: tuple[Prompt, ...], clock: Callable[[], float] = time.monotonic):
-        self.config = config
-        self.prompts = prompts
-        self.clock = clock
+    def __init__(self) -> None:
         self.milestones: list[tuple[str, float]] = []
-        self.backend = LocalBackend(config, observe=lambda session, name, at: self.milestones.append((name, at)))
+        self.tool_calls: list[tuple[str, float]] = []  # (name, seconds)
 
-    def speakers(self) -> list[tuple[str, Synthesizer]]:
-        speakers: list[tuple[str, Synthesizer]] = [("espeak", EspeakVoice(words_per_minute=160))]
-        assert self.backend.parts is not None
-        piper = self.backend.parts.voices.default
-        if not isinstance(piper, EspeakVoice):
-            speakers.append(("piper", piper))
-        return speakers
+    def mark(self, name: str, at: float) -> None:
+        self.milestones.append((name, at))
 
-    async def run(self) -> list[TurnResult]:
-        server = LiveServer(ServerConfig(port=0), self.backend, store=MemoryResumptionStore())
-        await server.start()
+    def clear(self) -> None:
+        self.milestones.clear()
+        self.tool_calls.clear()
+
+    def first(self) -> dict[str, float]:
+        """The first time each milestone was reached."""
+        return dict(reversed(self.milestones))
+
+
+class ObservedTools:
+    """The server's tool registry, passed through, with each call's name and run time noted."""
+
+    def __init__(self, tools: ServerTools, timeline: Timeline) -> None:
+        self._tools = tools
+        self._timeline = timeline
+
+    def declarations(self) -> list[FunctionDeclaration]:
+        return self._tools.declarations()
+
+    def handles(self, name: str) -> bool:
+        return self._tools.handles(name)
+
+    async def call(self, call: FunctionCall, context: ToolContext) -> FunctionResponse:
+        started = time.perf_counter()
         try:
-            async with connect(server.live_url, max_size=None) as socket:
-                return await self._session(socket)
+            return await self._tools.call(call, context)
+        finally:
+            self._timeline.tool_calls.append((call.name, time.perf_counter() - started))
+
+    async def aclose(self) -> None:
+        await self._tools.aclose()
+
+
+@dataclass
+class Target:
+    """A running server to talk to, what it is made of, and how to read its timeline."""
+
+    url: str
+    stages: tuple[Stage, ...]
+    speakers: list[tuple[str, Any]]  # (name, Synthesizer) of the prompts' voices
+    models: list[ModelInfo]
+    settings: dict[str, Any]
+    setup_model: str
+    answer: str  # what answers when no tool runs: "chat" (the dialogue) or "echo" (the stand-in)
+
+
+@contextlib.asynccontextmanager
+async def local_target(args: argparse.Namespace, timeline: Timeline, scratch: Path) -> AsyncIterator[Target]:
+    """The local backend behind a ``LiveServer`` with the server tools ``assistant serve`` would offer."""
+    from assistant.backends.local import LocalBackend, config_from_args
+    from assistant.backends.local.models import LoadProgress, log_progress
+    from assistant.backends.local.tts import EspeakVoice, Synthesizer
+    from assistant.config import load_config
+    from assistant.tools.discovery import ToolSources, load_tools
+
+    config = config_from_args(args)
+    models: list[ModelInfo] = []
+
+    def progress(step: LoadProgress) -> None:
+        log_progress(step)
+        if step.done:
+            models.append(ModelInfo.of(step.component, step.model, step.source))
+
+    backend = LocalBackend(config, progress=progress, observe=lambda _session, name, at: timeline.mark(name, at))
+    sources = ToolSources.from_config(load_config(args.config), modules=args.tools, builtins=args.builtin_tools)
+    registry = await load_tools(replace(sources, memory_path=scratch / "memory.sqlite3"))
+    for problem in registry.problems:
+        print(f"assistant bench: skipped {problem.source}: {problem.message}", file=sys.stderr)
+    server = LiveServer(
+        ServerConfig(port=0), backend, store=MemoryResumptionStore(), tools=ObservedTools(registry, timeline)
+    )
+    await server.start()
+    try:
+        assert backend.parts is not None
+        speakers: list[tuple[str, Synthesizer]] = [("espeak", EspeakVoice(words_per_minute=160))]
+        if not isinstance(backend.parts.voices.default, EspeakVoice):
+            speakers.append(("piper", backend.parts.voices.default))
+        settings = {**asdict(config), "server_tools": sorted(d.name for d in registry.declarations())}
+        yield Target(server.live_url, LOCAL_STAGES, speakers, models, settings, "local", "chat")
+    finally:
+        await server.stop()
+        await registry.aclose()
+
+
+@contextlib.asynccontextmanager
+async def gemini_target(args: argparse.Namespace, timeline: Timeline, scratch: Path) -> AsyncIterator[Target]:
+    """The Gemini backend behind a ``LiveServer``, its upstream the echo stand-in in turn mode."""
+    from google import genai
+    from google.genai import types
+
+    from assistant.backends.gemini.backend import GeminiBackend
+    from assistant.backends.gemini.options import GeminiSettings
+    from assistant.backends.local.tts import DEFAULT_PIPER_VOICE, EspeakVoice, load_voices
+    from assistant.bench.upstream import DEFAULT_SILENCE_MS, EchoMode, EchoUpstream, make_certificate
+
+    certificate = make_certificate(scratch)
+    async with EchoUpstream(certificate, EchoMode.TURNS, observe=timeline.mark) as upstream:
+        settings = GeminiSettings(api_key=upstream.api_key, base_url=upstream.base_url)
+        client = genai.Client(
+            api_key=upstream.api_key,
+            http_options=types.HttpOptions(
+                base_url=upstream.base_url,
+                api_version=settings.resolved_api_version,
+                async_client_args={"ssl": certificate.client_context()},
+            ),
+        )
+        server = LiveServer(ServerConfig(port=0), GeminiBackend(settings, client=client), store=MemoryResumptionStore())
+        await server.start()
+        voices = load_voices(DEFAULT_PIPER_VOICE)
+        try:
+            speakers: list[tuple[str, Any]] = [("espeak", EspeakVoice(words_per_minute=160))]
+            if not isinstance(voices.default, EspeakVoice):
+                speakers.append(("piper", voices.default))
+            described = {
+                "upstream": "assistant.bench.upstream.EchoUpstream, turns mode, TLS on loopback",
+                "upstream_silence_ms": DEFAULT_SILENCE_MS,
+                "gemini": asdict(settings) | {"api_key": "(the stand-in's)"},
+            }
+            yield Target(server.live_url, GEMINI_STAGES, speakers, [], described, GEMINI_MODEL, "echo")
         finally:
             await server.stop()
+            voices.close()
 
-    async def _session(self, socket: Any) -> list[TurnResult]:
-        setup = {
-            "setup": {
-                "model": "local",
-                "generationConfig": {"responseModalities": ["AUDIO"], "maxOutputTokens": MAX_REPLY_TOKENS},
-                "inputAudioTranscription": {},
-                "outputAudioTranscription": {},
-                "tools": [{"functionDeclarations": TOOLS}],
+
+class LatencyBench:
+    """One websocket session, a warm-up turn, then prompts one after another, a timeline per turn."""
+
+    def __init__(self, target: Target, timeline: Timeline, prompts: list[Prompt], seed: int) -> None:
+        self.target = target
+        self.timeline = timeline
+        self.prompts = prompts
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.clock = time.monotonic
+
+    async def run(self) -> tuple[TurnResult, list[TurnResult]]:
+        async with connect(self.target.url, max_size=None) as socket:
+            setup = {
+                "setup": {
+                    "model": self.target.setup_model,
+                    "generationConfig": {
+                        "responseModalities": ["AUDIO"],
+                        "maxOutputTokens": MAX_REPLY_TOKENS,
+                        "temperature": 0,
+                        "seed": self.seed,
+                    },
+                    "inputAudioTranscription": {},
+                    "outputAudioTranscription": {},
+                }
             }
-        }
-        await socket.send(json.dumps(setup))
-        decode_server_message(await socket.recv())  # setupComplete
-        speakers = self.speakers()
+            await socket.send(json.dumps(setup))
+            decode_server_message(await socket.recv())  # setupComplete
 
-        async def send_audio(chunk: bytes) -> None:
-            blob = {"data": base64.b64encode(chunk).decode(), "mimeType": "audio/pcm;rate=16000"}
-            message = {"realtimeInput": {"audio": blob}}
-            await socket.send(json.dumps(message))
+            async def send_audio(chunk: bytes) -> None:
+                blob = {"data": base64.b64encode(chunk).decode(), "mimeType": "audio/pcm;rate=16000"}
+                await socket.send(json.dumps({"realtimeInput": {"audio": blob}}))
 
-        microphone = Microphone(send_audio, self.clock)
-        mic = asyncio.create_task(microphone.run())
-        results = []
-        try:
-            for index, prompt in enumerate(self.prompts):
-                voice_name, voice = speakers[index % len(speakers)]
-                pcm = await asyncio.get_running_loop().run_in_executor(None, spoken_prompt, prompt.text, voice)
-                await asyncio.sleep(QUIET_BETWEEN_S)
-                self.milestones.clear()
-                results.append(await self._turn(socket, microphone, prompt, voice_name, pcm))
-        finally:
-            mic.cancel()
-        return results
+            microphone = Microphone(send_audio, self.clock)
+            mic = asyncio.create_task(microphone.run())
+            try:
+                warm_up = await self._say(socket, microphone, WARM_UP, 0)
+                turns = [await self._say(socket, microphone, prompt, i + 1) for i, prompt in enumerate(self.prompts)]
+            finally:
+                mic.cancel()
+        return warm_up, turns
 
-    async def _turn(self, socket: Any, microphone: Microphone, prompt: Prompt, voice: str, pcm: bytes) -> TurnResult:
-        result = TurnResult(prompt.text, voice, route="chat")
+    async def _say(self, socket: ClientConnection, microphone: Microphone, prompt: Prompt, index: int) -> TurnResult:
+        voice_name, voice = self.target.speakers[index % len(self.target.speakers)]
+        pcm = await asyncio.get_running_loop().run_in_executor(None, spoken_prompt, prompt.text, voice)
+        await asyncio.sleep(float(self.rng.uniform(*QUIET_BETWEEN_S)))
+        self.timeline.clear()
+        return await self._turn(socket, microphone, prompt, voice_name, pcm)
+
+    async def _turn(
+        self, socket: ClientConnection, microphone: Microphone, prompt: Prompt, voice: str, pcm: bytes
+    ) -> TurnResult:
+        result = TurnResult(prompt.text, voice, route=self.target.answer)
         spoken = microphone.say(pcm)
         first_audio_at: float | None = None
         deadline = self.clock() + TURN_TIMEOUT_S
@@ -279,12 +333,7 @@ class LatencyBench:
             message = decode_server_message(raw)
             content = message.server_content
             if message.tool_call is not None:
-                result.route = ",".join(call.name for call in message.tool_call.function_calls)
-                responses = [
-                    {"id": call.id, "name": call.name, "response": answer(call)}
-                    for call in message.tool_call.function_calls
-                ]
-                await socket.send(json.dumps({"toolResponse": {"functionResponses": responses}}))
+                raise BenchUnavailable(f"the server asked the client to run {message.tool_call.function_calls}")
             for blob in message.audio_parts():
                 offset = first_audible(blob.data, 24_000)
                 if first_audio_at is None and offset is not None:
@@ -295,12 +344,14 @@ class LatencyBench:
                 result.reply += content.output_transcription.text
             if message.is_turn_complete and first_audio_at is not None:
                 break
-        utterance = await spoken
-        onset = utterance.ended
-        reached = dict(reversed(self.milestones))  # the first time each milestone was reached
-        for name, milestone in STAGES:
-            if milestone in reached:
-                result.stages_ms[name] = (reached[milestone] - onset) * 1000
+        onset = (await spoken).ended
+        reached = self.timeline.first()
+        for stage in self.target.stages:
+            if stage.milestone in reached:
+                result.stages_ms[stage.name] = (reached[stage.milestone] - onset) * 1000
+        if self.timeline.tool_calls:
+            result.route = ",".join(name for name, _ in self.timeline.tool_calls)
+            result.tool_ms = sum(seconds for _, seconds in self.timeline.tool_calls) * 1000
         if first_audio_at is not None:
             result.voice_to_voice_ms = (first_audio_at - onset) * 1000
             if "first_audio" in reached:
@@ -308,35 +359,99 @@ class LatencyBench:
         return result
 
 
-def machine() -> dict[str, Any]:
-    load = os.getloadavg()
-    return {"cpus": os.cpu_count(), "load_average_1m": round(load[0], 2), "load_average_5m": round(load[1], 2)}
+def stage_values(turns: list[TurnResult], stages: tuple[Stage, ...]) -> dict[str, list[float]]:
+    """Every stage's figures over the turns, in table order (stages that never happened left out)."""
+    rows: dict[str, list[float]] = {stage.name: [] for stage in stages}
+    rows[TRANSPORT], rows[VOICE_TO_VOICE] = [], []
+    for turn in turns:
+        for stage in stages:
+            if stage.name in turn.stages_ms:
+                rows[stage.name].append(turn.stages_ms[stage.name])
+        if turn.transport_ms is not None:
+            rows[TRANSPORT].append(turn.transport_ms)
+        if turn.voice_to_voice_ms is not None:
+            rows[VOICE_TO_VOICE].append(turn.voice_to_voice_ms)
+    return {name: values for name, values in rows.items() if values}
 
 
-def run_latency(args: argparse.Namespace) -> int:
-    """Measure, print the table, write the JSON; non-zero when a prompt got no audible reply."""
-    from assistant.backends.local import config_from_args
+def summarise(values: dict[str, list[float]]) -> dict[str, Distribution]:
+    return {name: summary for name, data in values.items() if (summary := Distribution.of(data)) is not None}
 
-    config = config_from_args(args)
-    prompts = QUICK_PROMPTS if args.quick else PROMPTS * args.rounds
-    before = machine()
-    turns = asyncio.run(LatencyBench(config, prompts).run())
-    summary = summarise(turns)
-    print(table(turns, summary))
-    print(f"\nmachine: {before['cpus']} CPUs, load average {before['load_average_1m']} (1 min) at the start")
-    if args.json:
-        report = {
-            "benchmark": "latency",
-            "machine": {"start": before, "end": machine()},
-            "config": asdict(config),
-            "silence_onset": "the last voiced sample of the prompt, as the microphone recorded it",
-            "turns": [asdict(turn) for turn in turns],
-            "summary_ms": summary,
-        }
-        Path(args.json).write_text(json.dumps(report, indent=2))
-        print(f"wrote {args.json}")
+
+def turn_table(turns: list[TurnResult], stages: tuple[Stage, ...]) -> str:
+    headers = ["prompt", "voice", "route", *(stage.name for stage in stages), TRANSPORT, "v2v ms"]
+    rows = [
+        [
+            turn.prompt[:44],
+            turn.voice,
+            turn.route,
+            *(turn.stages_ms.get(stage.name) for stage in stages),
+            turn.transport_ms,
+            turn.voice_to_voice_ms,
+        ]
+        for turn in turns
+    ]
+    return format_table(headers, rows)
+
+
+def summary_table(summary: dict[str, Distribution]) -> str:
+    rows = [[name, row.p50, row.p95, row.max, row.n] for name, row in summary.items()]
+    return format_table(["ms from silence onset", "p50", "p95", "max", "n"], rows)
+
+
+async def measure(args: argparse.Namespace, prompts: list[Prompt]) -> tuple[Target, TurnResult, list[TurnResult]]:
+    timeline = Timeline()
+    factory = gemini_target if args.backend == "gemini" else local_target
+    with tempfile.TemporaryDirectory(prefix="assistant-bench-latency-") as folder:
+        async with factory(args, timeline, Path(folder)) as target:
+            warm_up, turns = await LatencyBench(target, timeline, prompts, args.seed).run()
+    return target, warm_up, turns
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure, print the tables, write JSON and a plot; non-zero when a prompt got no audible reply."""
+    rng = seed_everything(args.seed)
+    chosen = QUICK_PROMPTS if args.quick else PROMPTS * args.rounds
+    prompts = [chosen[i] for i in rng.permutation(len(chosen))]
+    machine = Machine.now()
+    try:
+        target, warm_up, turns = asyncio.run(measure(args, prompts))
+    except BenchUnavailable as exc:
+        print(f"assistant bench latency: {exc}", file=sys.stderr)
+        return 2
+    machine.finish()
+    values = stage_values(turns, target.stages)
+    summary = summarise(values)
+    print(f"assistant bench latency --backend {args.backend}   ({len(turns)} turns after a warm-up turn)\n")
+    print(turn_table(turns, target.stages))
+    print()
+    print(summary_table(summary))
+    warm = f"{warm_up.voice_to_voice_ms:.0f} ms" if warm_up.voice_to_voice_ms is not None else "no audible reply"
+    print(f"\nwarm-up turn (not counted): {warm}")
+    if target.models:
+        print(describe_models(target.models))
+    print(machine.describe())
+    report = {
+        "benchmark": "latency",
+        "backend": args.backend,
+        "seed": args.seed,
+        "quick": args.quick,
+        "machine": machine.to_json(),
+        "models": [asdict(model) for model in target.models],
+        "settings": target.settings,
+        "silence_onset": "the last voiced sample of the prompt, as the microphone recorded it",
+        "stages": [asdict(stage) for stage in target.stages]
+        + [
+            {"name": TRANSPORT, "meaning": "first reply audio sent -> its first audible sample at the client"},
+            {"name": VOICE_TO_VOICE, "meaning": "silence onset -> first audible reply sample at the client"},
+        ],
+        "warm_up": asdict(warm_up),
+        "turns": [asdict(turn) for turn in turns],
+        "summary_ms": {name: asdict(row) for name, row in summary.items()},
+    }
+    publish(args, report, plot_latency)
     missing = [turn.prompt for turn in turns if turn.voice_to_voice_ms is None]
     if missing:
-        print(f"no audible reply to: {', '.join(missing)}")
+        print(f"no audible reply to: {', '.join(missing)}", file=sys.stderr)
         return 1
     return 0

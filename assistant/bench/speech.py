@@ -16,15 +16,23 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from assistant.backends.local.tts import Synthesizer
 from audio.resample import resample
+
+if TYPE_CHECKING:
+    from assistant.backends.local.tts import Synthesizer
 
 SAMPLE_RATE = 16_000
 CHUNK_S = 0.02
 VOICED_LEVEL = 0.005  # of full scale: quieter samples at either end count as silence
+
+
+def voiced_samples(audio: np.ndarray) -> np.ndarray:
+    """Indices of the samples loud enough to count as speech (the rest, at either end, is silence)."""
+    return np.flatnonzero(np.abs(audio.astype(np.int32)) > VOICED_LEVEL * 32768)
 
 
 def spoken_prompt(text: str, voice: Synthesizer) -> bytes:
@@ -32,7 +40,7 @@ def spoken_prompt(text: str, voice: Synthesizer) -> bytes:
     samples = voice.synthesize(text)
     pcm = resample(samples.astype("<i2").tobytes(), voice.sample_rate, SAMPLE_RATE)
     audio = np.frombuffer(pcm, dtype="<i2")
-    voiced = np.flatnonzero(np.abs(audio.astype(np.int32)) > VOICED_LEVEL * 32768)
+    voiced = voiced_samples(audio)
     if voiced.size == 0:
         raise ValueError(f"{voice.name} produced no audible speech for {text!r}")
     return audio[voiced[0] : voiced[-1] + 1].tobytes()

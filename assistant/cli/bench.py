@@ -1,38 +1,83 @@
-"""``assistant bench``: benchmarks that print figures (``latency`` now; more sub-commands later)."""
+"""``assistant bench``: benchmarks that print a table and write JSON (and a PNG plot).
+
+Every sub-command shares the same options: ``--quick`` (a short run for
+CI), ``--json FILE``, ``--seed`` (runs repeat) and ``--log-level``;
+``latency``, ``relay`` and ``frontend`` also draw ``--plot FILE.png``.
+Heavy imports wait until a benchmark runs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+from collections.abc import Callable
 from typing import Any
 
+from assistant.bench.options import ADD_ARGUMENTS
 from assistant.logs import configure_logging
+
+# sub-command -> (module in assistant.bench, one-line help, description)
+BENCHMARKS = {
+    "latency": (
+        "latency",
+        "voice-to-voice latency, per turn and per stage",
+        "Speak prompts in real time to an in-process server and measure, per turn and per stage, the time from "
+        "silence onset to the first audible reply sample: through the local backend, or through the Gemini "
+        "backend to a Gemini-protocol upstream on loopback (--backend gemini).",
+    ),
+    "relay": (
+        "relay",
+        "the Gemini relay: added latency, CPU and memory per session, sessions per core",
+        "Stream real-time audio from N concurrent sessions through `assistant serve --backend gemini` to an "
+        "echoing Gemini-protocol upstream on loopback, ramping N until real time breaks.",
+    ),
+    "frontend": (
+        "frontend",
+        "cost per frame of the audio front end (AEC, VAD, resampling) and of the video sampler",
+        "Time each stage of the audio front end per 20 ms frame over a simulated laptop echo scene (with its echo "
+        "figures), and the video sampler per camera frame.",
+    ),
+    "tools": (
+        "tools",
+        "what the tool registry costs per call, an MCP round trip, memory recall at scale",
+        "Time the tool registry's overhead per call, a call to an MCP server over stdio, and the memory tool's "
+        "remember and recall over hundreds of facts.",
+    ),
+    "vision": (
+        "vision",
+        "each local image analyser's cost per frame, and OCR accuracy",
+        "Time each local image analyser per frame (model loading excluded) and read rendered sentences with OCR.",
+    ),
+}
+PLOTTED = {"latency", "relay", "frontend"}
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("bench", help="measure the assistant", description="Benchmarks that print figures.")
+    parser = subparsers.add_parser("bench", help="measure the assistant", description=__doc__.split("\n\n")[0])
     benchmarks = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
-    add_latency(benchmarks)
+    for name, (module, summary, description) in BENCHMARKS.items():
+        sub = benchmarks.add_parser(name, help=summary, description=description)
+        add_common_arguments(sub, plots=name in PLOTTED)
+        ADD_ARGUMENTS[name](sub)
+        sub.set_defaults(handler=_runner(module))
 
 
-def add_latency(benchmarks: Any) -> None:
-    from assistant.backends.local.options import add_arguments
+def add_common_arguments(parser: argparse.ArgumentParser, plots: bool) -> None:
+    from assistant.bench.report import DEFAULT_SEED
 
-    parser = benchmarks.add_parser(
-        "latency",
-        help="voice-to-voice latency of the local stack",
-        description="Speak prompts in real time to an in-process server with the local backend and measure, per "
-        "turn and per stage, the time from silence onset to the first audible reply sample.",
-    )
-    parser.add_argument("--quick", action="store_true", help="three prompts, for CI")
-    parser.add_argument("--rounds", type=int, default=1, help="times through the prompt set (default %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="a short run, for CI")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    if plots:
+        parser.add_argument("--plot", metavar="FILE.png", help="also draw the figures (needs matplotlib)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of every random choice (%(default)s)")
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
-    add_arguments(parser.add_argument_group("local backend"))
-    parser.set_defaults(handler=run_latency)
 
 
-def run_latency(args: argparse.Namespace) -> int:
-    from assistant.bench.latency import run_latency as bench
+def _runner(module: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        configure_logging(args.log_level)
+        benchmark = importlib.import_module(f"assistant.bench.{module}")
+        status: int = benchmark.run(args)
+        return status
 
-    configure_logging(args.log_level)
-    return bench(args)
+    return run

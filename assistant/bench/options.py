@@ -1,0 +1,75 @@
+"""Command-line options of each benchmark (light imports only: ``assistant --help`` reads them)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+# relay: what "real time" means (see assistant.bench.relay)
+DEFAULT_MAX_P99_MS = 50.0
+DEFAULT_MAX_SEND_LAG_MS = 20.0  # one 20 ms chunk
+
+
+def add_latency_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=["local", "gemini"],
+        default="local",
+        help="local: the offline stack; gemini: the Gemini backend, its upstream a Gemini-protocol stand-in "
+        "on loopback that speaks each utterance back once the speaker pauses (default %(default)s)",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="times through the prompt set (default %(default)s)")
+    from assistant.cli.serve import add_server_tool_arguments
+
+    add_server_tool_arguments(parser)
+    try:
+        from assistant.backends.local.options import add_arguments
+    except ModuleNotFoundError:
+        return
+    add_arguments(parser.add_argument_group("local backend"))
+
+
+def session_counts(text: str) -> list[int]:
+    """``--sessions 1,8,32``."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected session counts like 1,8,32, not {text!r}") from None
+    if any(count < 1 for count in counts):
+        raise argparse.ArgumentTypeError("session counts must be at least 1")
+    return counts
+
+
+def add_relay_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sessions", type=session_counts, help="session counts to run, e.g. 1,8,32, instead of searching"
+    )
+    parser.add_argument(
+        "--max-sessions", type=int, help="search up to this many sessions (default 256; --quick runs 1,2,4)"
+    )
+    parser.add_argument("--duration", type=float, help="measured seconds per step (default 10; 2 with --quick)")
+    parser.add_argument(
+        "--max-p99-ms", type=float, default=DEFAULT_MAX_P99_MS, help="real time: p99 added latency bound (%(default)s)"
+    )
+    parser.add_argument(
+        "--max-send-lag-ms",
+        type=float,
+        default=DEFAULT_MAX_SEND_LAG_MS,
+        help="real time: p99 bound on how late a client could send (%(default)s)",
+    )
+    parser.add_argument("--no-pin", action="store_true", help="do not pin the server to one CPU")
+
+
+def add_vision_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ocr", choices=("rapidocr", "tesseract"), default="rapidocr", help="text reader (default %(default)s)"
+    )
+
+
+ADD_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "latency": add_latency_arguments,
+    "relay": add_relay_arguments,
+    "frontend": lambda parser: None,
+    "tools": lambda parser: None,
+    "vision": add_vision_arguments,
+}

@@ -1,0 +1,90 @@
+"""``assistant bench relay``: the real-time criterion, the ramp, and a quick run end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.bench.relay import Limits, Placement, Plan, RelayBench, StepResult, capacity, judge
+from assistant.bench.report import Distribution
+from tests.support.bench import assert_distribution, run_bench
+
+
+def step(sessions: int, *, p99_ms: float = 3.0, lost: int = 0, send_lag_ms: float = 2.0, loop_lag_ms: float = 1.0,
+         server_cpu: float | None = None) -> StepResult:
+    """A step's figures as the bench would measure them, judged."""
+    added = Distribution.of([1.0] * 98 + [p99_ms] * 2)
+    cpu = server_cpu if server_cpu is not None else 0.03 * sessions
+    result = StepResult(
+        sessions=sessions,
+        chunks_sent=100 * sessions,
+        chunks_echoed=100 * sessions - lost,
+        chunks_lost=lost,
+        added_latency_ms=added,
+        uplink_ms=added,
+        downlink_ms=added,
+        round_trip_ms=added,
+        send_lag_ms=Distribution.of([0.5] * 98 + [send_lag_ms] * 2),
+        server_cpu_cores=cpu,
+        server_cpu_per_session=cpu / sessions,
+        server_rss_mib_before=100.0,
+        server_rss_mib=100.0 + 0.5 * sessions,
+        server_rss_mib_per_session=0.5,
+        generator_cpu_cores=0.5,
+        generator_loop_lag_ms=Distribution.of([loop_lag_ms] * 10),
+    )
+    judge(result, Limits(max_p99_ms=50, max_send_lag_ms=20), pinned=True)
+    return result
+
+
+def test_real_time_breaks_on_latency_on_a_lost_chunk_or_on_send_lag() -> None:
+    assert step(8).real_time
+    assert step(8, p99_ms=80).failures == ["p99 added latency 80 ms > 50 ms"]
+    assert step(8, lost=1).failures == ["1 of 800 chunks lost"]
+    assert step(8, send_lag_ms=35).failures == ["p99 send lag 35 ms > 20 ms"]
+
+
+def test_a_failure_with_the_generator_behind_and_the_server_idle_blames_the_generator() -> None:
+    assert step(64, p99_ms=300, loop_lag_ms=30, server_cpu=0.5).generator_limited
+    assert not step(64, p99_ms=300, loop_lag_ms=30, server_cpu=0.99).generator_limited  # the server was full
+    assert not step(64, p99_ms=300, loop_lag_ms=2, server_cpu=0.5).generator_limited
+
+
+def test_the_ramp_doubles_until_real_time_breaks_then_bisects(tmp_path: Path) -> None:
+    bench = RelayBench(Plan(), Limits(), 1, Placement(None, []), tmp_path, "warning")
+    for sessions in bench.sizes():
+        bench.steps.append(step(sessions, p99_ms=3 if sessions <= 40 else 200))
+    assert [s.sessions for s in bench.steps] == [1, 2, 4, 8, 16, 32, 64, 48, 40, 44]
+    found = capacity(bench.steps)
+    assert (found.sessions, found.first_broken, found.limited_by) == (40, 44, "server")
+    assert found.cpu_per_session == pytest.approx(0.03) and found.rss_mib_per_session == pytest.approx(0.5)
+    assert found.describe() == "40 sessions (real time broke at 44)"
+
+
+def test_the_ramp_stops_at_the_plan_or_when_the_generator_is_the_limit(tmp_path: Path) -> None:
+    capped = RelayBench(Plan(max_sessions=4), Limits(), 1, Placement(None, []), tmp_path, "warning")
+    for sessions in capped.sizes():
+        capped.steps.append(step(sessions))
+    assert [s.sessions for s in capped.steps] == [1, 2, 4] and capacity(capped.steps).limited_by == "plan"
+    starved = RelayBench(Plan(), Limits(), 1, Placement(None, []), tmp_path, "warning")
+    for sessions in starved.sizes():
+        starved.steps.append(step(sessions, p99_ms=3 if sessions < 16 else 200, loop_lag_ms=50, server_cpu=0.4))
+    assert [s.sessions for s in starved.steps] == [1, 2, 4, 8, 16]
+    assert "load generator" in capacity(starved.steps).describe()
+
+
+@pytest.mark.slow
+def test_bench_relay_quick_prints_and_writes_figures(tmp_path: Path) -> None:
+    stdout, data = run_bench(tmp_path, "relay", "--plot", str(tmp_path / "relay.png"))
+    assert "largest N one core holds in real time" in stdout
+    assert [step["sessions"] for step in data["steps"]] == [1, 2, 4]
+    for entry in data["steps"]:
+        assert entry["chunks_sent"] >= 50 * entry["sessions"]  # 2 s of 20 ms chunks, each session
+        assert entry["chunks_echoed"] + entry["chunks_lost"] == entry["chunks_sent"]
+        for key in ("added_latency_ms", "uplink_ms", "downlink_ms", "round_trip_ms", "send_lag_ms"):
+            assert_distribution(entry[key])
+        assert entry["server_cpu_cores"] > 0 and entry["server_rss_mib"] > 0 and entry["generator_cpu_cores"] > 0
+    assert set(data["capacity"]) == {"sessions", "first_broken", "limited_by", "cpu_per_session", "rss_mib_per_session"}
+    assert data["limits"] == {"max_p99_ms": 50.0, "max_send_lag_ms": 20.0}
+    assert (tmp_path / "relay.png").read_bytes().startswith(b"\x89PNG")
