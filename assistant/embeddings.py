@@ -191,7 +191,24 @@ class BertEmbedder:
         return pooled.astype(np.float32)
 
 
+def limit_blas_threads() -> None:
+    """One BLAS thread for NumPy in this process.
+
+    The embeddings are small matrix products, many at once from different
+    sessions. OpenBLAS threads spin while they wait; beside Whisper, Piper,
+    llama.cpp or another session on a 2-core machine, that made a 10 ms
+    embedding take 300 ms and more (measured by the tools, local and bench
+    work). The heavy models keep thread pools of their own.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ModuleNotFoundError:
+        return
+    threadpool_limits(limits=1, user_api="blas")
+
+
 @lru_cache(maxsize=4)
 def load_embedder(name: str = DEFAULT_EMBEDDING_MODEL) -> Embedder:
     """Load ``name`` once per process; sessions, tools and the knowledge store share it."""
+    limit_blas_threads()
     return BertEmbedder(resolve_embedding_model(name), name=name)

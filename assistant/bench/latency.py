@@ -62,9 +62,10 @@ from assistant.bench.report import (
     seed_everything,
 )
 from assistant.bench.speech import Microphone, spoken_prompt
-from assistant.protocol import FunctionCall, FunctionDeclaration, FunctionResponse, decode_server_message
+from assistant.protocol import decode_server_message
 from assistant.server import LiveServer, ServerConfig
-from assistant.session import MemoryResumptionStore, ServerTools, ToolContext
+from assistant.session import MemoryResumptionStore
+from assistant.session.tools import WatchedTools
 
 AUDIBLE_LEVEL = 500  # int16 amplitude of the first sample that counts as the reply
 QUIET_BETWEEN_S = (0.8, 1.6)  # seeded quiet before each prompt, so turns start at varied phases
@@ -156,30 +157,6 @@ class Timeline:
         return dict(reversed(self.milestones))
 
 
-class ObservedTools:
-    """The server's tool registry, passed through, with each call's name and run time noted."""
-
-    def __init__(self, tools: ServerTools, timeline: Timeline) -> None:
-        self._tools = tools
-        self._timeline = timeline
-
-    def declarations(self) -> list[FunctionDeclaration]:
-        return self._tools.declarations()
-
-    def handles(self, name: str) -> bool:
-        return self._tools.handles(name)
-
-    async def call(self, call: FunctionCall, context: ToolContext) -> FunctionResponse:
-        started = time.perf_counter()
-        try:
-            return await self._tools.call(call, context)
-        finally:
-            self._timeline.tool_calls.append((call.name, time.perf_counter() - started))
-
-    async def aclose(self) -> None:
-        await self._tools.aclose()
-
-
 @dataclass
 class Target:
     """A running server to talk to, what it is made of, and how to read its timeline."""
@@ -200,6 +177,7 @@ async def local_target(args: argparse.Namespace, timeline: Timeline, scratch: Pa
     from assistant.backends.local.models import LoadProgress, log_progress
     from assistant.backends.local.tts import EspeakVoice, Synthesizer
     from assistant.config import load_config
+    from assistant.knowledge.service import KnowledgeService
     from assistant.tools.discovery import ToolSources, load_tools
 
     config = config_from_args(args)
@@ -212,11 +190,17 @@ async def local_target(args: argparse.Namespace, timeline: Timeline, scratch: Pa
 
     backend = LocalBackend(config, progress=progress, observe=lambda _session, name, at: timeline.mark(name, at))
     sources = ToolSources.from_config(load_config(args.config), modules=args.tools, builtins=args.builtin_tools)
-    registry = await load_tools(replace(sources, memory_path=scratch / "memory.sqlite3"))
+    knowledge = KnowledgeService(scratch / "knowledge")
+    registry = await load_tools(replace(sources, knowledge=knowledge))
     for problem in registry.problems:
         print(f"assistant bench: skipped {problem.source}: {problem.message}", file=sys.stderr)
     server = LiveServer(
-        ServerConfig(port=0), backend, store=MemoryResumptionStore(), tools=ObservedTools(registry, timeline)
+        ServerConfig(port=0),
+        backend,
+        store=MemoryResumptionStore(),
+        tools=WatchedTools(
+            registry, on_end=lambda call, response, seconds: timeline.tool_calls.append((call.name, seconds))
+        ),
     )
     await server.start()
     try:
@@ -229,6 +213,7 @@ async def local_target(args: argparse.Namespace, timeline: Timeline, scratch: Pa
     finally:
         await server.stop()
         await registry.aclose()
+        await knowledge.aclose()
 
 
 @contextlib.asynccontextmanager

@@ -125,10 +125,12 @@ async def mcp_round_trip(repeat: int) -> tuple[dict[str, Distribution | None], s
 
 
 def memory_at_scale(facts: int, queries: int) -> dict[str, Distribution | None]:
+    from assistant.knowledge.service import KnowledgeService
     from assistant.tools.builtin.memory import MemoryStore
 
     with tempfile.TemporaryDirectory() as folder:
-        store = MemoryStore(Path(folder) / "memory.sqlite3")
+        knowledge = KnowledgeService(Path(folder) / "knowledge")
+        store = MemoryStore(knowledge)
         store.remember("warm up: the embedding model loads on first use")
         remembered = []
         for i in range(facts):
@@ -140,7 +142,7 @@ def memory_at_scale(facts: int, queries: int) -> dict[str, Distribution | None]:
             started = time.perf_counter_ns()
             store.recall(f"where is item {i % 97} stored", limit=3)
             recalled.append((time.perf_counter_ns() - started) / 1000)
-        store.close()
+        knowledge.close()
     return {
         "memory: remember (embed + insert)": Distribution.of(remembered),
         f"memory: recall over {facts} facts": Distribution.of(recalled),

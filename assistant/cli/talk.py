@@ -33,7 +33,7 @@ from client.desktop.app import DEFAULT_MODEL, NoReply, TalkApp, TalkSettings
 from client.desktop.frames import FrameFeed, FramesUnavailable, frame_spec
 from client.desktop.live import BackendUnreachable, LiveClient, LiveClosed, PipeConnection, connect_websocket
 from client.desktop.media import AudioChoice, AudioEnds
-from client.desktop.tools import WatchedTools
+from client.desktop.tools import shown_tools
 from client.desktop.ui import PlainLog, RichScreen, TalkView
 
 logger = logging.getLogger("assistant.talk")
@@ -155,7 +155,7 @@ async def in_process_client(backend: Backend, view: TalkView, args: argparse.Nam
             await backend.start()
         with _status_from_logs(view, "preparing knowledge"):
             profiles, knowledge = await stack.enter_async_context(personas_and_knowledge(args))
-        tools = WatchedTools(await build_tools(args, knowledge), view)
+        tools = shown_tools(await build_tools(args, knowledge), view)
         stack.push_async_callback(tools.aclose)
         server_end, client_end = pipe()
         session = Session(server_end, backend, store=MemoryResumptionStore(), tools=tools, profiles=profiles)

@@ -8,6 +8,7 @@ the registry's job; the session only routes, tracks ids and cancels.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -70,3 +71,42 @@ class NoServerTools:
 
     async def aclose(self) -> None:
         """Nothing runs, so nothing to stop."""
+
+
+class WatchedTools:
+    """Server tools passed through, with hooks as each call starts and ends.
+
+    For whoever wants to see calls happen without changing them: the
+    terminal app shows them, the latency benchmark times them. ``on_end``
+    runs whatever ended the call (a response, an error, a cancellation),
+    with the response when there is one and the seconds it took.
+    """
+
+    def __init__(
+        self,
+        tools: ServerTools,
+        on_start: Callable[[FunctionCall], None] = lambda call: None,
+        on_end: Callable[[FunctionCall, FunctionResponse | None, float], None] = lambda call, response, s: None,
+    ) -> None:
+        self.tools = tools
+        self._on_start = on_start
+        self._on_end = on_end
+
+    def declarations(self) -> list[FunctionDeclaration]:
+        return self.tools.declarations()
+
+    def handles(self, name: str) -> bool:
+        return self.tools.handles(name)
+
+    async def call(self, call: FunctionCall, context: ToolContext) -> FunctionResponse:
+        self._on_start(call)
+        started = time.perf_counter()
+        response: FunctionResponse | None = None
+        try:
+            response = await self.tools.call(call, context)
+            return response
+        finally:
+            self._on_end(call, response, time.perf_counter() - started)
+
+    async def aclose(self) -> None:
+        await self.tools.aclose()

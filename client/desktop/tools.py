@@ -9,37 +9,28 @@ functions the client declared reach a client.)
 from __future__ import annotations
 
 import json
-import time
 
-from assistant.protocol import FunctionCall, FunctionDeclaration, FunctionResponse
-from assistant.session import ServerTools, ToolContext
+from assistant.protocol import FunctionCall, FunctionResponse
+from assistant.session import ServerTools
+from assistant.session.tools import WatchedTools
 from client.desktop.ui import TalkView
 
 RESULT_PREVIEW_CHARS = 80
 
 
-class WatchedTools:
-    """Delegates to ``tools`` and reports every call to ``view``."""
+def shown_tools(tools: ServerTools, view: TalkView) -> WatchedTools:
+    """``tools``, with every call and its result reported to ``view``."""
 
-    def __init__(self, tools: ServerTools, view: TalkView) -> None:
-        self.tools = tools
-        self.view = view
+    def started(call: FunctionCall) -> None:
+        view.tool_call(f"{call.name}({json.dumps(call.args, ensure_ascii=False)}) …")
 
-    def declarations(self) -> list[FunctionDeclaration]:
-        return self.tools.declarations()
-
-    def handles(self, name: str) -> bool:
-        return self.tools.handles(name)
-
-    async def call(self, call: FunctionCall, context: ToolContext) -> FunctionResponse:
-        self.view.tool_call(f"{call.name}({json.dumps(call.args, ensure_ascii=False)}) …")
-        started = time.perf_counter()
-        response = await self.tools.call(call, context)
+    def ended(call: FunctionCall, response: FunctionResponse | None, seconds: float) -> None:
+        if response is None:
+            view.tool_call(f"{call.name} stopped after {seconds * 1000:.0f} ms")
+            return
         result = json.dumps(response.response, ensure_ascii=False)
         if len(result) > RESULT_PREVIEW_CHARS:
             result = result[: RESULT_PREVIEW_CHARS - 1] + "…"
-        self.view.tool_call(f"{call.name} → {result} in {(time.perf_counter() - started) * 1000:.0f} ms")
-        return response
+        view.tool_call(f"{call.name} → {result} in {seconds * 1000:.0f} ms")
 
-    async def aclose(self) -> None:
-        await self.tools.aclose()
+    return WatchedTools(tools, on_start=started, on_end=ended)

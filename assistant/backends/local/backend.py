@@ -38,6 +38,7 @@ from assistant.backends.local.router import ToolRouter
 from assistant.backends.local.session import LocalSession, SessionParts
 from assistant.backends.local.tts import DEFAULT_PIPER_VOICE, SpeechUnavailable, Voices, load_voices
 from assistant.backends.local.turns import DEFAULT_EAGER_MS, DEFAULT_SILENCE_MS, TurnSettings
+from assistant.embeddings import limit_blas_threads
 from assistant.session import Backend, BackendSession, SessionRequest
 from audio.vad import SileroVad, VadUnavailable
 
@@ -67,20 +68,6 @@ class LocalConfig:
         if self.dialogue != "auto":
             return self.dialogue == "router"
         return self.llm_url is None and self.chat_model in (DEFAULT_CHAT_MODEL, NO_CHAT)
-
-
-def limit_blas_threads() -> None:
-    """One BLAS thread for NumPy (the embedding router's matrix products).
-
-    OpenBLAS threads spin while they wait; next to Whisper, Piper and
-    llama.cpp threads on a 2-core machine that made a 6 ms embedding take
-    hundreds. The heavy models have thread pools of their own.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ModuleNotFoundError:
-        return
-    threadpool_limits(limits=1, user_api="blas")
 
 
 class LocalBackend(Backend):
