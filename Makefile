@@ -65,8 +65,9 @@ $(RUN_STAMP): $(VENV)/bin/python | debian-run
 	$(call install_project,all)
 	touch $@
 
-# A change to the example plugin's pyproject (its entry points) reinstalls it.
+# The tests also cover the transformers engines (PyTorch's CPU build, with checkpoints made at
+# test time). A change to the example plugin's pyproject (its entry points) reinstalls it.
 $(TEST_STAMP): $(VENV)/bin/python $(EXAMPLE_PLUGIN)/pyproject.toml | debian-test
-	$(call install_project,all$(COMMA)test)
+	$(call install_project,all$(COMMA)test$(COMMA)transformers)
 	$(BIN)/pip install --quiet --no-deps -e $(EXAMPLE_PLUGIN)
 	touch $@ $(RUN_STAMP)

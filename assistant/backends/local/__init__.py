@@ -33,6 +33,7 @@ def config_from_args(args: argparse.Namespace) -> LocalConfig:
         silence_ms=args.silence_ms,
         eager_end_ms=args.eager_end_ms,
         threads=args.local_threads,
+        device=args.device,
         allow_download=args.allow_download,
     )
 

@@ -1,5 +1,8 @@
 """Streaming speech recognition with Whisper (faster-whisper / CTranslate2).
 
+(``asr_transformers`` runs transformers checkpoints behind the same
+``Recognizer`` interface.)
+
 Whisper is not a streaming model, so streaming is built around it:
 
 - **Short encoder windows.** Whisper is trained on 30 s windows and
@@ -26,6 +29,7 @@ the agreement rules are tested without a model.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from dataclasses import dataclass, field
@@ -34,6 +38,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from assistant.backends.local.devices import ctranslate2_device
 from assistant.backends.local.models import (
     ModelMissing,
     PackagedModel,
@@ -42,6 +47,8 @@ from assistant.backends.local.models import (
     log_progress,
     missing,
 )
+
+logger = logging.getLogger("assistant.local.asr")
 
 SAMPLE_RATE = 16_000
 DEFAULT_ASR_MODEL = "tiny.en"
@@ -275,19 +282,33 @@ class WhisperRecognizer:
         name: str = DEFAULT_ASR_MODEL,
         *,
         threads: int = 2,
-        compute_type: str = "int8",
         device: str = "cpu",
         allow_download: bool = False,
         progress: ProgressCallback = log_progress,
     ) -> None:
+        """``device`` is auto, cpu or cuda (see ``devices``): float16 on a GPU, int8 on the CPU."""
         try:
             from faster_whisper import WhisperModel
             from faster_whisper.tokenizer import Tokenizer
         except ModuleNotFoundError as exc:
             raise ModelMissing("speech recognition needs faster-whisper: pip install 'live-assistant[local]'") from exc
         source = resolve_whisper_model(name, allow_download)
+        self.device, compute_type = ctranslate2_device(device)
+
+        def open_model() -> Any:
+            model = WhisperModel(str(source), device=self.device, compute_type=compute_type, cpu_threads=threads)
+            model.encode(model.feature_extractor(np.zeros(SAMPLE_RATE, dtype=np.float32)))  # warm, and proven
+            return model
+
         with loading("speech recognition", name, source, progress):
-            self._model = WhisperModel(str(source), device=device, compute_type=compute_type, cpu_threads=threads)
+            try:
+                self._model = open_model()
+            except (RuntimeError, OSError) as exc:  # a GPU whose CUDA libraries are missing fails on first use
+                if device != "auto" or self.device == "cpu":
+                    raise ModelMissing(f"Whisper {name!r} failed to run on {self.device}: {exc}") from exc
+                logger.warning("Whisper on the GPU failed (%s); running it on the CPU", exc)
+                self.device, compute_type = "cpu", "int8"
+                self._model = open_model()
         self.name = name
         self._tokenizer = Tokenizer(
             self._model.hf_tokenizer,

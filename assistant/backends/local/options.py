@@ -10,6 +10,7 @@ import argparse
 import os
 
 from assistant.backends.local.asr import DEFAULT_ASR_MODEL
+from assistant.backends.local.devices import DEVICES
 from assistant.backends.local.llm import DEFAULT_CHAT_MODEL
 from assistant.backends.local.tts import DEFAULT_PIPER_VOICE
 from assistant.backends.local.turns import DEFAULT_EAGER_MS, DEFAULT_SILENCE_MS
@@ -19,8 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
     parser.add_argument(
         "--asr-model",
         default=DEFAULT_ASR_MODEL,
-        help="faster-whisper model: a CTranslate2 directory, or a name such as tiny.en (packaged) or "
-        "small.en (from the Hugging Face cache) (default %(default)s)",
+        help="Whisper model: a faster-whisper name such as tiny.en (packaged) or small.en (Hugging Face cache), a "
+        "CTranslate2 directory, or a transformers checkpoint (a folder, or owner/repo such as "
+        "openai/whisper-small.en from the cache) (default %(default)s)",
     )
     parser.add_argument(
         "--llm-model",
@@ -46,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
     parser.add_argument(
         "--voice",
         default=DEFAULT_PIPER_VOICE,
-        help="Piper voice (.onnx path, or joe: packaged) or espeak[:VOICE] (default %(default)s)",
+        help="Piper voice (.onnx path, or joe: packaged), a transformers voice (a folder, or owner/repo such as "
+        "facebook/mms-tts-eng from the cache) or espeak[:VOICE] (default %(default)s)",
     )
     parser.add_argument(
         "--silence-ms",
@@ -60,6 +63,13 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
         default=DEFAULT_EAGER_MS,
         help="shorter silence that ends a turn already heard as a complete request (a question, or a tool request "
         "with all it needs); only when the client sets no silence duration; 0 turns it off (default %(default)s)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="where the models run: auto puts each on a CUDA GPU when its runtime sees one; cuda fails loudly "
+        "when one cannot (default %(default)s)",
     )
     parser.add_argument("--local-threads", type=int, default=2, help="CPU threads per model (default %(default)s)")
     parser.add_argument(

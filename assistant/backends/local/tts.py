@@ -1,4 +1,4 @@
-"""Speech synthesis: a Piper voice in onnxruntime, espeak-ng as the fallback.
+"""Speech synthesis: a Piper voice in onnxruntime, espeak-ng as the fallback, any transformers voice.
 
 Piper voices are VITS models exported to ONNX; the ``piper-tts`` package
 that usually runs them is GPL-3.0 because it links espeak-ng for phonemes.
@@ -7,6 +7,11 @@ and the phonemes come from the Debian ``espeak-ng`` *program*, kept running
 as a separate process that answers one line of IPA per line of text, so no
 GPL code is loaded into the server. The same program speaks on its own as
 the voice that is always there (robotic, but clear and 90x real time).
+
+Neural voices published in the transformers format (MMS-TTS and other
+VITS checkpoints and the rest that transformers' text-to-audio pipeline
+runs) load from a folder or the Hugging Face cache and run on the
+GPU when there is one; mind their licences (MMS-TTS is CC BY-NC 4.0).
 
 Synthesis is per piece of text (a clause or a sentence, see ``text``), which
 is how the reply starts playing before it is fully written.
@@ -28,10 +33,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from assistant.backends.local.devices import onnxruntime_providers, torch_runtime
 from assistant.backends.local.models import (
     ModelMissing,
     PackagedModel,
     ProgressCallback,
+    hub_checkpoint,
+    is_hub_checkpoint,
     loading,
     log_progress,
     missing,
@@ -192,7 +200,9 @@ def resolve_piper_voice(name: str) -> Path:
 class PiperVoice:
     """A Piper voice run with onnxruntime; phonemes from the espeak-ng program."""
 
-    def __init__(self, model: Path, *, threads: int = 2, progress: ProgressCallback = log_progress) -> None:
+    def __init__(
+        self, model: Path, *, threads: int = 2, device: str = "cpu", progress: ProgressCallback = log_progress
+    ) -> None:
         try:
             import onnxruntime
         except ModuleNotFoundError as exc:
@@ -209,7 +219,8 @@ class PiperVoice:
             options.inter_op_num_threads = 1
             # Idle threads sleep instead of spinning: spinning starves the other models on a small machine.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self._session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+            providers = onnxruntime_providers(device)
+            self._session = onnxruntime.InferenceSession(str(model), options, providers=providers)
             self._phonemizer = EspeakPhonemizer(self.config.language)
         self._inputs = {item.name for item in self._session.get_inputs()}
 
@@ -243,6 +254,39 @@ class PiperVoice:
 
     def close(self) -> None:
         self._phonemizer.close()
+
+
+class TransformersVoice:
+    """A neural voice through transformers' text-to-audio pipeline, on the GPU when there is one."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        threads: int = 2,
+        device: str = "auto",
+        allow_download: bool = False,
+        progress: ProgressCallback = log_progress,
+    ) -> None:
+        _, self.device = torch_runtime(device, threads, "a transformers voice")
+        from transformers import pipeline
+
+        source = hub_checkpoint("voice", name, ("config.json",), allow_download)
+        self.name = name.rstrip("/").rsplit("/", 1)[-1]
+        with loading("transformers voice", self.name, source, progress):
+            self._pipeline = pipeline("text-to-audio", model=str(source), device=self.device)
+            self.sample_rate = int(self._pipeline(".")["sampling_rate"])  # also warms the kernels up
+        self._lock = threading.Lock()
+
+    def synthesize(self, text: str) -> np.ndarray:
+        if not text.strip():
+            return np.zeros(0, dtype=np.int16)
+        with self._lock:
+            audio = np.asarray(self._pipeline(text)["audio"], dtype=np.float32).reshape(-1)
+        return (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+
+    def close(self) -> None:
+        """Nothing to stop: the model is freed with the object."""
 
 
 class EspeakVoice:
@@ -288,22 +332,22 @@ class Voices:
     Piper voice by its name ("joe"), espeak-ng by "espeak" or "espeak:<voice>".
     """
 
-    def __init__(self, default: Synthesizer, piper: list[PiperVoice]) -> None:
+    def __init__(self, default: Synthesizer, loaded: list[PiperVoice | TransformersVoice]) -> None:
         self.default = default
-        self._piper = {voice.name.lower(): voice for voice in piper}
+        self._loaded = {voice.name.lower(): voice for voice in loaded}
         self._espeak: dict[str, EspeakVoice] = {}
         self._lock = threading.Lock()
 
     @property
     def names(self) -> list[str]:
-        return [*self._piper, "espeak"]
+        return [*self._loaded, "espeak"]
 
     def select(self, name: str | None) -> Synthesizer:
         if not name:
             return self.default
         key = name.strip().lower()
-        if key in self._piper:
-            return self._piper[key]
+        if key in self._loaded:
+            return self._loaded[key]
         if key == "espeak" or key.startswith("espeak:"):
             voice = key.partition(":")[2] or "en-us"
             with self._lock:
@@ -313,28 +357,36 @@ class Voices:
         return self.default
 
     def close(self) -> None:
-        for voice in self._piper.values():
+        for voice in self._loaded.values():
             voice.close()
 
 
 def load_voices(
-    piper_voice: str | None = DEFAULT_PIPER_VOICE,
+    name: str | None = DEFAULT_PIPER_VOICE,
     *,
     threads: int = 2,
+    device: str = "cpu",
+    allow_download: bool = False,
     progress: ProgressCallback = log_progress,
 ) -> Voices:
-    """The Piper voice asked for, else espeak-ng alone.
+    """The voice asked for (Piper, or a transformers checkpoint), else espeak-ng alone.
 
     The packaged default voice falls back to espeak-ng with a warning when
     its package is missing; a voice the user named must exist.
     """
     espeak = EspeakVoice()
-    if piper_voice is None or piper_voice.lower().startswith("espeak"):
+    if name is None or name.lower().startswith("espeak"):
         return Voices(espeak, [])
+    voice: PiperVoice | TransformersVoice
     try:
-        voice = PiperVoice(resolve_piper_voice(piper_voice), threads=threads, progress=progress)
+        if not name.endswith(".onnx") and is_hub_checkpoint(name):
+            voice = TransformersVoice(
+                name, threads=threads, device=device, allow_download=allow_download, progress=progress
+            )
+        else:
+            voice = PiperVoice(resolve_piper_voice(name), threads=threads, device=device, progress=progress)
     except ModelMissing as exc:
-        if piper_voice != DEFAULT_PIPER_VOICE:
+        if name != DEFAULT_PIPER_VOICE:
             raise
         logger.warning("%s; speaking with espeak-ng instead", exc)
         return Voices(espeak, [])
