@@ -35,6 +35,7 @@ from assistant.backends.local.llm import (
     resolve_gguf,
 )
 from assistant.protocol import Content, FunctionDeclaration, Part
+from assistant.protocol.models import GenerationConfig
 
 pytestmark = pytest.mark.slow
 
@@ -95,6 +96,27 @@ async def test_without_tools_the_model_streams_text(smollm: LlamaCppChat) -> Non
     settings = GenerationSettings(max_tokens=24)
     events = [event async for event in smollm.stream([ChatMessage("user", "Say hello to Ada.")], [], settings)]
     assert len(events) > 3 and all(isinstance(event, TextDelta) for event in events)
+
+
+def test_generation_settings_follow_the_clients_generation_config() -> None:
+    config = GenerationConfig(temperature=1.1, top_p=0.8, top_k=20.0, seed=7, max_output_tokens=64)
+    settings = GenerationSettings.from_config(config)
+    assert (settings.max_tokens, settings.temperature) == (64, 1.1)
+    assert settings.sampling() == {"top_p": 0.8, "top_k": 20, "seed": 7}
+    assert GenerationSettings.from_config(GenerationConfig(temperature=0.0)).temperature == 0.0
+    assert GenerationSettings.from_config(None) == GenerationSettings() and GenerationSettings().sampling() == {}
+
+
+async def test_a_seed_makes_sampling_repeatable(smollm: LlamaCppChat) -> None:
+    settings = GenerationSettings(max_tokens=24, temperature=1.2, top_k=100, seed=1234)
+    messages = [ChatMessage("user", "Invent a name for a cat.")]
+
+    async def reply() -> str:
+        events = [event async for event in smollm.stream(messages, [], settings)]
+        return "".join(event.text for event in events if isinstance(event, TextDelta))
+
+    first = await reply()
+    assert first and await reply() == first
 
 
 async def test_a_cancelled_generation_frees_the_model(smollm: LlamaCppChat) -> None:
@@ -186,11 +208,14 @@ async def test_openai_endpoint_streams_text(openai_server: OpenAIServer) -> None
     chat = OpenAIChat(openai_server.url, "smollm2")
     try:
         messages = [ChatMessage("user", "Say hello to Ada in one sentence.")]
-        events = [event async for event in chat.stream(messages, [], GenerationSettings(max_tokens=24))]
+        settings = GenerationSettings(max_tokens=24, top_p=0.9, seed=5)
+        events = [event async for event in chat.stream(messages, [], settings)]
     finally:
         await chat.aclose()
     assert len(events) > 3 and all(isinstance(event, TextDelta) for event in events)
-    assert openai_server.requests[-1]["stream"] is True and "tools" not in openai_server.requests[-1]
+    body = openai_server.requests[-1]
+    assert body["stream"] is True and "tools" not in body
+    assert (body["top_p"], body["seed"], body["max_tokens"]) == (0.9, 5, 24) and "top_k" not in body
 
 
 async def test_openai_endpoint_tool_calls_become_checked_calls(openai_server: OpenAIServer) -> None:

@@ -43,6 +43,7 @@ from assistant.backends.local.models import (
     missing,
 )
 from assistant.protocol import FunctionDeclaration
+from assistant.protocol.models import GenerationConfig
 
 logger = logging.getLogger("assistant.local.llm")
 
@@ -106,11 +107,38 @@ class ToolCalls:
 ChatEvent = TextDelta | ToolCalls
 
 
+DEFAULT_MAX_TOKENS = 160  # a spoken reply: a few sentences
+DEFAULT_TEMPERATURE = 0.6
+
+
 @dataclass(frozen=True, slots=True)
 class GenerationSettings:
-    max_tokens: int = 160
-    temperature: float = 0.6
+    """How to sample: the client's ``generationConfig`` where it says, the defaults where it does not."""
+
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    temperature: float = DEFAULT_TEMPERATURE
+    top_p: float | None = None  # None: the runtime's default
+    top_k: int | None = None
+    seed: int | None = None  # the same seed, prompt and settings give the same reply
     require_tool: bool = False  # the reply must be tool calls (OpenAI's tool_choice "required")
+
+    @classmethod
+    def from_config(cls, config: GenerationConfig | None) -> GenerationSettings:
+        """The settings a session's ``generationConfig`` asks for."""
+        if config is None:
+            return cls()
+        return cls(
+            max_tokens=config.max_output_tokens or DEFAULT_MAX_TOKENS,
+            temperature=config.temperature if config.temperature is not None else DEFAULT_TEMPERATURE,
+            top_p=config.top_p,
+            top_k=int(config.top_k) if config.top_k is not None else None,
+            seed=config.seed,
+        )
+
+    def sampling(self) -> dict[str, Any]:
+        """The sampling options that were set, by their llama.cpp and OpenAI names."""
+        options = {"top_p": self.top_p, "top_k": self.top_k, "seed": self.seed}
+        return {name: value for name, value in options.items() if value is not None}
 
 
 class ChatModel(Protocol):
@@ -346,6 +374,7 @@ class LlamaCppChat:
             max_tokens=settings.max_tokens,
             temperature=settings.temperature,
             grammar=grammar,
+            **settings.sampling(),
         )
         for chunk in chunks:
             delta: dict[str, Any] = dict(chunk["choices"][0]["delta"])  # type: ignore[index, arg-type]
@@ -402,6 +431,7 @@ class OpenAIChat:
             "stream": True,
             "max_tokens": settings.max_tokens,
             "temperature": settings.temperature,
+            **settings.sampling(),  # top_k is not OpenAI's, but llama.cpp server, vLLM and Ollama take it
         }
         if tools:
             body["tools"] = [

@@ -82,7 +82,6 @@ PARTIAL_STEP_S = 0.5  # new audio between partial decodes
 PREROLL_S = 0.25  # audio kept from before the detected start of speech
 RECENT_AUDIO_S = 1.5
 TOOL_TIMEOUT_S = 60.0
-DEFAULT_MAX_TOKENS = 160
 
 
 @dataclass(frozen=True)
@@ -412,11 +411,7 @@ class LocalSession(BackendSession):
         self.output_transcripts = setup.output_audio_transcription is not None
         self.voice = parts.voices.select(setup.voice_name())
         self.dialogue = parts.new_dialogue()
-        config = setup.generation_config
-        self.generation = GenerationSettings(
-            max_tokens=(config.max_output_tokens if config and config.max_output_tokens else DEFAULT_MAX_TOKENS),
-            temperature=(config.temperature if config and config.temperature is not None else 0.6),
-        )
+        self.generation = GenerationSettings.from_config(setup.generation_config)
         self.conversation = Conversation(
             system_instruction=setup.system_instruction.text() if setup.system_instruction else None,
             turns=list(request.history),
