@@ -31,6 +31,7 @@ from websockets.http11 import Request, Response
 from assistant.protocol import CloseCode
 from assistant.session import (
     Backend,
+    LateResults,
     ProfileResolver,
     ResumptionStore,
     ServerTools,
@@ -177,6 +178,7 @@ class LiveServer:
         self.profiles = profiles
         self.persona_catalog = persona_catalog
         self.sessions: set[Session] = set()
+        self.late_results = LateResults()  # a timer set over one connection fires into the next
         self._server: Server | None = None
 
     @property
@@ -277,6 +279,7 @@ class LiveServer:
             profiles=self.profiles,
             requested_profile=requested_profile(request),
             observe_tools="tools" in requested_events(request),
+            late_results=self.late_results,
         )
         self.sessions.add(session)
         try:

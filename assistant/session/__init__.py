@@ -2,10 +2,13 @@
 
 ``Session`` runs the handshake and both directions; ``Backend`` is the seam
 the Gemini and local backends implement; ``ServerTools`` is the seam for the
-tool registry; ``ResumptionStore`` keeps handles between connections.
+tool registry; ``ResumptionStore`` keeps handles between connections;
+``LateResults`` carries a non-blocking tool's later result to whichever
+connection holds its conversation by then.
 """
 
 from assistant.session.backend import Backend, BackendError, BackendSession, SessionRequest
+from assistant.session.late import LateResults
 from assistant.session.profiles import ProfileResolver, SessionProfile, UnknownProfile
 from assistant.session.resumption import (
     DEFAULT_HANDLE_TTL_S,
@@ -22,6 +25,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "BackendSession",
+    "LateResults",
     "MemoryResumptionStore",
     "NoServerTools",
     "ProfileResolver",

@@ -39,6 +39,7 @@ class SavedSession:
     backend_state: dict[str, Any] | None = None
     turns: int = 0
     profile: str | None = None
+    conversation: str | None = None  # stays the same across resumptions (late tool results follow it)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -49,6 +50,7 @@ class SavedSession:
                 "backend_state": self.backend_state,
                 "turns": self.turns,
                 "profile": self.profile,
+                "conversation": self.conversation,
             }
         )
 
@@ -62,6 +64,7 @@ class SavedSession:
             backend_state=data.get("backend_state"),
             turns=data.get("turns", 0),
             profile=data.get("profile"),
+            conversation=data.get("conversation"),
         )
 
 

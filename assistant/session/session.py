@@ -61,6 +61,7 @@ from assistant.protocol.events import audio_rate_from_mime
 from assistant.protocol.models import ServerToolActivity
 from assistant.session.backend import Backend, BackendError, BackendSession, SessionRequest
 from assistant.session.history import ConversationLog
+from assistant.session.late import LateResults
 from assistant.session.profiles import ProfileResolver, SessionProfile, UnknownProfile
 from assistant.session.queues import FlowQueue, QueueClosed
 from assistant.session.resumption import DEFAULT_HANDLE_TTL_S, ResumptionStore, SavedSession, new_handle
@@ -207,8 +208,10 @@ class Session:
         profiles: ProfileResolver | None = None,
         requested_profile: str | None = None,
         observe_tools: bool = False,
+        late_results: LateResults | None = None,
     ) -> None:
         self.id = session_id or secrets.token_hex(4)
+        self.conversation_id = self.id  # a resumed session takes over its conversation's id
         self.transport = transport
         self.backend = backend
         self.store = store
@@ -237,6 +240,8 @@ class Session:
         self._observe_tools = observe_tools
         self.profile: SessionProfile | None = None
         self._turn_clock = TurnClock(clock)
+        self._late = late_results or LateResults()
+        self._receive_late = self._deliver_tool_response  # one bound method: LateResults knows it by identity
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -291,6 +296,9 @@ class Session:
         request = await self._session_request(message.setup)
         self._backend_session = await self.backend.open(request)
         await self.transport.send(encode_message(ServerMessage(setup_complete=SetupComplete(session_id=self.id))))
+        for response in self._late.attach(self.conversation_id, self._receive_late):
+            self.log.info("delivering the late result of %s that came while the client was away", response.name)
+            await self._deliver_tool_response(response)
         self.log.info(
             "started: model %s, %d client tools, %d server tools%s",
             request.setup.model,
@@ -318,6 +326,7 @@ class Session:
             backend_state = saved.backend_state if saved.backend == self.backend.name else None
             self.stats.turns = saved.turns
             self._handle = handle
+            self.conversation_id = saved.conversation or self.conversation_id
             profile_name = profile_name or saved.profile
         self.profile = self._resolve_profile(profile_name)
         self._set_client_setup(setup)
@@ -377,6 +386,8 @@ class Session:
             await asyncio.gather(*tasks, writer, return_exceptions=True)
 
     async def _release(self) -> None:
+        resumable = self._handle is not None  # the client holds a handle it may come back with
+        self._late.detach(self.conversation_id, self._receive_late, self.settings.handle_ttl_s if resumable else None)
         self.inbound.close()
         self.outbound.close()
         for task in self._server_calls.values():
@@ -543,7 +554,7 @@ class Session:
         await self._tool_activity(call.id, call.name, "running", args=call.args)
         context = ToolContext(
             session_id=self.id,
-            send_response=self._deliver_tool_response,
+            send_response=self._late_result,
             latest_frame=lambda: self.latest_frame,
             profile=self.profile,
         )
@@ -557,6 +568,10 @@ class Session:
             self._server_call_names.pop(call.id, None)
         self.log.info("server tool %s answered in %.0f ms", call.name, (time.perf_counter() - started) * 1000)
         await self._deliver_tool_response(response.model_copy(update={"id": call.id, "name": call.name}))
+
+    async def _late_result(self, response: FunctionResponse) -> None:
+        """A result that came after its call returned: to this conversation's session, whichever it is now."""
+        await self._late.deliver(self.conversation_id, response)
 
     async def _deliver_tool_response(self, response: FunctionResponse) -> None:
         self.conversation.tool_results([response])
@@ -606,6 +621,7 @@ class Session:
             backend_state=self._backend_session.resumption_state(),
             turns=self.stats.turns,
             profile=self.profile.name if self.profile is not None else None,
+            conversation=self.conversation_id,
         )
         await self.store.save(handle, saved, self.settings.handle_ttl_s)
         if self._handle is not None:
