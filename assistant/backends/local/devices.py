@@ -13,12 +13,9 @@ on the CPU without saying so.
 from __future__ import annotations
 
 import importlib
-import logging
 from typing import Any, Literal
 
 from assistant.backends.local.models import ModelMissing
-
-logger = logging.getLogger("assistant.local.devices")
 
 DEVICES = ("auto", "cpu", "cuda")
 Device = Literal["cpu", "cuda"]

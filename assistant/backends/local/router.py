@@ -258,7 +258,9 @@ class ToolRouter:
                 best[intent.name] = (score, intent)
         chat_score = best[CHAT][0] if CHAT in best else -1.0
         candidates = [
-            (score, intent) for score, intent in best.values() if intent.tool in declared and not intent.consulting_only
+            (score, intent)
+            for score, intent in best.values()
+            if intent.tool in declared and not intent.consulting_only
         ]
         if candidates:
             score, intent = max(candidates, key=lambda pair: pair[0])

@@ -379,7 +379,7 @@ def load_voices(
         return Voices(espeak, [])
     voice: PiperVoice | TransformersVoice
     try:
-        if not name.endswith(".onnx") and is_hub_checkpoint(name):
+        if is_hub_checkpoint(name):  # a folder with config.json, or owner/repo (never a .onnx file)
             voice = TransformersVoice(
                 name, threads=threads, device=device, allow_download=allow_download, progress=progress
             )
