@@ -91,7 +91,7 @@ class TokenStore(Protocol):
         ...
 
     def find(self, name: str) -> EphemeralToken | None:
-        """The live token called ``name`` (``auth_tokens/...``), or None."""
+        """The token called ``name`` (``auth_tokens/...``), even expired (so refusals can say so), or None."""
         ...
 
     def redeem(self, name: str, *, resuming: bool) -> EphemeralToken:
@@ -120,11 +120,7 @@ class MemoryTokenStore:
 
     def find(self, name: str) -> EphemeralToken | None:
         with self._lock:
-            token = self._tokens.get(name)
-            if token is not None and self.clock() >= token.expire_at:
-                del self._tokens[name]
-                return None
-            return token
+            return self._tokens.get(name)
 
     def redeem(self, name: str, *, resuming: bool) -> EphemeralToken:
         now = self.clock()
