@@ -29,6 +29,7 @@ from tests.test_server_raw import closed_with, echo, eventually, recv_json
 
 CONSTRAINED = "/ws/google.ai.generativelanguage.v1alpha.GenerativeService.BidiGenerateContentConstrained"
 KEY = "k-123"
+HOST = "Host: 127.0.0.1"
 
 
 @dataclass
@@ -118,6 +119,11 @@ async def setup_answer(ws: ClientConnection, setup: Mapping[str, object] | None 
             400,
             id="handshake-two-hosts",
         ),
+        pytest.param(
+            get(DEFAULT_LIVE_PATH, HOST, "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: x"),
+            400,
+            id="bad-websocket-key",
+        ),
         pytest.param(b"HELLO\r\n\r\n", 400, id="not-a-request-line"),
         pytest.param(b"GET / HTTP/2.0\r\nHost: 127.0.0.1\r\n\r\n", 400, id="wrong-protocol"),
         pytest.param(b"GET / HTTP/1.1\r\nHost 127.0.0.1\r\n\r\n", 400, id="header-without-colon"),
@@ -141,7 +147,7 @@ async def test_malformed_http_gets_a_4xx_written_here(
     async with live_server(ScriptedBackend(echo)) as server:
         reply = await raw_http(server, request_bytes)
         assert reply.status == status
-        assert b"Traceback" not in reply.body and b"See server log" not in reply.body
+        assert reply.body.startswith((b"Bad request", b"Bad websocket handshake", b"Request")), reply.body
         # The server still answers afterwards.
         assert (await raw_http(server, get("/personas.json", "Host: 127.0.0.1"))).status == 200
     assert not [record for record in caplog.records if record.exc_info], "no traceback in the log either"
@@ -234,7 +240,12 @@ async def test_config_says_whether_the_page_needs_a_token(live_server: ServerFac
     async with live_server(ScriptedBackend(echo)) as server:
         assert (await raw_http(server, get("/config.json", "Host: localhost"))).json() == {"auth": "none"}
     async with live_server(ScriptedBackend(echo), api_key=KEY) as server:
-        assert (await raw_http(server, get("/config.json", "Host: localhost"))).json() == {"auth": "token"}
+        config = await raw_http(server, get("/config.json", "Host: localhost"))
+        assert config.json() == {"auth": "token", "signedIn": False}
+        login = await raw_http(server, get(f"/?key={KEY}", "Host: localhost"))
+        cookie = login.headers["set-cookie"].split(";")[0]
+        config = await raw_http(server, get("/config.json", "Host: localhost", f"Cookie: {cookie}"))
+        assert config.json() == {"auth": "token", "signedIn": True}
 
 
 # -- minting tokens ------------------------------------------------------------------------

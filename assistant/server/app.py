@@ -214,6 +214,7 @@ class LiveServer:
             self.config.port,
             ssl=self.config.ssl_context(),
             process_request=self._process_request,
+            process_response=self._process_response,
             max_size=self.config.max_message_bytes,
             compression=None,  # base64 PCM barely compresses; deflate would only cost CPU and latency
             server_header="assistant",
@@ -241,6 +242,14 @@ class LiveServer:
         except BadRequest as exc:
             logger.info("bad request from %s: %s", connection.remote_address, exc)
             return connection.respond(HTTPStatus.BAD_REQUEST, f"Bad request: {exc}.\n")
+
+    @staticmethod
+    def _process_response(connection: ServerConnection, request: Request, response: Response) -> Response | None:
+        """A handshake websockets refused (a bad Sec-WebSocket-Key, say) is answered in the project's words."""
+        if connection.protocol.accept_called and response.status_code != HTTPStatus.SWITCHING_PROTOCOLS:
+            text = "Bad websocket handshake: send a standard RFC 6455 upgrade request.\n"
+            return connection.respond(response.status_code, text)
+        return None
 
     def _route(self, connection: ServerConnection, request: Request) -> Response | None:
         raw_path, _, query = request.path.partition("?")
@@ -276,7 +285,10 @@ class LiveServer:
         if request.method != "GET":
             return connection.respond(HTTPStatus.METHOD_NOT_ALLOWED, "Only GET is served here.\n")
         if path == CONFIG_PATH:
-            config = {"auth": "none" if self.config.api_key is None else "token"}
+            # Whether connections need a token, and whether this page's cookie can mint one.
+            config: dict[str, object] = {"auth": "none"}
+            if self.config.api_key is not None:
+                config = {"auth": "token", "signedIn": self.access.page_cookie_valid(request.headers)}
             return _ok(json.dumps(config).encode(), "application/json; charset=utf-8")
         if path == PERSONAS_PATH:
             catalog = self.persona_catalog() if self.persona_catalog else {"default": None, "personas": []}

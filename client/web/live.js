@@ -36,6 +36,8 @@ export function liveUrl(location = window.location, extra = {}) {
   return `${scheme}//${location.host}${path}${query ? `?${query}` : ""}`;
 }
 
+const NOT_SIGNED_IN = "this server needs its access key: open the address it printed, with ?key=";
+
 /** Why the page cannot get a token; the status line shows the message. */
 export class AccessError extends Error {}
 
@@ -48,15 +50,14 @@ export class AccessError extends Error {}
 export async function connectionUrl(location = window.location, extra = {}, fetcher = globalThis.fetch) {
   const config = await (await fetcher("/config.json", { cache: "no-store" })).json();
   if (config.auth !== "token") return liveUrl(location, extra);
+  if (!config.signedIn) throw new AccessError(NOT_SIGNED_IN);
   const response = await fetcher(TOKEN_PATH, {
     method: "POST",
     credentials: "same-origin",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ uses: 1 }),
   });
-  if (response.status === 401) {
-    throw new AccessError("this server needs its access key: open the address it printed, with ?key=");
-  }
+  if (response.status === 401) throw new AccessError(NOT_SIGNED_IN);
   if (!response.ok) throw new AccessError(`the server gave no token (HTTP ${response.status})`);
   const token = await response.json();
   return liveUrl(location, { ...extra, access_token: token.name });
