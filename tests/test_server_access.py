@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from assistant.server import DEFAULT_LIVE_PATH, LiveServer
-from assistant.server.access import AccessPolicy, host_name
+from assistant.server.access import AccessPolicy, certificate_names, default_allowed_hosts, host_name
 from assistant.server.admission import SessionLimits
 from assistant.server.tokens import MemoryTokenStore, TokenRefused, TokenRequestError
 from tests.conftest import ServerFactory
@@ -423,3 +425,20 @@ def test_session_limits_count_per_principal() -> None:
     assert limits.admit("c") == "server busy: too many sessions; try again later"
     limits.release("a")
     assert limits.admit("c") is None and limits.live() == 3 and limits.live("a") == 1
+
+
+def test_the_certificates_names_are_allowed_hosts(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=box",
+            "-addext", "subjectAltName=DNS:Box.Example,IP:10.1.2.3",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    assert certificate_names(cert) == {"box.example", "10.1.2.3"}
+    hosts = default_allowed_hosts("0.0.0.0", cert, ["assistant.lan:443"])
+    assert hosts == {"localhost", "127.0.0.1", "::1", "box.example", "10.1.2.3", "assistant.lan"}
+    assert "192.168.1.9" in default_allowed_hosts("192.168.1.9", None, [])

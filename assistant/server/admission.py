@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from assistant.server.tokens import TokenStore
+from assistant.server.tokens import EphemeralToken, TokenStore
 from assistant.session import Transport
 
 TRY_AGAIN_REASON = "server busy: too many sessions; try again later"
@@ -49,7 +49,7 @@ class SessionLimits:
 class TokenGate:
     """A ``Transport`` whose first frame is the client's setup, redeemed against a token and constrained.
 
-    ``open`` must be awaited before the session reads; it raises
+    ``open`` must be called before the session reads; it raises
     ``TokenRefused`` (the close reason) when the token cannot open a session.
     """
 
@@ -60,19 +60,19 @@ class TokenGate:
         self.token_name = token_name
         self._first: str | bytes | None = None
 
-    async def open(self, first_frame: str | bytes) -> None:
+    def open(self, first_frame: str | bytes) -> EphemeralToken:
         """Redeem the token for this setup and keep the setup it allows, to be the session's first frame."""
         message = _json_object(first_frame)
         setup = message.get("setup") if message is not None else None
         if not isinstance(setup, dict):
             # Not a setup the token could constrain: spend a use anyway and let the session explain.
-            self.store.redeem(self.token_name, resuming=False)
             self._first = first_frame
-            return
+            return self.store.redeem(self.token_name, resuming=False)
         resumption = setup.get("sessionResumption") or setup.get("session_resumption")
         resuming = isinstance(resumption, dict) and bool(resumption.get("handle"))
         token = self.store.redeem(self.token_name, resuming=resuming)
         self._first = json.dumps({"setup": token.constrain(setup)})
+        return token
 
     async def recv(self) -> str | bytes:
         if self._first is not None:

@@ -380,7 +380,7 @@ class LiveServer:
             await self._refuse(connection, CloseCode.POLICY_VIOLATION, "ephemeral token not valid or expired")
             return
         if token is not None:
-            principal = f"token-of:{token.minted_by}"
+            principal = token.minted_by  # a token's sessions count against the key that minted it
         elif self.access.key_valid(credentials.key):
             principal = "key"
         elif self.config.api_key is None:
@@ -390,7 +390,7 @@ class LiveServer:
             logger.warning("refused %s: bad or missing access key", connection.remote_address)
             await self._refuse(connection, CloseCode.POLICY_VIOLATION, BAD_KEY_REASON)
             return
-        refusal = self.limits.admit(token.minted_by if token is not None else principal)
+        refusal = self.limits.admit(principal)
         if refusal is not None:
             logger.warning("refused %s: %s", connection.remote_address, refusal)
             await self._refuse(connection, CloseCode.TRY_AGAIN_LATER, refusal)
@@ -398,7 +398,7 @@ class LiveServer:
         try:
             await self._run_session(connection, request, token.name if token is not None else None)
         finally:
-            self.limits.release(token.minted_by if token is not None else principal)
+            self.limits.release(principal)
 
     async def _refuse(self, connection: ServerConnection, code: int, reason: str) -> None:
         # Like the real service, answer the setup with the close, so a client that sends
@@ -415,16 +415,14 @@ class LiveServer:
             gate = TokenGate(transport, self.tokens, token_name)
             try:
                 first = await asyncio.wait_for(connection.recv(), self.config.session.setup_timeout_s)
-                await gate.open(first)
+                token = gate.open(first)
             except (TimeoutError, ConnectionClosed):
                 await connection.close(CloseCode.POLICY_VIOLATION, "no setup message in time; send setup first")
                 return
             except TokenRefused as exc:
                 await connection.close(CloseCode.POLICY_VIOLATION, str(exc))
                 return
-            token = self.tokens.find(token_name)
-            if token is not None:
-                expiry = asyncio.create_task(self._close_at_expiry(connection, token.expire_at))
+            expiry = asyncio.create_task(self._close_at_expiry(connection, token.expire_at))
             transport = gate
         session = Session(
             transport,
