@@ -67,8 +67,9 @@ running it safely:
   short-lived ephemeral tokens. Requests must name an allowed host (loopback, the listen
   address, the certificate's names, the address the client reached, or --allow-host), which
   stops DNS rebinding. Browsers need TLS (--tls-cert/--tls-key) for the microphone anywhere
-  but localhost. Behind a reverse proxy that terminates TLS, keep --host 127.0.0.1 and add the
-  public name with --allow-host. --no-auth turns the key off: anyone who reaches the port
+  but localhost. Behind a reverse proxy that terminates TLS, keep --host 127.0.0.1, give
+  --api-key (through the proxy every client looks local) and add the public name with
+  --allow-host. --no-auth turns the key off: anyone who reaches the port
   spends your backend and reads the assistant's memory and documents through its tools.
   See "Security and threat model" in README.md.
 """

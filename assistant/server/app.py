@@ -1,9 +1,11 @@
 """``assistant serve``: the Live protocol over real websockets.
 
 The server accepts the Live paths the google-genai SDK and Pastra pages use,
-checks the access key, the browser Origin and the message size, and hands
-each connection to a ``Session``. Plain HTTP GETs on the same port serve the
-browser client, so the page and its socket share one origin.
+checks the Host, the browser Origin, the access key or ephemeral token (see
+``access`` and ``tokens``), the session limits and the message size, and
+hands each connection to a ``Session``. Plain HTTP on the same port serves
+the browser client (so the page and its socket share one origin), the
+page's ``/config.json`` and ``POST /v1alpha/auth_tokens``.
 """
 
 from __future__ import annotations
