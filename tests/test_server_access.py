@@ -442,3 +442,13 @@ def test_the_certificates_names_are_allowed_hosts(tmp_path: Path) -> None:
     hosts = default_allowed_hosts("0.0.0.0", cert, ["assistant.lan:443"])
     assert hosts == {"localhost", "127.0.0.1", "::1", "box.example", "10.1.2.3", "assistant.lan"}
     assert "192.168.1.9" in default_allowed_hosts("192.168.1.9", None, [])
+
+
+async def test_without_a_key_sessions_are_counted_per_client_address(live_server: ServerFactory) -> None:
+    async with live_server(ScriptedBackend(echo), max_sessions_per_key=1) as server:
+        async with connect(live_url(server)) as a:
+            assert "setupComplete" in await setup_answer(a)
+            assert server.limits.live("address:127.0.0.1") == 1
+            async with connect(live_url(server)) as b:
+                await b.send(json.dumps({"setup": {"model": "m"}}))
+                assert await closed_with(b) == (1013, "too many sessions for this key; try again later")

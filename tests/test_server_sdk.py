@@ -313,7 +313,8 @@ async def test_sdk_ephemeral_token_round_trip(live_server: ServerFactory, tls_ce
         async with page.aio.live.connect(model="gemini-other", config=asked) as session:
             await session.send_realtime_input(text="hello")
             reply = await turn(session)
-            assert reply[0].server_content.output_transcription.text == "Hi."
+            content = reply[0].server_content
+            assert content and content.output_transcription and content.output_transcription.text == "Hi."
         assert seen == [("models/gemini-live-locked", "Be brief.", 0.2)]  # the token's setup, not the client's
 
         # Its one use is spent.
