@@ -414,13 +414,13 @@ async def test_per_key_limit_counts_tokens_against_the_key_that_minted_them(live
             assert "setupComplete" in await setup_answer(a)
             async with connect(live_url(server, CONSTRAINED, f"?access_token={token}")) as b:
                 await b.send(json.dumps({"setup": {"model": "m"}}))
-                assert await closed_with(b) == (1013, "too many sessions for this key; try again later")
+                assert await closed_with(b) == (1013, "too many sessions for this key or address; try again later")
 
 
 def test_session_limits_count_per_principal() -> None:
     limits = SessionLimits(total=3, per_principal=2)
     admitted = [limits.admit("a"), limits.admit("a"), limits.admit("a")]
-    assert admitted == [None, None, "too many sessions for this key; try again later"]
+    assert admitted == [None, None, "too many sessions for this key or address; try again later"]
     assert limits.admit("b") is None
     assert limits.admit("c") == "server busy: too many sessions; try again later"
     limits.release("a")
@@ -451,4 +451,4 @@ async def test_without_a_key_sessions_are_counted_per_client_address(live_server
             assert server.limits.live("address:127.0.0.1") == 1
             async with connect(live_url(server)) as b:
                 await b.send(json.dumps({"setup": {"model": "m"}}))
-                assert await closed_with(b) == (1013, "too many sessions for this key; try again later")
+                assert await closed_with(b) == (1013, "too many sessions for this key or address; try again later")

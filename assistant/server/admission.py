@@ -17,7 +17,7 @@ from assistant.server.tokens import EphemeralToken, TokenStore
 from assistant.session import Transport
 
 TRY_AGAIN_REASON = "server busy: too many sessions; try again later"
-TRY_AGAIN_KEY_REASON = "too many sessions for this key; try again later"
+TRY_AGAIN_KEY_REASON = "too many sessions for this key or address; try again later"
 
 
 class SessionLimits:
