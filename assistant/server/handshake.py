@@ -114,9 +114,11 @@ class BodyReadingProtocol(ServerProtocol):
 class LiveConnection(ServerConnection):
     """A server connection whose handshake parser is ``BodyReadingProtocol``.
 
-    ``serve`` passes the protocol it built; this takes its message limit and
-    logger and builds the body-reading one in its place. The server passes
-    its rule and limit by subclassing (see ``connection_class``).
+    ``serve`` passes the protocol it built; this builds the body-reading one
+    in its place with the same origins, extensions, subprotocols, message
+    limit and logger (a ``select_subprotocol`` callback is not carried over;
+    the server uses none). The server passes its rule and limit by
+    subclassing (see ``connection_class``).
     """
 
     takes_body: BodyRule = staticmethod(lambda method, path: False)  # type: ignore[assignment]
@@ -124,6 +126,9 @@ class LiveConnection(ServerConnection):
 
     def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
         replacement = BodyReadingProtocol(
+            origins=protocol.origins,
+            extensions=protocol.available_extensions,
+            subprotocols=protocol.available_subprotocols,
             max_size=(protocol.max_message_size, protocol.max_fragment_size),
             logger=protocol.logger,
             takes_body=type(self).takes_body,
