@@ -24,6 +24,7 @@ from websockets.exceptions import InvalidStatus
 from assistant.server import DEFAULT_LIVE_PATH, LiveServer
 from assistant.server.access import AccessPolicy, certificate_names, default_allowed_hosts, host_name
 from assistant.server.admission import SessionLimits
+from assistant.server.app import HANDSHAKE_TIMEOUT_S
 from assistant.server.tokens import MemoryTokenStore, TokenRefused, TokenRequestError
 from tests.conftest import ServerFactory
 from tests.support.scripted import ScriptedBackend, ScriptedSession
@@ -452,3 +453,17 @@ async def test_without_a_key_sessions_are_counted_per_client_address(live_server
             async with connect(live_url(server)) as b:
                 await b.send(json.dumps({"setup": {"model": "m"}}))
                 assert await closed_with(b) == (1013, "too many sessions for this key or address; try again later")
+
+
+@pytest.mark.slow
+async def test_a_body_that_never_arrives_is_cut_off(live_server: ServerFactory) -> None:
+    """A trickling client holds a connection for the handshake timeout at most, then loses it."""
+    async with live_server(ScriptedBackend(echo), api_key=KEY) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        head = "POST /v1alpha/auth_tokens HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{"
+        writer.write(head.encode())
+        started = time.monotonic()
+        assert await asyncio.wait_for(reader.read(), HANDSHAKE_TIMEOUT_S + 5) == b""
+        assert HANDSHAKE_TIMEOUT_S - 1 < time.monotonic() - started < HANDSHAKE_TIMEOUT_S + 5
+        writer.close()
+        assert (await raw_http(server, get("/config.json", HOST))).status == 200

@@ -56,6 +56,8 @@ LIVE_PATH = re.compile(
 DEFAULT_LIVE_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 SETUP_GRACE_S = 5.0
+# A request, its small body included, must arrive within this; a client that trickles bytes is cut off.
+HANDSHAKE_TIMEOUT_S = 10.0
 PERSONAS_PATH = "/personas.json"
 CONFIG_PATH = "/config.json"
 TOKENS_PATH = re.compile(r"^/+v1(?:alpha|beta)?/auth_tokens$")
@@ -220,6 +222,7 @@ class LiveServer:
             max_size=self.config.max_message_bytes,
             compression=None,  # base64 PCM barely compresses; deflate would only cost CPU and latency
             server_header="assistant",
+            open_timeout=HANDSHAKE_TIMEOUT_S,
             create_connection=connection_class(lambda method, path: method == "POST" and _is_tokens_path(path)),
         )
 
