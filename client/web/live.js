@@ -47,11 +47,11 @@ export class AccessError extends Error {}
  * cookie, and when the server says it wants keys (`/config.json`), each
  * connection gets a fresh single-use token minted with that cookie.
  */
-export async function connectionUrl(location = window.location, extra = {}, fetcher = globalThis.fetch) {
-  const config = await (await fetcher("/config.json", { cache: "no-store" })).json();
+export async function connectionUrl(location = window.location, extra = {}) {
+  const config = await (await fetch("/config.json", { cache: "no-store" })).json();
   if (config.auth !== "token") return liveUrl(location, extra);
   if (!config.signedIn) throw new AccessError(NOT_SIGNED_IN);
-  const response = await fetcher(TOKEN_PATH, {
+  const response = await fetch(TOKEN_PATH, {
     method: "POST",
     credentials: "same-origin",
     headers: { "Content-Type": "application/json" },
