@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from assistant.server import LiveServer, ServerConfig
+from assistant.server.tokens import TokenStore
 from assistant.session import Backend, MemoryResumptionStore, ProfileResolver, ResumptionStore, ServerTools
 
 
@@ -114,6 +115,7 @@ def live_server() -> ServerFactory:
         tools: ServerTools | None = None,
         profiles: ProfileResolver | None = None,
         persona_catalog: Callable[[], dict[str, Any]] | None = None,
+        tokens: TokenStore | None = None,
         **overrides: object,
     ) -> AsyncIterator[LiveServer]:
         base = config or ServerConfig()
@@ -124,6 +126,7 @@ def live_server() -> ServerFactory:
             tools=tools,
             profiles=profiles,
             persona_catalog=persona_catalog,
+            tokens=tokens,
         )
         await server.start()
         try:

@@ -72,7 +72,8 @@ async def test_pastra_page_json_works_unchanged(live_server: ServerFactory) -> N
         await s.closed.wait()
 
     backend = ScriptedBackend(script)
-    async with live_server(backend, api_key="pastra-key") as server:
+    # Pastra's page runs on its own dev server, so the operator allows that origin.
+    async with live_server(backend, api_key="pastra-key", allowed_origins=["http://localhost:8000"]) as server:
         path = "/ws/google.ai.generativelanguage.v1alpha.GenerativeService.BidiGenerateContent"
         async with connect(url(server, path, "?key=pastra-key"), origin="http://localhost:8000") as ws:  # type: ignore[arg-type]
             await ws.send(
@@ -150,8 +151,8 @@ async def test_unknown_path_is_404(live_server: ServerFactory) -> None:
 @pytest.mark.parametrize(
     ("origin", "allowed", "status"),
     [
-        ("http://localhost:5173", [], None),
-        ("http://127.0.0.1:3000", [], None),
+        ("http://localhost:5173", [], 403),  # another loopback origin is another site
+        ("http://127.0.0.1:3000", [], 403),
         ("https://evil.example", [], 403),
         ("https://app.example", ["https://app.example"], None),
         ("https://other.example", ["*"], None),
@@ -172,8 +173,8 @@ async def test_origin_allowlist(
 
 
 async def test_same_origin_page_is_allowed(live_server: ServerFactory) -> None:
-    async with live_server(ScriptedBackend(echo), host="127.0.0.1") as server:
-        # A page served by this server under a LAN name: its Origin matches the Host it asked for.
+    async with live_server(ScriptedBackend(echo), host="127.0.0.1", allowed_hosts=["assistant.lan"]) as server:
+        # A page served by this server under a LAN name (--allow-host): its Origin matches the Host it asked for.
         sock = socket.create_connection(("127.0.0.1", server.port))
         lan_url = f"ws://assistant.lan:{server.port}{DEFAULT_LIVE_PATH}"
         async with connect(lan_url, sock=sock, origin=f"http://assistant.lan:{server.port}") as ws:  # type: ignore[arg-type]

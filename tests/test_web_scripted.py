@@ -425,25 +425,6 @@ async def test_a_server_that_forgot_the_conversation_gets_a_new_one(restarting: 
     assert [session.request.history for session in second_backend.sessions] == [[]]
 
 
-async def test_access_key_comes_from_the_page_address(live_server: ServerFactory) -> None:
-    async def script(session: ScriptedSession) -> None:
-        await session.closed.wait()
-
-    async with live_server(ScriptedBackend(script), static_dir=WEB, api_key="sesame") as server:
-        async with chromium(f"http://127.0.0.1:{server.port}/") as browsing:
-            await start_talking_without_key(browsing)
-            await browsing.page.goto(f"http://127.0.0.1:{server.port}/?key=sesame")
-            await start_talking(browsing)
-
-
-async def start_talking_without_key(browsing: Browsing) -> None:
-    """Without the key the server refuses with 1008; the page says why and stops retrying."""
-    await browsing.page.click("#start")
-    stats = await browsing.wait_for_stats(lambda s: s["state"] == "failed", "the refusal")
-    assert stats["handle"] is None
-    assert "API key not valid" in await browsing.page.inner_text("#status-text")
-
-
 async def test_go_away_moves_to_a_new_connection_once_the_turn_has_a_handle(live_server: ServerFactory) -> None:
     async def script(session: ScriptedSession) -> None:
         if session.request.history:  # the connection the page moved to

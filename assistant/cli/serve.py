@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from assistant.logs import configure_logging
 from assistant.paths import data_dir
 from assistant.personas.profiles import PersonaProfiles
 from assistant.server import LiveServer, ServerConfig
+from assistant.server.access import is_loopback
 from assistant.server.app import DEFAULT_MAX_MESSAGE_BYTES
 from assistant.session import (
     Backend,
@@ -47,11 +50,29 @@ def register(subparsers: Any) -> None:
         "serve",
         help="serve the Live protocol and the browser client",
         description="Serve the Gemini Live protocol over websockets, and the browser client at /.",
+        epilog=SAFETY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_serve_arguments(parser)
     add_server_tool_arguments(parser)
     add_backend_arguments(parser)
     parser.set_defaults(handler=run)
+
+
+SAFETY_EPILOG = """\
+running it safely:
+  On 127.0.0.1 (the default) only this machine can connect, and no key is needed.
+  With --host 0.0.0.0 (phones on the LAN) the server makes an access key unless you give one,
+  and prints the page's URL with ?key=; the page trades it for a cookie and connects with
+  short-lived ephemeral tokens. Requests must name an allowed host (loopback, the listen
+  address, the certificate's names, the address the client reached, or --allow-host), which
+  stops DNS rebinding. Browsers need TLS (--tls-cert/--tls-key) for the microphone anywhere
+  but localhost. Behind a reverse proxy that terminates TLS, keep --host 127.0.0.1, give
+  --api-key (through the proxy every client looks local) and add the public name with
+  --allow-host. --no-auth turns the key off: anyone who reaches the port
+  spends your backend and reads the assistant's memory and documents through its tools.
+  See "Security and threat model" in README.md.
+"""
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,14 +83,41 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-key",
         default=os.environ.get("ASSISTANT_API_KEY"),
-        help="access key clients must send (x-goog-api-key header or ?key=); default $ASSISTANT_API_KEY",
+        help="access key clients must send (x-goog-api-key header or ?key=); default $ASSISTANT_API_KEY, else "
+        "one made at start when listening beyond loopback",
+    )
+    parser.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="no access key even beyond loopback: anyone who reaches the port may use the assistant (unsafe)",
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name to answer besides loopback, the listen address, the TLS certificate's names and the "
+        "address a client reached (repeatable; * for any, which gives up the DNS-rebinding check)",
     )
     parser.add_argument(
         "--allow-origin",
         action="append",
         default=[],
         metavar="ORIGIN",
-        help="browser origin allowed besides the same origin and localhost (repeatable; * for any)",
+        help="browser origin allowed besides the server's own (repeatable; * for any)",
+    )
+    parser.add_argument(
+        "--max-sessions",
+        type=positive_int,
+        metavar="N",
+        help="live sessions at most; more are closed with 1013 (try again later) (default: no limit)",
+    )
+    parser.add_argument(
+        "--max-sessions-per-key",
+        type=positive_int,
+        metavar="N",
+        help="live sessions at most per access key or the key that minted a token (per client address without "
+        "a key); more are closed with 1013 (default: no limit)",
     )
     parser.add_argument(
         "--max-message-bytes",
@@ -93,6 +141,36 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default %(default)s"
     )
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def access_key(args: argparse.Namespace) -> str | None:
+    """The key clients must send: the one given, else a new one when the server is reachable beyond loopback.
+
+    Like Jupyter: reachable from other machines means a key, unless the
+    operator says ``--no-auth`` (and is warned).
+    """
+    if args.no_auth:
+        if args.api_key:
+            raise ValueError("--no-auth and --api-key contradict each other; give one")
+        if not is_loopback(args.host):
+            print(
+                f"assistant: WARNING: --no-auth on {args.host}: anyone who can reach port {args.port} can talk to "
+                "the assistant, spend its backend and read its memory and documents through its tools",
+                file=sys.stderr,
+            )
+        return None
+    if args.api_key:
+        return str(args.api_key)
+    if is_loopback(args.host):
+        return None
+    return secrets.token_urlsafe(24)
 
 
 def build_store(args: argparse.Namespace) -> ResumptionStore:
@@ -173,8 +251,11 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         port=args.port,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
-        api_key=args.api_key or None,
+        api_key=access_key(args),
         allowed_origins=args.allow_origin,
+        allowed_hosts=args.allow_host,
+        max_sessions=args.max_sessions,
+        max_sessions_per_key=args.max_sessions_per_key,
         max_message_bytes=args.max_message_bytes,
         static_dir=default_static_dir(),
     )
@@ -209,7 +290,13 @@ async def serve_with(
     persona = f", persona {profiles.default}" if profiles.default else ""
     print(f"assistant: {name} backend ready, {len(tools.declarations())} server tools{persona}", file=sys.stderr)
     print(f"  Live endpoint  {server.live_url}", file=sys.stderr)
-    print(f"  browser client {http}://{args.host}:{server.port}/", file=sys.stderr, flush=True)
+    print(f"  browser client {page_url(http, args.host, server.port, config.api_key)}", file=sys.stderr)
+    lan = lan_address() if args.host in ("0.0.0.0", "::", "") else None
+    if lan is not None:
+        print(f"  on the LAN     {page_url(http, lan, server.port, config.api_key)}", file=sys.stderr)
+    sys.stderr.flush()
+    if config.api_key is not None and not args.api_key:
+        print("  access key made for this run; give --api-key or $ASSISTANT_API_KEY to keep one", file=sys.stderr)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -220,6 +307,23 @@ async def serve_with(
     finally:
         logger.info("shutting down")
         await server.stop()
+
+
+def page_url(scheme: str, host: str, port: int, key: str | None) -> str:
+    """The page's address as the operator should open it: with ``?key=`` when there is a key."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else "[::1]" if host == "::" else host
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"
+    return f"{scheme}://{shown}:{port}/" + (f"?key={key}" if key else "")
+
+
+def lan_address() -> str | None:
+    """This machine's address on its default route (a UDP "connect" sends nothing), for the LAN URL."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # TEST-NET-1: never answered, only routed
+        address = str(probe.getsockname()[0])
+        return None if address.startswith("127.") else address
+    return None
 
 
 def run(args: argparse.Namespace) -> int:

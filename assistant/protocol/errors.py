@@ -20,6 +20,7 @@ class CloseCode(IntEnum):
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013
 
 
 # RFC 6455 limits a close frame's reason to 123 bytes of UTF-8.

@@ -3,7 +3,7 @@
 
 import { Microphone } from "./audio/capture.js";
 import { Player } from "./audio/playback.js";
-import { LiveClient, audioRate, fromBase64, liveUrl } from "./live.js";
+import { LiveClient, audioRate, connectionUrl, fromBase64 } from "./live.js";
 import { VOICES, buildSetup, fetchPersonas, loadSettings, saveSettings } from "./settings.js";
 import { runTool } from "./tools.js";
 import { Transcript } from "./transcript.js";
@@ -37,9 +37,10 @@ const ui = {
 
 const settings = loadSettings();
 const transcript = new Transcript(ui.log);
-// Each connection asks for the chosen persona, and for the activity of the tools the server runs itself.
+// Each connection asks for the chosen persona, and for the activity of the tools the server runs itself;
+// a server with a key gets a fresh ephemeral token each time.
 const client = new LiveClient({
-  url: () => liveUrl(window.location, { persona: settings.persona, events: "tools" }),
+  url: () => connectionUrl(window.location, { persona: settings.persona, events: "tools" }),
   buildSetup: (handle) => buildSetup(settings, handle),
 });
 const personas = fetchPersonas(); // what the settings' persona picker offers

@@ -9,26 +9,58 @@
 // stale audio is worse than lost audio in a live conversation.
 
 export const LIVE_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent";
+// Ephemeral tokens work on v1alpha's constrained method, as with Gemini and its JS SDK.
+export const CONSTRAINED_PATH = "/ws/google.ai.generativelanguage.v1alpha.GenerativeService.BidiGenerateContentConstrained";
+export const TOKEN_PATH = "/v1alpha/auth_tokens";
 
 const RETRY_DELAYS_MS = [250, 500, 1000, 2000, 4000, 8000];
 // Reconnecting cannot fix these: a bad key, a refused origin, a message the server cannot take.
 const FATAL_CLOSE_CODES = new Set([1003, 1007, 1008, 1009]);
 const UNKNOWN_HANDLE = /sessionResumption\.handle/;
+// The server closes a token's connection when the token expires or cannot open one: ask for a new token.
+const TOKEN_REFUSED = /ephemeral token/;
 const HANDLE_STORAGE_KEY = "assistant.resumption-handle";
 
 /**
- * The Live endpoint on the page's own origin, with the page's `?key=` if it has one.
- * `extra` adds this project's own parameters when they are set: `persona` (the
- * server's personas) and `events` (`"tools"`: server-side tool activity).
+ * The Live endpoint on the page's own origin. `extra` adds parameters when
+ * they are set: `access_token` (an ephemeral token, on the constrained path),
+ * and this project's own `persona` (the server's personas) and `events`
+ * (`"tools"`: server-side tool activity).
  */
 export function liveUrl(location = window.location, extra = {}) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const params = new URLSearchParams();
-  const key = new URLSearchParams(location.search).get("key");
-  if (key) params.set("key", key);
   for (const [name, value] of Object.entries(extra)) if (value) params.set(name, value);
   const query = params.toString();
-  return `${scheme}//${location.host}${LIVE_PATH}${query ? `?${query}` : ""}`;
+  const path = extra.access_token ? CONSTRAINED_PATH : LIVE_PATH;
+  return `${scheme}//${location.host}${path}${query ? `?${query}` : ""}`;
+}
+
+const NOT_SIGNED_IN = "this server needs its access key: open the address it printed, with ?key=";
+
+/** Why the page cannot get a token; the status line shows the message. */
+export class AccessError extends Error {}
+
+/**
+ * The Live endpoint for the next connection. The page never holds the
+ * server's long-lived key: opening `/?key=K` traded it for an HttpOnly
+ * cookie, and when the server says it wants keys (`/config.json`), each
+ * connection gets a fresh single-use token minted with that cookie.
+ */
+export async function connectionUrl(location = window.location, extra = {}) {
+  const config = await (await fetch("/config.json", { cache: "no-store" })).json();
+  if (config.auth !== "token") return liveUrl(location, extra);
+  if (!config.signedIn) throw new AccessError(NOT_SIGNED_IN);
+  const response = await fetch(TOKEN_PATH, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ uses: 1 }),
+  });
+  if (response.status === 401) throw new AccessError(NOT_SIGNED_IN);
+  if (!response.ok) throw new AccessError(`the server gave no token (HTTP ${response.status})`);
+  const token = await response.json();
+  return liveUrl(location, { ...extra, access_token: token.name });
 }
 
 /** Standard base64 of a byte buffer (what the server expects from browsers). */
@@ -57,8 +89,9 @@ export function audioRate(mimeType, fallback = 24000) {
 export class LiveClient extends EventTarget {
   /**
    * @param {object} options
-   * @param {string | (() => string)} options.url the Live endpoint (see `liveUrl`), or a function that
-   *   gives it for each connection (settings such as the persona travel in it)
+   * @param {string | (() => string | Promise<string>)} options.url the Live endpoint (see `liveUrl`), or a
+   *   function that gives it for each connection (settings such as the persona, and a fresh token, travel in
+   *   it); an `AccessError` it throws ends the connection attempts with that message
    * @param {(handle: string|null) => object} options.buildSetup the `setup` body for a connection
    * @param {Storage} [options.storage] where the handle outlives a page reload (sessionStorage)
    */
@@ -149,10 +182,27 @@ export class LiveClient extends EventTarget {
 
   // -- internals -------------------------------------------------------------
 
-  #open() {
+  async #open() {
     const resuming = Boolean(this.handle);
     this.#setState(this.attempt > 0 || this.state === "reconnecting" ? "reconnecting" : "connecting");
-    const socket = new WebSocket(typeof this.url === "function" ? this.url() : this.url);
+    const opening = { close() {} }; // stands for the socket while the URL (a token) is on its way
+    this.socket = opening;
+    let url;
+    try {
+      url = typeof this.url === "function" ? await this.url() : this.url;
+    } catch (error) {
+      if (this.socket !== opening) return;
+      this.socket = null;
+      if (error instanceof AccessError) {
+        this.wanted = false;
+        this.#setState("failed", { code: null, reason: error.message });
+      } else {
+        this.#closed(1006, `could not reach the server: ${error.message}`);
+      }
+      return;
+    }
+    if (this.socket !== opening) return;
+    const socket = new WebSocket(url);
     socket.binaryType = "arraybuffer";
     this.socket = socket;
     this.unsaved = false;
@@ -226,7 +276,7 @@ export class LiveClient extends EventTarget {
       this.#open();
       return;
     }
-    if (FATAL_CLOSE_CODES.has(code)) {
+    if (FATAL_CLOSE_CODES.has(code) && !(code === 1008 && TOKEN_REFUSED.test(reason))) {
       this.wanted = false;
       this.#setState("failed", { code, reason });
       return;

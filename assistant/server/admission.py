@@ -1,0 +1,95 @@
+"""Letting a websocket in: session limits, and the setup an ephemeral token allows.
+
+``SessionLimits`` counts live sessions, in all and per principal (the access
+key, the key that minted a token, or the client's address when the server
+has no key), so one client cannot take every slot. ``TokenGate`` reads the
+first message of a token's connection, spends a use (a resumption spends
+none, as on Gemini), puts the token's constraints over the client's setup,
+and hands the session that setup as if the client had sent it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from assistant.server.tokens import EphemeralToken, TokenStore
+from assistant.session import Transport
+
+TRY_AGAIN_REASON = "server busy: too many sessions; try again later"
+TRY_AGAIN_KEY_REASON = "too many sessions for this key or address; try again later"
+
+
+class SessionLimits:
+    """At most ``total`` live sessions, and at most ``per_principal`` for any one principal (None: no limit)."""
+
+    def __init__(self, total: int | None = None, per_principal: int | None = None) -> None:
+        self.total = total
+        self.per_principal = per_principal
+        self._live: Counter[str] = Counter()
+
+    def admit(self, principal: str) -> str | None:
+        """Count a new session for ``principal``; the refusal reason (close 1013) when over a limit."""
+        if self.total is not None and sum(self._live.values()) >= self.total:
+            return TRY_AGAIN_REASON
+        if self.per_principal is not None and self._live[principal] >= self.per_principal:
+            return TRY_AGAIN_KEY_REASON
+        self._live[principal] += 1
+        return None
+
+    def release(self, principal: str) -> None:
+        self._live[principal] -= 1
+        if self._live[principal] <= 0:
+            del self._live[principal]
+
+    def live(self, principal: str | None = None) -> int:
+        return self._live[principal] if principal is not None else sum(self._live.values())
+
+
+class TokenGate:
+    """A ``Transport`` whose first frame is the client's setup, redeemed against a token and constrained.
+
+    ``open`` must be called before the session reads; it raises
+    ``TokenRefused`` (the close reason) when the token cannot open a session.
+    """
+
+    def __init__(self, inner: Transport, store: TokenStore, token_name: str) -> None:
+        self.inner = inner
+        self.peer = inner.peer
+        self.store = store
+        self.token_name = token_name
+        self._first: str | bytes | None = None
+
+    def open(self, first_frame: str | bytes) -> EphemeralToken:
+        """Redeem the token for this setup and keep the setup it allows, to be the session's first frame."""
+        message = _json_object(first_frame)
+        setup = message.get("setup") if message is not None else None
+        if not isinstance(setup, dict):
+            # Not a setup the token could constrain: spend a use anyway and let the session explain.
+            self._first = first_frame
+            return self.store.redeem(self.token_name, resuming=False)
+        resumption = setup.get("sessionResumption") or setup.get("session_resumption")
+        resuming = isinstance(resumption, dict) and bool(resumption.get("handle"))
+        token = self.store.redeem(self.token_name, resuming=resuming)
+        self._first = json.dumps({"setup": token.constrain(setup)})
+        return token
+
+    async def recv(self) -> str | bytes:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return await self.inner.recv()
+
+    async def send(self, data: bytes) -> None:
+        await self.inner.send(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self.inner.close(code, reason)
+
+
+def _json_object(frame: str | bytes) -> dict[str, object] | None:
+    try:
+        value = json.loads(frame)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
