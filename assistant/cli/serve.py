@@ -12,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from assistant.backends import BackendUnavailable, add_backend_arguments, create_backend, resolve_backend_name
 from assistant.config import add_config_argument
@@ -26,13 +27,14 @@ from assistant.session import (
     Backend,
     MemoryResumptionStore,
     NoServerTools,
-    ResumptionStore,
     ServerTools,
     SqliteResumptionStore,
     UnknownProfile,
 )
+from assistant.session.stores import ConversationStore
 
 logger = logging.getLogger("assistant.serve")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 def default_static_dir() -> Path:
@@ -91,14 +93,30 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--resumption-db", type=Path, help="SQLite file for handles (default: in the data dir)")
     parser.add_argument(
+        "--store",
+        default=os.environ.get("ASSISTANT_STORE"),
+        metavar="URL",
+        help="a Redis server that several server processes share (redis://host:port/db): resumption handles, "
+        "late tool results, session counts; overrides --resumption-store (default $ASSISTANT_STORE)",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default %(default)s"
     )
 
 
-def build_store(args: argparse.Namespace) -> ResumptionStore:
+def build_store(args: argparse.Namespace) -> ConversationStore:
+    """The Redis store of ``--store``, else handles in SQLite or memory with late results and counts in memory."""
+    if args.store:
+        if urlsplit(args.store).scheme not in REDIS_SCHEMES:
+            raise ValueError(f"--store takes a Redis URL ({', '.join(s + '://' for s in REDIS_SCHEMES)})")
+        try:
+            from assistant.session.redis_store import RedisConversationStore
+        except ModuleNotFoundError as exc:
+            raise ValueError(f"--store needs {exc.name}; install live-assistant[redis]") from None
+        return RedisConversationStore(args.store)
     if args.resumption_store == "memory":
-        return MemoryResumptionStore()
-    return SqliteResumptionStore(args.resumption_db or data_dir() / "sessions.sqlite3")
+        return ConversationStore(MemoryResumptionStore())
+    return ConversationStore(SqliteResumptionStore(args.resumption_db or data_dir() / "sessions.sqlite3"))
 
 
 def add_server_tool_arguments(parser: argparse.ArgumentParser) -> None:
@@ -201,10 +219,22 @@ async def serve_with(
     tools: ServerTools,
     profiles: PersonaProfiles,
 ) -> None:
+    store = build_store(args)
+    await store.start()
     server = LiveServer(
-        config, backend, store=build_store(args), tools=tools, profiles=profiles, persona_catalog=profiles.catalog
+        config,
+        backend,
+        store=store.resumption,
+        late_results=store.late_results,
+        tools=tools,
+        profiles=profiles,
+        persona_catalog=profiles.catalog,
     )
-    await server.start()
+    try:
+        await server.start()
+    except BaseException:
+        await store.aclose()
+        raise
     http = "https" if server.scheme == "wss" else "http"
     persona = f", persona {profiles.default}" if profiles.default else ""
     print(f"assistant: {name} backend ready, {len(tools.declarations())} server tools{persona}", file=sys.stderr)
@@ -220,6 +250,7 @@ async def serve_with(
     finally:
         logger.info("shutting down")
         await server.stop()
+        await store.aclose()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ from websockets.http11 import Request, Response
 from assistant.protocol import CloseCode
 from assistant.session import (
     Backend,
+    LateResultRouter,
     LateResults,
     ProfileResolver,
     ResumptionStore,
@@ -169,8 +170,10 @@ class LiveServer:
         tools: ServerTools | None = None,
         profiles: ProfileResolver | None = None,
         persona_catalog: Callable[[], dict[str, Any]] | None = None,
+        late_results: LateResultRouter | None = None,
     ) -> None:
-        """``persona_catalog`` lists the personas clients may choose, served as ``/personas.json``."""
+        """``persona_catalog`` lists the personas clients may choose, served as ``/personas.json``;
+        ``late_results`` is shared with other processes when the conversation store is (Redis)."""
         self.config = config
         self.backend = backend
         self.store = store
@@ -178,7 +181,7 @@ class LiveServer:
         self.profiles = profiles
         self.persona_catalog = persona_catalog
         self.sessions: set[Session] = set()
-        self.late_results = LateResults()  # a timer set over one connection fires into the next
+        self.late_results = late_results or LateResults()  # a timer set over one connection fires into the next
         self._server: Server | None = None
 
     @property

@@ -61,10 +61,16 @@ from assistant.protocol.events import audio_rate_from_mime
 from assistant.protocol.models import ServerToolActivity
 from assistant.session.backend import Backend, BackendError, BackendSession, SessionRequest
 from assistant.session.history import ConversationLog
-from assistant.session.late import LateResults
+from assistant.session.late import LateResultRouter, LateResults
 from assistant.session.profiles import ProfileResolver, SessionProfile, UnknownProfile
 from assistant.session.queues import FlowQueue, QueueClosed
-from assistant.session.resumption import DEFAULT_HANDLE_TTL_S, ResumptionStore, SavedSession, new_handle
+from assistant.session.resumption import (
+    DEFAULT_HANDLE_TTL_S,
+    ResumptionStore,
+    SavedSession,
+    StoreUnavailable,
+    new_handle,
+)
 from assistant.session.tools import NoServerTools, ServerTools, ToolContext
 from audio.resample import StreamResampler
 
@@ -208,7 +214,7 @@ class Session:
         profiles: ProfileResolver | None = None,
         requested_profile: str | None = None,
         observe_tools: bool = False,
-        late_results: LateResults | None = None,
+        late_results: LateResultRouter | None = None,
     ) -> None:
         self.id = session_id or secrets.token_hex(4)
         self.conversation_id = self.id  # a resumed session takes over its conversation's id
@@ -240,7 +246,7 @@ class Session:
         self._observe_tools = observe_tools
         self.profile: SessionProfile | None = None
         self._turn_clock = TurnClock(clock)
-        self._late = late_results or LateResults()
+        self._late: LateResultRouter = late_results or LateResults()
         self._receive_late = self._deliver_tool_response  # one bound method: LateResults knows it by identity
 
     # -- lifecycle -----------------------------------------------------------
@@ -296,7 +302,7 @@ class Session:
         request = await self._session_request(message.setup)
         self._backend_session = await self.backend.open(request)
         await self.transport.send(encode_message(ServerMessage(setup_complete=SetupComplete(session_id=self.id))))
-        for response in self._late.attach(self.conversation_id, self._receive_late):
+        for response in await self._late.attach(self.conversation_id, self._receive_late):
             self.log.info("delivering the late result of %s that came while the client was away", response.name)
             await self._deliver_tool_response(response)
         self.log.info(
@@ -314,7 +320,13 @@ class Session:
         profile_name = self._requested_profile
         handle = setup.session_resumption.handle if setup.session_resumption else None
         if handle:
-            saved = await self.store.load(handle)
+            try:
+                saved = await self.store.load(handle)
+            except StoreUnavailable:
+                raise ProtocolError(
+                    "the conversation store is unreachable for now; resume with the same handle in a moment",
+                    CloseCode.INTERNAL_ERROR,
+                ) from None
             if saved is None:
                 raise ProtocolError(
                     "sessionResumption.handle is unknown or expired; "
@@ -387,7 +399,9 @@ class Session:
 
     async def _release(self) -> None:
         resumable = self._handle is not None  # the client holds a handle it may come back with
-        self._late.detach(self.conversation_id, self._receive_late, self.settings.handle_ttl_s if resumable else None)
+        await self._late.detach(
+            self.conversation_id, self._receive_late, self.settings.handle_ttl_s if resumable else None
+        )
         self.inbound.close()
         self.outbound.close()
         for task in self._server_calls.values():
@@ -623,13 +637,19 @@ class Session:
             profile=self.profile.name if self.profile is not None else None,
             conversation=self.conversation_id,
         )
-        await self.store.save(handle, saved, self.settings.handle_ttl_s)
-        if self._handle is not None:
-            await self.store.delete(self._handle)
-        self._handle = handle
+        try:
+            await self.store.save(handle, saved, self.settings.handle_ttl_s)
+        except StoreUnavailable:
+            # The store logged the outage once; the conversation goes on, and the client keeps the handle it has.
+            await self._send(ServerMessage(session_resumption_update=SessionResumptionUpdate(resumable=False)))
+            return
+        previous, self._handle = self._handle, handle
         await self._send(
             ServerMessage(session_resumption_update=SessionResumptionUpdate(new_handle=handle, resumable=True))
         )
+        if previous is not None:
+            with contextlib.suppress(StoreUnavailable):  # then the superseded handle expires by itself
+                await self.store.delete(previous)
 
     async def _write_client(self) -> None:
         while True:
