@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 
@@ -26,16 +25,6 @@ from assistant.tools.builtin.timers import Timers
 from tests.support.redis_server import RedisServer
 from tests.support.scripted import Script, ScriptedBackend, ScriptedSession
 from tests.support.tools import Client, ManualClock, answer_texts, collect_responses
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @asynccontextmanager

@@ -18,7 +18,7 @@ from assistant.backends import BackendUnavailable, add_backend_arguments, create
 from assistant.config import add_config_argument
 from assistant.knowledge.service import KnowledgeService
 from assistant.knowledge.store import KnowledgeError
-from assistant.logs import configure_logging
+from assistant.logs import LOG_FORMATS, configure_logging
 from assistant.paths import data_dir
 from assistant.personas.profiles import PersonaProfiles
 from assistant.server import LiveServer, ServerConfig
@@ -101,6 +101,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default %(default)s"
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help="text lines, or one JSON object a line for log collectors (default %(default)s)",
     )
 
 
@@ -254,7 +260,7 @@ async def serve_with(
 
 
 def run(args: argparse.Namespace) -> int:
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     try:
         asyncio.run(serve(args))
     except (BackendUnavailable, UnknownProfile, KnowledgeError) as exc:

@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from assistant.protocol import CloseCode
+from assistant.server.ops import OPS_PATHS, Readiness, counted, ops_response
 from assistant.session import (
     Backend,
     LateResultRouter,
@@ -182,6 +183,7 @@ class LiveServer:
         self.persona_catalog = persona_catalog
         self.sessions: set[Session] = set()
         self.late_results = late_results or LateResults()  # a timer set over one connection fires into the next
+        self.readiness = Readiness(store)  # /readyz; drain sets readiness.draining
         self._server: Server | None = None
 
     @property
@@ -199,6 +201,8 @@ class LiveServer:
 
     async def start(self) -> None:
         await self.backend.start()
+        self.readiness.backend_started = True
+        await self.readiness.start()
         self._server = await serve(
             self._handle,
             self.config.host,
@@ -212,6 +216,7 @@ class LiveServer:
 
     async def stop(self) -> None:
         """Close the listener and every connection (1001), then release the backend."""
+        await self.readiness.stop()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -227,6 +232,8 @@ class LiveServer:
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         # Not urlsplit: it would read the "ws" of a doubled leading slash as a host name.
         path = unquote(request.path.partition("?")[0])
+        if path in OPS_PATHS:  # before any access check: load balancers carry no key
+            return ops_response(connection, path, self.readiness, self.config.api_key, presented_key(request))
         if LIVE_PATH.match(path):
             if not origin_allowed(
                 request.headers.get("origin"), request.headers.get("host"), self.config.allowed_origins
@@ -286,6 +293,7 @@ class LiveServer:
         )
         self.sessions.add(session)
         try:
-            await session.run()
+            with counted(session, self.backend.name):
+                await session.run()
         finally:
             self.sessions.discard(session)

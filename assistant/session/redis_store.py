@@ -43,6 +43,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from assistant import metrics
 from assistant.protocol import FunctionResponse
 from assistant.session.counts import MemorySessionCounter, SessionCounter, SessionSlot
 from assistant.session.late import MAX_HELD_PER_CONVERSATION, LateResultRouter, Receiver
@@ -94,7 +95,6 @@ class RedisConnection:
             health_check_interval=10,
         )
         self.available = True
-        self.errors = 0
 
     async def run(self, what: str, operation: Callable[[Redis], Awaitable[T]]) -> T:
         """``operation`` on the client; ``StoreUnavailable`` (logged once per outage) when Redis does not answer."""
@@ -107,7 +107,7 @@ class RedisConnection:
         return result
 
     def failed(self, what: str, exc: BaseException) -> None:
-        self.errors += 1
+        metrics.STORE_ERRORS.inc()
         if self.available:
             self.available = False
             logger.warning(

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from assistant import metrics
 from assistant.logs import SessionLogger
 from assistant.protocol import (
     INPUT_AUDIO_RATE,
@@ -181,11 +182,23 @@ class TurnClock:
             self.first_reply_at = self._clock()
         self.reply_audio_s += audio_s
 
+    def first_reply_s(self) -> float | None:
+        """Seconds from the end of the user's input to the first reply, when both happened this turn."""
+        if self.user_done_at is None or self.first_reply_at is None:
+            return None
+        return self.first_reply_at - self.user_done_at
+
+    def observe(self) -> None:
+        """Count the turn just finished in the process's metrics (before ``summary`` resets the clock)."""
+        metrics.TURNS.labels("interrupted" if self.interrupted else "complete").inc()
+        latency_s = self.first_reply_s()
+        if latency_s is not None:
+            metrics.STAGE_LATENCY.labels("first_reply").observe(latency_s)
+
     def summary(self, turn: int) -> str:
         """One log line for the turn just finished; resets for the next."""
-        latency = "n/a"
-        if self.user_done_at is not None and self.first_reply_at is not None:
-            latency = f"{(self.first_reply_at - self.user_done_at) * 1000:.0f} ms"
+        latency_s = self.first_reply_s()
+        latency = "n/a" if latency_s is None else f"{latency_s * 1000:.0f} ms"
         text = (
             f"turn {turn} {'interrupted' if self.interrupted else 'complete'}: "
             f"first reply {latency} after end of input, "
@@ -580,7 +593,9 @@ class Session:
         finally:
             self._server_calls.pop(call.id, None)
             self._server_call_names.pop(call.id, None)
-        self.log.info("server tool %s answered in %.0f ms", call.name, (time.perf_counter() - started) * 1000)
+        elapsed_s = time.perf_counter() - started
+        metrics.STAGE_LATENCY.labels("server_tool").observe(elapsed_s)
+        self.log.info("server tool %s answered in %.0f ms", call.name, elapsed_s * 1000)
         await self._deliver_tool_response(response.model_copy(update={"id": call.id, "name": call.name}))
 
     async def _late_result(self, response: FunctionResponse) -> None:
@@ -622,6 +637,7 @@ class Session:
 
     async def _complete_turn(self) -> None:
         self.stats.turns += 1
+        self._turn_clock.observe()
         self.log.info(self._turn_clock.summary(self.stats.turns))
         setup = self.client_setup
         if setup is None or setup.session_resumption is None or self._client_calls or self._server_calls:
@@ -638,7 +654,8 @@ class Session:
             conversation=self.conversation_id,
         )
         try:
-            await self.store.save(handle, saved, self.settings.handle_ttl_s)
+            with metrics.STAGE_LATENCY.labels("store_save").time():
+                await self.store.save(handle, saved, self.settings.handle_ttl_s)
         except StoreUnavailable:
             # The store logged the outage once; the conversation goes on, and the client keeps the handle it has.
             await self._send(ServerMessage(session_resumption_update=SessionResumptionUpdate(resumable=False)))
