@@ -17,6 +17,7 @@ import pytest
 
 from assistant.protocol import FunctionCall, FunctionResponse, ServerMessage
 from assistant.session import Session
+from assistant.session.counts import MemorySessionCounter
 from assistant.session.pipe import pipe
 from assistant.session.redis_store import RedisConversationStore, RedisSessionCounter, redacted
 from assistant.session.resumption import SavedSession, StoreUnavailable
@@ -287,3 +288,32 @@ async def test_a_timer_set_on_one_process_fires_into_the_conversation_live_on_an
             assert fired.response == {"output": {"status": "fired", "label": "tea"}}
             assert await client.ask("thanks") == "echo: thanks"
     await registry.aclose()
+
+
+async def test_the_memory_counter_counts_per_key_in_this_process() -> None:
+    counter = MemorySessionCounter()
+    first = await counter.acquire("key-1", limit=1)
+    assert first is not None and await counter.acquire("key-1", limit=1) is None
+    assert await counter.acquire("key-2", limit=1) is not None
+    await first.release()
+    await first.release()  # twice is harmless
+    assert await counter.count("key-1") == 0
+    assert await counter.acquire("key-1", limit=1) is not None
+
+
+async def test_while_redis_is_away_each_process_still_enforces_the_limit_itself(redis_server: RedisServer) -> None:
+    async with process_store(redis_server.url) as a:
+        redis_server.stop()
+        held = await a.session_counts.acquire("key-1", limit=1)
+        assert held is not None  # sessions go on
+        assert await a.session_counts.acquire("key-1", limit=1) is None  # within this process, the limit holds
+        await held.release()
+        assert await a.session_counts.acquire("key-1", limit=1) is not None
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "sqlite:///tmp/x.db"])
+def test_store_takes_only_a_redis_url(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from assistant.cli import main
+
+    assert main(["serve", "--backend", "local", "--store", url]) == 2
+    assert "--store takes a Redis URL (redis://, rediss://, unix://)" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import signal
@@ -110,15 +111,22 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_store(args: argparse.Namespace) -> None:
+    """A ``--store`` that is not a Redis URL, or without the redis extra, fails before anything loads."""
+    if not args.store:
+        return
+    if urlsplit(args.store).scheme not in REDIS_SCHEMES:
+        raise ValueError(f"--store takes a Redis URL ({', '.join(s + '://' for s in REDIS_SCHEMES)})")
+    if importlib.util.find_spec("redis") is None:
+        raise ValueError("--store needs the redis package; install live-assistant[redis]")
+
+
 def build_store(args: argparse.Namespace) -> ConversationStore:
     """The Redis store of ``--store``, else handles in SQLite or memory with late results and counts in memory."""
+    check_store(args)
     if args.store:
-        if urlsplit(args.store).scheme not in REDIS_SCHEMES:
-            raise ValueError(f"--store takes a Redis URL ({', '.join(s + '://' for s in REDIS_SCHEMES)})")
-        try:
-            from assistant.session.redis_store import RedisConversationStore
-        except ModuleNotFoundError as exc:
-            raise ValueError(f"--store needs {exc.name}; install live-assistant[redis]") from None
+        from assistant.session.redis_store import RedisConversationStore
+
         return RedisConversationStore(args.store)
     if args.resumption_store == "memory":
         return ConversationStore(MemoryResumptionStore())
@@ -207,6 +215,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
 async def serve(args: argparse.Namespace) -> None:
     config = server_config(args)
     config.ssl_context()  # a half-given TLS setup fails before anything loads
+    check_store(args)
     name = resolve_backend_name(args.backend)
     backend = create_backend(name, args)
     async with personas_and_knowledge(args) as (profiles, knowledge):
