@@ -35,7 +35,7 @@ STAGE_LATENCY = Histogram(
 )
 QUEUE_DROPS = Counter(
     "assistant_queue_drops",
-    "Messages a session's bounded queues shed (media first), by queue and kind.",
+    "Messages a session's bounded queues shed (media first), by queue and kind; counted as the session ends.",
     ["queue", "kind"],
     registry=REGISTRY,
 )

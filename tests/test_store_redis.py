@@ -93,6 +93,16 @@ async def test_a_late_result_reaches_the_live_session_on_another_process_at_once
         assert await b.late_results.held("c") == 0
 
 
+async def test_a_stray_message_on_a_process_channel_does_not_stop_its_listener(redis_server: RedisServer) -> None:
+    async with process_store(redis_server.url) as a, process_store(redis_server.url) as b:
+        inbox = Inbox()
+        await b.late_results.attach("c", inbox)
+        channel = f"assistant:late:node:{b.redis_late_results.node}"
+        assert await a.connection.client.publish(channel, "not a late result") == 1
+        await a.late_results.deliver("c", response("timer"))
+        assert await inbox.next() == response("timer")
+
+
 async def test_a_stale_session_ending_late_does_not_unhook_its_successor(redis_server: RedisServer) -> None:
     async with process_store(redis_server.url) as a, process_store(redis_server.url) as b:
         old, new = Inbox(), Inbox()

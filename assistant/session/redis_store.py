@@ -352,8 +352,12 @@ class RedisLateResults(LateResultRouter):
                 self._spawn(attachment.receiver(response))
 
     def _dispatch(self, data: str) -> None:
-        token, conversation, payload = data.split(" ", 2)
-        response = FunctionResponse.model_validate_json(payload)
+        try:
+            token, conversation, payload = data.split(" ", 2)
+            response = FunctionResponse.model_validate_json(payload)
+        except ValueError:  # pydantic's ValidationError is one: the listener must outlive a stray message
+            logger.warning("ignored a message on the late results channel that is not a late result")
+            return
         attachment = self._attached.get(token)
         if attachment is not None:
             self._spawn(attachment.receiver(response))
