@@ -135,6 +135,10 @@ async def test_a_conversation_survives_its_process_being_killed_behind_the_balan
             assert await heard(third) == "You're welcome."
             await third.close()
             survivor = next(p for p in processes if p.name == first_holder)
+            down = f"assistants/assistant{processes.index(second_holder) + 1} is DOWN"
+            async with asyncio.timeout(10):  # the /healthz checks take the dead process out
+                while not any(down in line for line in balancer.log):
+                    await asyncio.sleep(0.1)
             assert any("resumed after 2 turns" in line for line in survivor.log), "\n".join(survivor.log)
             fake.check()
         finally:
