@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,6 +16,7 @@ import pytest
 from assistant.server import LiveServer, ServerConfig
 from assistant.server.tokens import TokenStore
 from assistant.session import Backend, MemoryResumptionStore, ProfileResolver, ResumptionStore, ServerTools
+from tests.support.redis_server import RedisServer
 
 
 @pytest.fixture(autouse=True)
@@ -135,3 +136,15 @@ def live_server() -> ServerFactory:
             await server.stop()
 
     return start
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private ``redis-server`` on a free loopback port (``tests.support.redis_server``)."""
+    server = RedisServer(tmp_path / "redis")
+    server.folder.mkdir()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -36,23 +36,23 @@ async def test_a_late_result_goes_to_whichever_session_holds_the_conversation() 
     now = [0.0]
     late = LateResults(clock=lambda: now[0])
     first, second = Inbox(), Inbox()
-    assert late.attach("c", first) == []
+    assert await late.attach("c", first) == []
     await late.deliver("c", response("timer", 1))
-    late.detach("c", first, resumable_for_s=60)
+    await late.detach("c", first, resumable_for_s=60)
     await late.deliver("c", response("timer", 2))
     await late.deliver("c", response("reminder", 3))
-    assert late.held("c") == 2 and first.got == [response("timer", 1)]
-    assert late.attach("c", second) == [response("timer", 2), response("reminder", 3)]  # oldest first
+    assert await late.held("c") == 2 and first.got == [response("timer", 1)]
+    assert await late.attach("c", second) == [response("timer", 2), response("reminder", 3)]  # oldest first
     await late.deliver("c", response("timer", 4))
-    assert second.got == [response("timer", 4)] and late.held("c") == 0
+    assert second.got == [response("timer", 4)] and await late.held("c") == 0
 
 
 async def test_a_stale_session_ending_late_does_not_unhook_its_successor() -> None:
     late = LateResults()
     old, new = Inbox(), Inbox()
-    late.attach("c", old)
-    late.attach("c", new)  # the client came back before the server noticed the old connection drop
-    late.detach("c", old, resumable_for_s=None)
+    await late.attach("c", old)
+    await late.attach("c", new)  # the client came back before the server noticed the old connection drop
+    await late.detach("c", old, resumable_for_s=None)
     await late.deliver("c", response("timer"))
     assert new.got == [response("timer")] and old.got == []
 
@@ -60,17 +60,17 @@ async def test_a_stale_session_ending_late_does_not_unhook_its_successor() -> No
 async def test_results_nobody_can_come_back_for_are_let_go(caplog: pytest.LogCaptureFixture) -> None:
     now = [0.0]
     late = LateResults(clock=lambda: now[0])
-    late.attach("once", Inbox())
-    late.detach("once", late._mailboxes["once"].receiver, resumable_for_s=None)  # type: ignore[arg-type]
+    await late.attach("once", Inbox())
+    await late.detach("once", late._mailboxes["once"].receiver, resumable_for_s=None)  # type: ignore[arg-type]
     with caplog.at_level(logging.INFO, logger="assistant.session.late"):
         await late.deliver("once", response("timer"))
-    assert late.held("once") == 0 and "has nobody to go to" in caplog.text
+    assert await late.held("once") == 0 and "has nobody to go to" in caplog.text
     inbox = Inbox()
-    late.attach("resumable", inbox)
-    late.detach("resumable", inbox, resumable_for_s=60)
+    await late.attach("resumable", inbox)
+    await late.detach("resumable", inbox, resumable_for_s=60)
     await late.deliver("resumable", response("timer"))
     now[0] = 61.0  # the handle expired: nobody can resume any more
-    assert late.attach("resumable", Inbox()) == []
+    assert await late.attach("resumable", Inbox()) == []
 
 
 @asynccontextmanager
@@ -120,10 +120,10 @@ async def test_a_timer_that_fires_between_connections_is_told_to_the_resumed_one
         await clock.sleeping(1)
     await clock.advance(300)  # the tea is ready while the client is away
     if not resumable:
-        assert late.held(first.conversation_id) == 0  # no handle, nobody to come back: let go
+        assert await late.held(first.conversation_id) == 0  # no handle, nobody to come back: let go
         await registry.aclose()
         return
-    assert late.held(first.conversation_id) == 1
+    assert await late.held(first.conversation_id) == 1
     heard: list[FunctionResponse] = []
 
     async def hears_the_timer(s: ScriptedSession) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import secrets
@@ -14,12 +15,13 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from assistant.backends import BackendUnavailable, add_backend_arguments, create_backend, resolve_backend_name
 from assistant.config import add_config_argument
 from assistant.knowledge.service import KnowledgeService
 from assistant.knowledge.store import KnowledgeError
-from assistant.logs import configure_logging
+from assistant.logs import LOG_FORMATS, configure_logging
 from assistant.paths import data_dir
 from assistant.personas.profiles import PersonaProfiles
 from assistant.server import LiveServer, ServerConfig
@@ -29,13 +31,14 @@ from assistant.session import (
     Backend,
     MemoryResumptionStore,
     NoServerTools,
-    ResumptionStore,
     ServerTools,
     SqliteResumptionStore,
     UnknownProfile,
 )
+from assistant.session.stores import ConversationStore
 
 logger = logging.getLogger("assistant.serve")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 def default_static_dir() -> Path:
@@ -139,7 +142,20 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--resumption-db", type=Path, help="SQLite file for handles (default: in the data dir)")
     parser.add_argument(
+        "--store",
+        default=os.environ.get("ASSISTANT_STORE"),
+        metavar="URL",
+        help="a Redis server that several server processes share (redis://host:port/db): resumption handles, "
+        "late tool results, session counts; overrides --resumption-store (default $ASSISTANT_STORE)",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default %(default)s"
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help="text lines, or one JSON object a line for log collectors (default %(default)s)",
     )
 
 
@@ -173,10 +189,26 @@ def access_key(args: argparse.Namespace) -> str | None:
     return secrets.token_urlsafe(24)
 
 
-def build_store(args: argparse.Namespace) -> ResumptionStore:
+def check_store(args: argparse.Namespace) -> None:
+    """A ``--store`` that is not a Redis URL, or without the redis extra, fails before anything loads."""
+    if not args.store:
+        return
+    if urlsplit(args.store).scheme not in REDIS_SCHEMES:
+        raise ValueError(f"--store takes a Redis URL ({', '.join(s + '://' for s in REDIS_SCHEMES)})")
+    if importlib.util.find_spec("redis") is None:
+        raise ValueError("--store needs the redis package; install live-assistant[redis]")
+
+
+def build_store(args: argparse.Namespace) -> ConversationStore:
+    """The Redis store of ``--store``, else handles in SQLite or memory with late results and counts in memory."""
+    check_store(args)
+    if args.store:
+        from assistant.session.redis_store import RedisConversationStore
+
+        return RedisConversationStore(args.store)
     if args.resumption_store == "memory":
-        return MemoryResumptionStore()
-    return SqliteResumptionStore(args.resumption_db or data_dir() / "sessions.sqlite3")
+        return ConversationStore(MemoryResumptionStore())
+    return ConversationStore(SqliteResumptionStore(args.resumption_db or data_dir() / "sessions.sqlite3"))
 
 
 def add_server_tool_arguments(parser: argparse.ArgumentParser) -> None:
@@ -264,6 +296,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
 async def serve(args: argparse.Namespace) -> None:
     config = server_config(args)
     config.ssl_context()  # a half-given TLS setup fails before anything loads
+    check_store(args)
     name = resolve_backend_name(args.backend)
     backend = create_backend(name, args)
     async with personas_and_knowledge(args) as (profiles, knowledge):
@@ -282,10 +315,22 @@ async def serve_with(
     tools: ServerTools,
     profiles: PersonaProfiles,
 ) -> None:
+    store = build_store(args)
+    await store.start()
     server = LiveServer(
-        config, backend, store=build_store(args), tools=tools, profiles=profiles, persona_catalog=profiles.catalog
+        config,
+        backend,
+        store=store.resumption,
+        late_results=store.late_results,
+        tools=tools,
+        profiles=profiles,
+        persona_catalog=profiles.catalog,
     )
-    await server.start()
+    try:
+        await server.start()
+    except BaseException:
+        await store.aclose()
+        raise
     http = "https" if server.scheme == "wss" else "http"
     persona = f", persona {profiles.default}" if profiles.default else ""
     print(f"assistant: {name} backend ready, {len(tools.declarations())} server tools{persona}", file=sys.stderr)
@@ -307,6 +352,7 @@ async def serve_with(
     finally:
         logger.info("shutting down")
         await server.stop()
+        await store.aclose()
 
 
 def page_url(scheme: str, host: str, port: int, key: str | None) -> str:
@@ -327,7 +373,7 @@ def lan_address() -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     try:
         asyncio.run(serve(args))
     except (BackendUnavailable, UnknownProfile, KnowledgeError) as exc:

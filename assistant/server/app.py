@@ -34,9 +34,11 @@ from assistant.protocol import CloseCode
 from assistant.server.access import AccessPolicy, BadRequest, Credentials, default_allowed_hosts, single_header
 from assistant.server.admission import SessionLimits, TokenGate
 from assistant.server.handshake import BodyRequest, LiveConnection, connection_class
+from assistant.server.ops import OPS_PATHS, PROBE_PATHS, Readiness, counted, ops_response
 from assistant.server.tokens import MemoryTokenStore, TokenRefused, TokenRequestError, TokenStore, token_response
 from assistant.session import (
     Backend,
+    LateResultRouter,
     LateResults,
     ProfileResolver,
     ResumptionStore,
@@ -181,9 +183,11 @@ class LiveServer:
         profiles: ProfileResolver | None = None,
         persona_catalog: Callable[[], dict[str, Any]] | None = None,
         tokens: TokenStore | None = None,
+        late_results: LateResultRouter | None = None,
     ) -> None:
         """``persona_catalog`` lists the personas clients may choose, served as ``/personas.json``;
-        ``tokens`` keeps ephemeral tokens (in this process unless given)."""
+        ``tokens`` keeps ephemeral tokens (in this process unless given); ``late_results`` is shared
+        with other processes when the conversation store is (Redis)."""
         self.config = config
         self.backend = backend
         self.store = store
@@ -191,7 +195,8 @@ class LiveServer:
         self.profiles = profiles
         self.persona_catalog = persona_catalog
         self.sessions: set[Session] = set()
-        self.late_results = LateResults()  # a timer set over one connection fires into the next
+        self.late_results = late_results or LateResults()  # a timer set over one connection fires into the next
+        self.readiness = Readiness(store)  # /readyz; drain sets readiness.draining
         self.access = config.access_policy()
         self.tokens: TokenStore = tokens if tokens is not None else MemoryTokenStore()
         self.limits = SessionLimits(config.max_sessions, config.max_sessions_per_key)
@@ -212,6 +217,8 @@ class LiveServer:
 
     async def start(self) -> None:
         await self.backend.start()
+        self.readiness.backend_started = True
+        await self.readiness.start()
         self._server = await serve(
             self._handle,
             self.config.host,
@@ -228,6 +235,7 @@ class LiveServer:
 
     async def stop(self) -> None:
         """Close the listener and every connection (1001), then release the backend."""
+        await self.readiness.stop()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -265,6 +273,8 @@ class LiveServer:
             raise BadRequest("the path is not UTF-8") from None
         if CONTROL_CHARACTERS.search(path):
             raise BadRequest("the path holds control characters")
+        if path in PROBE_PATHS:  # before the Host check: a balancer's health check may send none
+            return ops_response(connection, path, self.readiness, self.config.api_key, None)
         host = single_header(request.headers, "host")
         if not host:
             raise BadRequest("no Host header")
@@ -279,6 +289,8 @@ class LiveServer:
                 HTTPStatus.FORBIDDEN, "Origin not allowed; start the server with --allow-origin\n"
             )
         credentials = self.access.presented(request.headers, query)
+        if path in OPS_PATHS:
+            return ops_response(connection, path, self.readiness, self.config.api_key, credentials.key)
         if LIVE_PATH.match(path):
             if "upgrade" not in (single_header(request.headers, "connection") or "").lower():
                 return connection.respond(HTTPStatus.UPGRADE_REQUIRED, "This is a Live websocket endpoint.\n")
@@ -442,7 +454,8 @@ class LiveServer:
         )
         self.sessions.add(session)
         try:
-            await session.run()
+            with counted(session, self.backend.name):
+                await session.run()
         finally:
             self.sessions.discard(session)
             if expiry is not None:

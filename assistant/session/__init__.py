@@ -8,7 +8,7 @@ connection holds its conversation by then.
 """
 
 from assistant.session.backend import Backend, BackendError, BackendSession, SessionRequest
-from assistant.session.late import LateResults
+from assistant.session.late import LateResultRouter, LateResults
 from assistant.session.profiles import ProfileResolver, SessionProfile, UnknownProfile
 from assistant.session.resumption import (
     DEFAULT_HANDLE_TTL_S,
@@ -16,6 +16,7 @@ from assistant.session.resumption import (
     ResumptionStore,
     SavedSession,
     SqliteResumptionStore,
+    StoreUnavailable,
 )
 from assistant.session.session import Session, SessionSettings, SessionStats, Transport, TransportClosed
 from assistant.session.tools import NoServerTools, ServerTools, ToolContext
@@ -25,6 +26,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "BackendSession",
+    "LateResultRouter",
     "LateResults",
     "MemoryResumptionStore",
     "NoServerTools",
@@ -38,6 +40,7 @@ __all__ = [
     "SessionSettings",
     "SessionStats",
     "SqliteResumptionStore",
+    "StoreUnavailable",
     "ToolContext",
     "Transport",
     "TransportClosed",

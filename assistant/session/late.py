@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -39,23 +40,45 @@ class _Mailbox:
     expires_at: float = float("inf")
 
 
-class LateResults:
+class LateResultRouter(ABC):
     """Routes late tool results to the session that holds their conversation now."""
+
+    @abstractmethod
+    async def attach(self, conversation: str, receiver: Receiver) -> list[FunctionResponse]:
+        """``receiver`` takes the conversation's late results from now on; those held meanwhile, oldest first."""
+
+    @abstractmethod
+    async def detach(self, conversation: str, receiver: Receiver, resumable_for_s: float | None) -> None:
+        """``receiver`` ended; hold late results for ``resumable_for_s`` seconds, or drop them when None.
+
+        A receiver that no longer holds the conversation (a newer session
+        took it over) changes nothing.
+        """
+
+    @abstractmethod
+    async def deliver(self, conversation: str, response: FunctionResponse) -> None:
+        """Hand ``response`` to the conversation's session, or hold it until one resumes the conversation."""
+
+    @abstractmethod
+    async def held(self, conversation: str) -> int:
+        """How many late results wait for the conversation to resume."""
+
+
+class LateResults(LateResultRouter):
+    """The mailboxes in this process's memory: one server, or tests."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._mailboxes: dict[str, _Mailbox] = {}
 
-    def attach(self, conversation: str, receiver: Receiver) -> list[FunctionResponse]:
-        """``receiver`` takes the conversation's late results from now on; those held meanwhile, oldest first."""
+    async def attach(self, conversation: str, receiver: Receiver) -> list[FunctionResponse]:
         self._forget_expired()
         mailbox = self._mailboxes.setdefault(conversation, _Mailbox())
         mailbox.receiver, held, mailbox.held = receiver, mailbox.held, []
         mailbox.expires_at = float("inf")
         return held
 
-    def detach(self, conversation: str, receiver: Receiver, resumable_for_s: float | None) -> None:
-        """``receiver`` ended; hold late results for ``resumable_for_s`` seconds, or drop them when None."""
+    async def detach(self, conversation: str, receiver: Receiver, resumable_for_s: float | None) -> None:
         mailbox = self._mailboxes.get(conversation)
         if mailbox is None or mailbox.receiver is not receiver:
             return  # a newer session took the conversation over already
@@ -66,7 +89,6 @@ class LateResults:
         mailbox.expires_at = self._clock() + resumable_for_s
 
     async def deliver(self, conversation: str, response: FunctionResponse) -> None:
-        """Hand ``response`` to the conversation's session, or hold it until one resumes the conversation."""
         self._forget_expired()
         mailbox = self._mailboxes.get(conversation)
         if mailbox is None:
@@ -81,8 +103,7 @@ class LateResults:
         mailbox.held.append(response)
         logger.info("held the late result of %s until conversation %s resumes", response.name, conversation)
 
-    def held(self, conversation: str) -> int:
-        """How many late results wait for the conversation to resume."""
+    async def held(self, conversation: str) -> int:
         mailbox = self._mailboxes.get(conversation)
         return len(mailbox.held) if mailbox is not None else 0
 

@@ -4,7 +4,9 @@ After each completed turn a session saves its configuration and history under
 a fresh random handle and tells the client; a new connection that presents
 the handle in ``setup.sessionResumption`` picks up where the old one stopped.
 Handles expire (24 h by default). Stores hold JSON text, so an in-memory, a
-SQLite or (later) a Redis store behave the same.
+SQLite or a Redis store (``redis_store``, shared by many server processes)
+behave the same. A store that cannot be reached raises ``StoreUnavailable``:
+the conversation goes on, only without a new handle until the store is back.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ Clock = Callable[[], float]
 def new_handle() -> str:
     """An unguessable handle; it is the only credential a resumption needs."""
     return secrets.token_urlsafe(24)
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached now (a Redis server that went away); it may come back by itself."""
 
 
 @dataclass(slots=True)
@@ -73,15 +79,20 @@ class ResumptionStore(ABC):
 
     @abstractmethod
     async def save(self, handle: str, saved: SavedSession, ttl_s: float) -> None:
-        """Keep ``saved`` under ``handle`` for ``ttl_s`` seconds."""
+        """Keep ``saved`` under ``handle`` for ``ttl_s`` seconds; ``StoreUnavailable`` when it cannot."""
 
     @abstractmethod
     async def load(self, handle: str) -> SavedSession | None:
-        """The session saved under ``handle``, or None when unknown or expired."""
+        """The session saved under ``handle``, or None when unknown or expired; ``StoreUnavailable`` when the
+        store cannot be asked."""
 
     @abstractmethod
     async def delete(self, handle: str) -> None:
         """Forget ``handle`` (a newer one superseded it)."""
+
+    async def reachable(self) -> bool:
+        """Whether the store answers now (for a readiness check); a local store always does."""
+        return True
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, empty by design
         """Release connections or files."""

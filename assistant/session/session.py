@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from assistant import metrics
 from assistant.logs import SessionLogger
 from assistant.protocol import (
     INPUT_AUDIO_RATE,
@@ -61,10 +62,16 @@ from assistant.protocol.events import audio_rate_from_mime
 from assistant.protocol.models import ServerToolActivity
 from assistant.session.backend import Backend, BackendError, BackendSession, SessionRequest
 from assistant.session.history import ConversationLog
-from assistant.session.late import LateResults
+from assistant.session.late import LateResultRouter, LateResults
 from assistant.session.profiles import ProfileResolver, SessionProfile, UnknownProfile
 from assistant.session.queues import FlowQueue, QueueClosed
-from assistant.session.resumption import DEFAULT_HANDLE_TTL_S, ResumptionStore, SavedSession, new_handle
+from assistant.session.resumption import (
+    DEFAULT_HANDLE_TTL_S,
+    ResumptionStore,
+    SavedSession,
+    StoreUnavailable,
+    new_handle,
+)
 from assistant.session.tools import NoServerTools, ServerTools, ToolContext
 from audio.resample import StreamResampler
 
@@ -175,11 +182,23 @@ class TurnClock:
             self.first_reply_at = self._clock()
         self.reply_audio_s += audio_s
 
+    def first_reply_s(self) -> float | None:
+        """Seconds from the end of the user's input to the first reply, when both happened this turn."""
+        if self.user_done_at is None or self.first_reply_at is None:
+            return None
+        return self.first_reply_at - self.user_done_at
+
+    def observe(self) -> None:
+        """Count the turn just finished in the process's metrics (before ``summary`` resets the clock)."""
+        metrics.TURNS.labels("interrupted" if self.interrupted else "complete").inc()
+        latency_s = self.first_reply_s()
+        if latency_s is not None:
+            metrics.STAGE_LATENCY.labels("first_reply").observe(latency_s)
+
     def summary(self, turn: int) -> str:
         """One log line for the turn just finished; resets for the next."""
-        latency = "n/a"
-        if self.user_done_at is not None and self.first_reply_at is not None:
-            latency = f"{(self.first_reply_at - self.user_done_at) * 1000:.0f} ms"
+        latency_s = self.first_reply_s()
+        latency = "n/a" if latency_s is None else f"{latency_s * 1000:.0f} ms"
         text = (
             f"turn {turn} {'interrupted' if self.interrupted else 'complete'}: "
             f"first reply {latency} after end of input, "
@@ -208,7 +227,7 @@ class Session:
         profiles: ProfileResolver | None = None,
         requested_profile: str | None = None,
         observe_tools: bool = False,
-        late_results: LateResults | None = None,
+        late_results: LateResultRouter | None = None,
     ) -> None:
         self.id = session_id or secrets.token_hex(4)
         self.conversation_id = self.id  # a resumed session takes over its conversation's id
@@ -240,7 +259,7 @@ class Session:
         self._observe_tools = observe_tools
         self.profile: SessionProfile | None = None
         self._turn_clock = TurnClock(clock)
-        self._late = late_results or LateResults()
+        self._late: LateResultRouter = late_results or LateResults()
         self._receive_late = self._deliver_tool_response  # one bound method: LateResults knows it by identity
 
     # -- lifecycle -----------------------------------------------------------
@@ -296,7 +315,7 @@ class Session:
         request = await self._session_request(message.setup)
         self._backend_session = await self.backend.open(request)
         await self.transport.send(encode_message(ServerMessage(setup_complete=SetupComplete(session_id=self.id))))
-        for response in self._late.attach(self.conversation_id, self._receive_late):
+        for response in await self._late.attach(self.conversation_id, self._receive_late):
             self.log.info("delivering the late result of %s that came while the client was away", response.name)
             await self._deliver_tool_response(response)
         self.log.info(
@@ -314,7 +333,13 @@ class Session:
         profile_name = self._requested_profile
         handle = setup.session_resumption.handle if setup.session_resumption else None
         if handle:
-            saved = await self.store.load(handle)
+            try:
+                saved = await self.store.load(handle)
+            except StoreUnavailable:
+                raise ProtocolError(
+                    "the conversation store is unreachable for now; resume with the same handle in a moment",
+                    CloseCode.INTERNAL_ERROR,
+                ) from None
             if saved is None:
                 raise ProtocolError(
                     "sessionResumption.handle is unknown or expired; "
@@ -387,7 +412,9 @@ class Session:
 
     async def _release(self) -> None:
         resumable = self._handle is not None  # the client holds a handle it may come back with
-        self._late.detach(self.conversation_id, self._receive_late, self.settings.handle_ttl_s if resumable else None)
+        await self._late.detach(
+            self.conversation_id, self._receive_late, self.settings.handle_ttl_s if resumable else None
+        )
         self.inbound.close()
         self.outbound.close()
         for task in self._server_calls.values():
@@ -566,7 +593,9 @@ class Session:
         finally:
             self._server_calls.pop(call.id, None)
             self._server_call_names.pop(call.id, None)
-        self.log.info("server tool %s answered in %.0f ms", call.name, (time.perf_counter() - started) * 1000)
+        elapsed_s = time.perf_counter() - started
+        metrics.STAGE_LATENCY.labels("server_tool").observe(elapsed_s)
+        self.log.info("server tool %s answered in %.0f ms", call.name, elapsed_s * 1000)
         await self._deliver_tool_response(response.model_copy(update={"id": call.id, "name": call.name}))
 
     async def _late_result(self, response: FunctionResponse) -> None:
@@ -608,6 +637,7 @@ class Session:
 
     async def _complete_turn(self) -> None:
         self.stats.turns += 1
+        self._turn_clock.observe()
         self.log.info(self._turn_clock.summary(self.stats.turns))
         setup = self.client_setup
         if setup is None or setup.session_resumption is None or self._client_calls or self._server_calls:
@@ -623,13 +653,20 @@ class Session:
             profile=self.profile.name if self.profile is not None else None,
             conversation=self.conversation_id,
         )
-        await self.store.save(handle, saved, self.settings.handle_ttl_s)
-        if self._handle is not None:
-            await self.store.delete(self._handle)
-        self._handle = handle
+        try:
+            with metrics.STAGE_LATENCY.labels("store_save").time():
+                await self.store.save(handle, saved, self.settings.handle_ttl_s)
+        except StoreUnavailable:
+            # The store logged the outage once; the conversation goes on, and the client keeps the handle it has.
+            await self._send(ServerMessage(session_resumption_update=SessionResumptionUpdate(resumable=False)))
+            return
+        previous, self._handle = self._handle, handle
         await self._send(
             ServerMessage(session_resumption_update=SessionResumptionUpdate(new_handle=handle, resumable=True))
         )
+        if previous is not None:
+            with contextlib.suppress(StoreUnavailable):  # then the superseded handle expires by itself
+                await self.store.delete(previous)
 
     async def _write_client(self) -> None:
         while True:

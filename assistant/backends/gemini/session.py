@@ -34,6 +34,7 @@ from typing import Any
 
 from google.genai import Client, types
 
+from assistant import metrics
 from assistant.backends.gemini.convert import connect_config, from_sdk_message, text_history, upstream_model
 from assistant.backends.gemini.frames import FrameLimiter
 from assistant.backends.gemini.options import GeminiSettings
@@ -343,6 +344,7 @@ class GeminiSession(BackendSession):
                 await link.send(event)
             self._live = True
         self._moves += 1
+        metrics.UPSTREAM_RECONNECTS.inc()
         audio_s = sum(event.duration_s for event in backlog if isinstance(event, AudioChunk))
         self.log.info(
             "%s: moved to connection %d (%s) in %.0f ms, replayed %d inputs (%.1f s of audio)",
