@@ -158,8 +158,8 @@ class GeminiSession(BackendSession):
             if isinstance(item, Exception):
                 failure = classify(item)
                 if failure.fatal:
-                    raise BackendError(failure.reason, CloseCode(failure.code))
-                self.log.warning("connection %d lost: %s", link.number, failure.reason)
+                    raise BackendError(failure.reason, CloseCode(failure.code), failure.detail)
+                self.log.warning("connection %d lost: %s", link.number, failure)
                 for message in self._cut_turn():
                     yield message
                 await self._after_failure(failure)
@@ -303,11 +303,11 @@ class GeminiSession(BackendSession):
                 failure = classify(error)
             if failure.fatal:
                 if failure.rejected_request and self._handle is not None:
-                    self.log.warning("Gemini refused the handle (%s); starting afresh from the history", failure.reason)
+                    self.log.warning("Gemini refused the handle (%s); starting afresh from the history", failure)
                     self._handle = None
                     continue
-                raise BackendError(failure.reason, CloseCode(failure.code))
-            self.log.warning("connecting failed: %s", failure.reason)
+                raise BackendError(failure.reason, CloseCode(failure.code), failure.detail)
+            self.log.warning("connecting failed: %s", failure)
             await self._after_failure(failure)
 
     async def _after_failure(self, failure: Failure) -> None:
@@ -315,9 +315,8 @@ class GeminiSession(BackendSession):
         self._failures += 1
         attempts = self._settings.reconnect_attempts
         if self._failures > attempts:
-            raise BackendError(
-                f"lost Gemini and {attempts} reconnects failed: {failure.reason}", CloseCode.INTERNAL_ERROR
-            )
+            reason = f"lost Gemini and {attempts} reconnects failed: {failure.reason}"
+            raise BackendError(reason, CloseCode.INTERNAL_ERROR, failure.detail)
         if self._failures > 1:
             delay = self._settings.backoff_initial_s * 2 ** (self._failures - 2)
             await asyncio.sleep(min(delay, self._settings.backoff_max_s))
