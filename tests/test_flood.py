@@ -42,7 +42,6 @@ from websockets.exceptions import ConnectionClosed
 from assistant.bench.relay import MODEL, ServerProcess, serve_gemini
 from assistant.bench.upstream import EchoMode, EchoUpstream, make_certificate
 from assistant.server.app import WEBSOCKET_QUEUE_FRAMES
-from assistant.session.limits import DEFAULT_HISTORY_BYTES
 
 pytest.importorskip("psutil")
 pytest.importorskip("cryptography")
@@ -52,7 +51,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 MIB = 1024 * 1024
 QUEUE_BYTES = 256 * 1024
 HISTORY_BYTES = 512 * 1024
-REPLAY_BYTES = DEFAULT_HISTORY_BYTES  # the Gemini backend's replay of text since the last turn
+REPLAY_BYTES = HISTORY_BYTES  # the Gemini backend's replay of text since the last turn has the same cap
 MAX_MESSAGE_BYTES = 6 * MIB  # a 4 MiB frame is 5.3 MiB in base64
 BIG_MESSAGE = 4 * MIB
 BIG_CLIENTS, BIG_MESSAGES = 4, 200  # half text turns, half camera frames
@@ -163,6 +162,7 @@ async def never_read(url: str, rng: np.random.Generator, stop: asyncio.Event) ->
     host, port = url.split("//")[1].split("/")[0].rsplit(":", 1)
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    local_port = sock.getsockname()[1]
     client = await open_client(url, sock)
     client.transport.pause_reading()  # from here on, nothing is read: the server's replies pile up
     utterance, sent = Utterance(UNREAD_TURN_S, rng), 0
@@ -173,9 +173,8 @@ async def never_read(url: str, rng: np.random.Generator, stop: asyncio.Event) ->
                     await client.send(message)
                 sent += len(message)
     await stop.wait()
-    port = sock.getsockname()[1]
-    client.transport.abort()
-    return sent, port
+    client.transport.abort()  # (the server may have closed it first: no pong to its keepalive pings)
+    return sent, local_port
 
 
 async def converse(url: str, rng: np.random.Generator) -> list[float]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from assistant.protocol import ClientEvent, Content, ServerMessage, Setup
 from assistant.protocol.errors import CloseCode, new_error_id, with_error_id
+from assistant.session.limits import DEFAULT_HISTORY_BYTES
 
 
 class BackendError(Exception):
@@ -45,12 +46,14 @@ class SessionRequest:
     tools appended to the declarations). ``history`` is the conversation so
     far when a client resumes; ``backend_state`` is what this backend's
     ``resumption_state`` returned last time, for continuity it manages itself.
+    ``history_bytes`` caps what a backend keeps of the conversation itself.
     """
 
     session_id: str
     setup: Setup
     history: list[Content] = field(default_factory=list)
     backend_state: dict[str, Any] | None = None
+    history_bytes: int = DEFAULT_HISTORY_BYTES
 
 
 class BackendSession(ABC):

@@ -360,6 +360,7 @@ class Session:
             setup=merge_server_tools(self._backend_view(setup), self.tools, self._offers_tool),
             history=history,
             backend_state=backend_state,
+            history_bytes=self.settings.history_bytes,
         )
 
     def _resolve_profile(self, name: str | None) -> SessionProfile | None:

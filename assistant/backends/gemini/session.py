@@ -77,9 +77,9 @@ class GeminiSession(BackendSession):
         self._setup = request.setup
         self._model = upstream_model(request.setup, settings)
         self._handle: str | None = (request.backend_state or {}).get(STATE_HANDLE)
-        self._conversation = ConversationLog(request.history)
+        self._conversation = ConversationLog(request.history, max_bytes=request.history_bytes)
         self._history_at_turn: list[Content] = list(request.history)
-        self._replay = ReplayBuffer(settings.replay_audio_s)
+        self._replay = ReplayBuffer(settings.replay_audio_s, request.history_bytes)
         self._latest_frame: VideoFrame | None = None
         self._link: UpstreamLink | None = None
         self._links_opened = 0
