@@ -19,6 +19,7 @@ import ssl
 import struct
 import weakref
 import zlib
+from typing import Literal
 
 import pytest
 from google.auth.exceptions import DefaultCredentialsError
@@ -122,7 +123,7 @@ def test_weights_count_payload_and_survive_deep_nesting() -> None:
 # -- the conversation kept for resumption ----------------------------------------------------------
 
 
-def text_turn(role: str, size: int, tag: str) -> Content:
+def text_turn(role: Literal["user", "model"], size: int, tag: str) -> Content:
     return Content(role=role, parts=[Part(text=tag + "x" * size)])
 
 
@@ -313,7 +314,7 @@ async def test_backend_details_stay_in_the_log(caplog: pytest.LogCaptureFixture)
 
 async def test_a_crash_closes_1011_with_an_id(caplog: pytest.LogCaptureFixture) -> None:
     async def script(s: ScriptedSession) -> None:
-        s.fail(RuntimeError("secret internals at /srv/app/session.py"))
+        s.fail(RuntimeError("secret internals at /srv/app/session.py"))  # type: ignore[arg-type]  # a crash
 
     caplog.set_level(logging.INFO, "assistant.session")
     async with running(script) as (client, _, _):
