@@ -657,8 +657,8 @@ async def test_an_unknown_model_reaches_the_client_as_geminis_close(make_chain: 
         assert "models/gemini-0-nope is not found for API version v1beta" in str(caught.value)
 
 
-async def test_a_setup_the_developer_api_cannot_take_is_refused_with_the_sdks_reason(
-    make_chain: ChainFactory,
+async def test_a_setup_the_developer_api_cannot_take_is_refused_with_the_sdks_reason_in_the_log(
+    make_chain: ChainFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def never(c: FakeConnection) -> None:
         raise AssertionError("nothing reaches Gemini")
@@ -670,9 +670,13 @@ async def test_a_setup_the_developer_api_cannot_take_is_refused_with_the_sdks_re
             with pytest.raises(ConnectionClosed):
                 await websocket.recv()
         assert websocket.close_code == 1007
-        assert (
-            websocket.close_reason is not None
-            and "explicit_vad_signal parameter is only supported" in websocket.close_reason
+        reason = websocket.close_reason or ""
+        assert reason.startswith("the setup is not one this Gemini API accepts (error e-")
+        error_id = reason.split("(error ")[1].split(";")[0]
+        # The SDK's own words stay in the server log, under the id the client was given.
+        assert any(
+            error_id in r.getMessage() and "explicit_vad_signal parameter is only supported" in r.getMessage()
+            for r in caplog.records
         )
         assert not chain.fake.connections
 
@@ -687,4 +691,5 @@ async def test_vertex_ai_without_credentials_closes_with_the_reason(
             async with sdk_client(server.port, tls_certificate).aio.live.connect(model=MODEL):
                 pass
     assert caught.value.code == 1011
-    assert "Vertex AI credentials: File" in str(caught.value)  # google-auth's own words follow
+    assert "Vertex AI credentials could not be loaded (error e-" in str(caught.value)
+    assert "missing.json" not in str(caught.value)  # google-auth's words (a file path) stay in the log

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from assistant.session.limits import DEFAULT_MAX_IMAGE_PIXELS, ImageTooLarge, check_image_pixels
+
 DEFAULT_MAX_SIDE = 1024
 DEFAULT_JPEG_QUALITY = 80
 
@@ -47,12 +49,16 @@ def as_bgr(image: np.ndarray) -> np.ndarray:
     raise ImageDecodeError(f"expected a (height, width[, 3 or 4]) image, got shape {image.shape}")
 
 
-def decode_image(data: bytes, *, reduce: int = 1) -> np.ndarray:
+def decode_image(data: bytes, *, reduce: int = 1, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """Decode JPEG, PNG, WebP or BMP bytes to BGR.
 
     ``reduce`` (1, 2, 4 or 8) decodes at that fraction of the size: JPEG
     decoders scale in the DCT domain, so a 1/8 thumbnail costs a fraction of a
     full decode. That is what makes change gating on relayed JPEG bytes cheap.
+
+    The header is read first (``ImageDecodeError`` for an image of more than
+    ``max_pixels``, or in another format): client bytes never reach OpenCV's
+    decoders with a size they have not declared.
     """
     flags = {
         1: cv2.IMREAD_COLOR,
@@ -64,6 +70,12 @@ def decode_image(data: bytes, *, reduce: int = 1) -> np.ndarray:
         raise ValueError(f"reduce must be 1, 2, 4 or 8, not {reduce}")
     if not data:
         raise ImageDecodeError("empty image data")
+    try:
+        size = check_image_pixels(data, max_pixels)
+    except ImageTooLarge as exc:
+        raise ImageDecodeError(str(exc)) from None
+    if size is None:
+        raise ImageDecodeError(f"{len(data)} bytes that start {data[:8]!r} are not a JPEG, PNG, WebP or BMP image")
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags[reduce])
     if image is None:
         raise ImageDecodeError(f"{len(data)} bytes that start {data[:8]!r} are not a JPEG, PNG, WebP or BMP image")

@@ -52,7 +52,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -191,9 +191,16 @@ class ServerProcess:
 
 @contextlib.asynccontextmanager
 async def serve_gemini(
-    upstream: EchoUpstream, data_dir: Path, cpu: int | None, log_level: str = "warning"
+    upstream: EchoUpstream,
+    data_dir: Path,
+    cpu: int | None,
+    log_level: str = "warning",
+    extra_args: Sequence[str] = (),
 ) -> AsyncIterator[ServerProcess]:
-    """Start the server as a user would, pointed at ``upstream``; stop it when the block ends."""
+    """Start the server as a user would, pointed at ``upstream``; stop it when the block ends.
+
+    ``extra_args`` are more ``assistant serve`` options (the flood test's caps).
+    """
     env = {
         **os.environ,
         "GEMINI_API_KEY": upstream.api_key,
@@ -205,6 +212,7 @@ async def serve_gemini(
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "assistant", "serve", "--backend", "gemini", "--port", "0"),
         *("--gemini-base-url", upstream.base_url, "--resumption-store", "memory", "--log-level", log_level),
+        *extra_args,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,

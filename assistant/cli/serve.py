@@ -32,9 +32,11 @@ from assistant.session import (
     MemoryResumptionStore,
     NoServerTools,
     ServerTools,
+    SessionSettings,
     SqliteResumptionStore,
     UnknownProfile,
 )
+from assistant.session.limits import DEFAULT_HISTORY_BYTES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_QUEUE_BYTES
 from assistant.session.stores import ConversationStore
 
 logger = logging.getLogger("assistant.serve")
@@ -46,6 +48,17 @@ def default_static_dir() -> Path:
     import client
 
     return Path(client.__file__).parent / "web"
+
+
+def positive_int(text: str) -> int:
+    """An argparse type for sizes and counts that must be at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def register(subparsers: Any) -> None:
@@ -129,6 +142,30 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="largest client message; bigger ones close with 1009 (default %(default)s)",
     )
     parser.add_argument(
+        "--max-queue-bytes",
+        type=positive_int,
+        default=DEFAULT_QUEUE_BYTES,
+        metavar="BYTES",
+        help="each session's queue in each direction; past it audio and frames are dropped and other messages "
+        "wait, pushing back on the sender (default %(default)s: 5 s of audio and a few frames)",
+    )
+    parser.add_argument(
+        "--max-history-bytes",
+        type=positive_int,
+        default=DEFAULT_HISTORY_BYTES,
+        metavar="BYTES",
+        help="text and images each conversation keeps for resumption; the oldest turns go first "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-image-pixels",
+        type=positive_int,
+        default=DEFAULT_MAX_IMAGE_PIXELS,
+        metavar="PIXELS",
+        help="largest client image (width x height, read from its header before decoding); bigger ones close "
+        "with 1009 (default %(default)s, 4K)",
+    )
+    parser.add_argument(
         "--backend",
         choices=["auto", "gemini", "local"],
         default="auto",
@@ -157,13 +194,6 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         choices=LOG_FORMATS,
         help="text lines, or one JSON object a line for log collectors (default %(default)s)",
     )
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
 
 
 def access_key(args: argparse.Namespace) -> str | None:
@@ -290,6 +320,12 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         max_sessions_per_key=args.max_sessions_per_key,
         max_message_bytes=args.max_message_bytes,
         static_dir=default_static_dir(),
+        session=SessionSettings(
+            inbound_queue_bytes=args.max_queue_bytes,
+            outbound_queue_bytes=args.max_queue_bytes,
+            history_bytes=args.max_history_bytes,
+            max_image_pixels=args.max_image_pixels,
+        ),
     )
 
 

@@ -75,7 +75,7 @@ def parse_client_message(data: str | bytes) -> ClientMessage:
     try:
         payload: Any = json.loads(data)
     except (json.JSONDecodeError, RecursionError) as exc:
-        raise ProtocolError(f"message is not valid JSON ({exc}); send one JSON object per message") from None
+        raise ProtocolError("message is not valid JSON; send one JSON object per message", detail=str(exc)) from None
     if not isinstance(payload, dict):
         raise ProtocolError(f"message is {_json_kind(payload)}; send one JSON object per message")
     if not payload:

@@ -8,6 +8,7 @@ the edge.
 
 from __future__ import annotations
 
+import secrets
 from enum import IntEnum
 
 
@@ -27,25 +28,45 @@ class CloseCode(IntEnum):
 MAX_CLOSE_REASON_BYTES = 123
 
 
-def fit_close_reason(reason: str) -> str:
-    """Shorten ``reason`` to what a close frame can carry, on a character boundary."""
+def fit_close_reason(reason: str, limit: int = MAX_CLOSE_REASON_BYTES) -> str:
+    """Shorten ``reason`` to ``limit`` bytes (what a close frame can carry), on a character boundary."""
     encoded = reason.encode("utf-8")
-    if len(encoded) <= MAX_CLOSE_REASON_BYTES:
+    if len(encoded) <= limit:
         return reason
-    return encoded[: MAX_CLOSE_REASON_BYTES - 3].decode("utf-8", "ignore") + "..."
+    return encoded[: limit - 3].decode("utf-8", "ignore") + "..."
+
+
+def new_error_id() -> str:
+    """A short id that ties a close reason to the log line holding the details (``e-3fa2c1``)."""
+    return f"e-{secrets.token_hex(3)}"
+
+
+def with_error_id(reason: str, error_id: str) -> str:
+    """``reason`` with ``error_id`` appended, shortened so the id always fits in a close frame.
+
+    The client reads what went wrong in the project's words; what a library
+    said (a JSON parser's position, an upstream address, a file path) stays
+    in the server log, under the same id.
+    """
+    suffix = f" (error {error_id}; see the server log)"
+    return fit_close_reason(reason, MAX_CLOSE_REASON_BYTES - len(suffix.encode("utf-8"))) + suffix
 
 
 class ProtocolError(Exception):
     """Input that breaks the Live protocol; the connection closes with ``code``.
 
     ``reason`` names the offending field and says what to send instead, because
-    it is all a client developer sees.
+    it is all a client developer sees. ``detail`` is what a library said about
+    the input, for the log only: with one, the reason carries an error id
+    that the session's log line repeats next to the detail.
     """
 
-    def __init__(self, reason: str, code: CloseCode = CloseCode.INVALID_ARGUMENT) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    def __init__(self, reason: str, code: CloseCode = CloseCode.INVALID_ARGUMENT, detail: str | None = None) -> None:
+        self.error_id = new_error_id() if detail is not None else None
+        self.reason = with_error_id(reason, self.error_id) if self.error_id is not None else reason
+        super().__init__(self.reason)
         self.code = code
+        self.detail = detail
 
     def __repr__(self) -> str:
         return f"ProtocolError({self.code.value}, {self.reason!r})"

@@ -57,6 +57,11 @@ LIVE_PATH = re.compile(
 )
 DEFAULT_LIVE_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+# What websockets itself buffers per connection: unread frames (each up to max_message_bytes) and
+# unsent bytes. The session reads promptly into its byte-bounded queues, so one frame is enough; a
+# client that floods waits on TCP instead of filling memory with 16 frames of 8 MiB.
+WEBSOCKET_QUEUE_FRAMES = 1
+WEBSOCKET_WRITE_LIMIT_BYTES = 32 * 1024
 SETUP_GRACE_S = 5.0
 # A request, its small body included, must arrive within this; a client that trickles bytes is cut off.
 HANDSHAKE_TIMEOUT_S = 10.0
@@ -227,6 +232,8 @@ class LiveServer:
             process_request=self._process_request,
             process_response=self._process_response,
             max_size=self.config.max_message_bytes,
+            max_queue=WEBSOCKET_QUEUE_FRAMES,
+            write_limit=WEBSOCKET_WRITE_LIMIT_BYTES,
             compression=None,  # base64 PCM barely compresses; deflate would only cost CPU and latency
             server_header="assistant",
             open_timeout=HANDSHAKE_TIMEOUT_S,

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from assistant.protocol import ClientEvent, Content, ServerMessage, Setup
-from assistant.protocol.errors import CloseCode
+from assistant.protocol.errors import CloseCode, new_error_id, with_error_id
+from assistant.session.limits import DEFAULT_HISTORY_BYTES
 
 
 class BackendError(Exception):
@@ -24,12 +25,17 @@ class BackendError(Exception):
     Raise it from ``open``, ``send`` or ``receive`` with Gemini's own reason (a
     rejected key, an unknown model) or a local one (a model that failed to
     load); the session closes the connection with it instead of a stack trace.
+    The reason is written by the project; what a library said (an exception's
+    text, an upstream address, a file path) goes in ``detail``, which only the
+    log shows, and the reason then carries an error id the log line repeats.
     """
 
-    def __init__(self, reason: str, code: CloseCode = CloseCode.INTERNAL_ERROR) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    def __init__(self, reason: str, code: CloseCode = CloseCode.INTERNAL_ERROR, detail: str | None = None) -> None:
+        self.error_id = new_error_id() if detail is not None else None
+        self.reason = with_error_id(reason, self.error_id) if self.error_id is not None else reason
+        super().__init__(self.reason)
         self.code = code
+        self.detail = detail
 
 
 @dataclass(slots=True)
@@ -40,12 +46,14 @@ class SessionRequest:
     tools appended to the declarations). ``history`` is the conversation so
     far when a client resumes; ``backend_state`` is what this backend's
     ``resumption_state`` returned last time, for continuity it manages itself.
+    ``history_bytes`` caps what a backend keeps of the conversation itself.
     """
 
     session_id: str
     setup: Setup
     history: list[Content] = field(default_factory=list)
     backend_state: dict[str, Any] | None = None
+    history_bytes: int = DEFAULT_HISTORY_BYTES
 
 
 class BackendSession(ABC):

@@ -5,9 +5,19 @@ client turns) and what the model said (output transcription or text parts,
 tool calls) in the same protocol messages, so one recorder here gives both
 backends the same history for resumption, whatever they keep internally.
 Transcription arrives in fragments that clients join; so does this.
+
+The log is bounded in turns and in bytes (text and images, as
+``approx_bytes`` weighs them), so a client sending megabytes of
+``clientContent`` cannot grow it, nor what the resumption store saves.
+Like Gemini's context window compression with a sliding window, the oldest
+turns go first, and the kept history starts where a user turn starts (not
+with a model reply or a tool result whose call was dropped). Text still
+being joined keeps its newest part, at most half the cap.
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 from assistant.protocol import (
     ClientEvent,
@@ -19,18 +29,34 @@ from assistant.protocol import (
     TextInput,
     ToolResponses,
 )
+from assistant.session.limits import DEFAULT_HISTORY_BYTES, approx_bytes
 
 DEFAULT_MAX_TURNS = 200
 
 
 class ConversationLog:
-    """Turns in order, newest last, at most ``max_turns`` of them."""
+    """Turns in order, newest last, at most ``max_turns`` of them and ``max_bytes`` in all."""
 
-    def __init__(self, history: list[Content] | None = None, max_turns: int = DEFAULT_MAX_TURNS) -> None:
-        self.turns: list[Content] = list(history or [])
+    def __init__(
+        self,
+        history: list[Content] | None = None,
+        max_turns: int = DEFAULT_MAX_TURNS,
+        max_bytes: int = DEFAULT_HISTORY_BYTES,
+    ) -> None:
         self.max_turns = max_turns
+        self.max_bytes = max_bytes
+        self._turns: deque[tuple[Content, int]] = deque()
+        self.bytes = 0
+        self.dropped_turns = 0
         self._user_text = ""
         self._model_text = ""
+        for turn in history or []:
+            self._append(turn)
+
+    @property
+    def turns(self) -> list[Content]:
+        """The completed turns kept, oldest first."""
+        return [turn for turn, _ in self._turns]
 
     # -- what the user said ------------------------------------------------
 
@@ -61,17 +87,17 @@ class ConversationLog:
         if content is None:
             return
         if content.input_transcription is not None and content.input_transcription.text:
-            self._user_text += content.input_transcription.text
+            self._user_text = self._bounded(self._user_text + content.input_transcription.text)
         if content.input_transcription is not None and content.input_transcription.finished:
             self._flush_user()
         if content.output_transcription is not None and content.output_transcription.text:
             self._flush_user()
-            self._model_text += content.output_transcription.text
+            self._model_text = self._bounded(self._model_text + content.output_transcription.text)
         if content.model_turn is not None:
             text = content.model_turn.text()
             if text:
                 self._flush_user()
-                self._model_text += text
+                self._model_text = self._bounded(self._model_text + text)
         if content.interrupted or content.turn_complete:
             self._flush_user()
             self._flush_model()
@@ -83,7 +109,11 @@ class ConversationLog:
             pending.append(Content(role="user", parts=[Part(text=self._user_text.strip())]))
         if self._model_text.strip():
             pending.append(Content(role="model", parts=[Part(text=self._model_text.strip())]))
-        return (self.turns + pending)[-self.max_turns :]
+        kept = ConversationLog(max_turns=self.max_turns, max_bytes=self.max_bytes)
+        kept._turns, kept.bytes = self._turns.copy(), self.bytes
+        for turn in pending:
+            kept._append(turn)
+        return kept.turns
 
     # -- internals ---------------------------------------------------------
 
@@ -97,7 +127,28 @@ class ConversationLog:
             self._append(Content(role="model", parts=[Part(text=self._model_text.strip())]))
         self._model_text = ""
 
+    def _bounded(self, text: str) -> str:
+        """Text being joined, cut to its newest half of ``max_bytes``, so it fits in the history as a turn."""
+        keep = self.max_bytes // 2
+        return text[-keep:] if len(text) > keep else text
+
     def _append(self, turn: Content) -> None:
-        self.turns.append(turn)
-        if len(self.turns) > self.max_turns:
-            del self.turns[: len(self.turns) - self.max_turns]
+        weight = approx_bytes(turn)
+        self._turns.append((turn, weight))
+        self.bytes += weight
+        if len(self._turns) <= self.max_turns and self.bytes <= self.max_bytes:
+            return
+        while self._turns and (len(self._turns) > self.max_turns or self.bytes > self.max_bytes):
+            self._drop_oldest()
+        while self._turns and not _starts_a_turn(self._turns[0][0]):
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        _, weight = self._turns.popleft()
+        self.bytes -= weight
+        self.dropped_turns += 1
+
+
+def _starts_a_turn(turn: Content) -> bool:
+    """A user turn that says something (not a tool result answering a call that was dropped)."""
+    return turn.role == "user" and not any(part.function_response is not None for part in turn.parts or [])

@@ -1,5 +1,11 @@
 """Bounded queues between a session's two ends, with one back-pressure rule.
 
+Each queue is bounded twice: in items, and in bytes as its ``size``
+function weighs them (PCM for audio, the encoded image for a frame, the
+text of a turn), because a queue of small audio chunks and a queue of 8 MiB
+messages are not the same risk. An item larger than the whole byte budget
+still gets in when the queue is empty, so nothing deadlocks.
+
 When a reader lags (a stalled client, a slow backend), media gives way and
 meaning never does: the oldest queued droppable item (audio, video) is
 dropped and counted to make room, while control, text, tool and turn
@@ -23,39 +29,61 @@ class QueueClosed(Exception):
 
 
 class FlowQueue(Generic[T]):
-    """A single-consumer FIFO of at most ``maxsize`` items that sheds media first."""
+    """A single-consumer FIFO of at most ``maxsize`` items and ``max_bytes`` bytes that sheds media first."""
 
-    def __init__(self, maxsize: int, kind: Callable[[T], str] = lambda item: type(item).__name__) -> None:
+    def __init__(
+        self,
+        maxsize: int,
+        kind: Callable[[T], str] = lambda item: type(item).__name__,
+        *,
+        max_bytes: int | None = None,
+        size: Callable[[T], int] = lambda item: 0,
+    ) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError("max_bytes must be at least 1")
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
         self._kind = kind
-        self._items: deque[tuple[T, bool]] = deque()
+        self._size = size
+        self._items: deque[tuple[T, bool, int]] = deque()
         self._droppable = 0
+        self.bytes = 0
         self._closed = False
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
         self._writable.set()
         self.dropped: Counter[str] = Counter()
         self.high_water = 0
+        self.high_water_bytes = 0
 
     def __len__(self) -> int:
         return len(self._items)
 
     async def put(self, item: T, *, droppable: bool = False) -> None:
         """Append ``item``; make room by dropping old media, else wait for the reader."""
-        while len(self._items) >= self.maxsize and not self._closed:
+        weight = self._size(item)
+        while self._full(weight) and not self._closed:
             if self._droppable:
                 self._drop_oldest_droppable()
-                break
+                continue
             self._writable.clear()
             await self._writable.wait()
         if self._closed:
             raise QueueClosed
-        self._items.append((item, droppable))
+        self._items.append((item, droppable, weight))
         self._droppable += droppable
+        self.bytes += weight
         self.high_water = max(self.high_water, len(self._items))
+        self.high_water_bytes = max(self.high_water_bytes, self.bytes)
         self._readable.set()
+
+    def _full(self, weight: int) -> bool:
+        """No room for an item of ``weight`` bytes (an empty queue always has room for one)."""
+        if not self._items:
+            return False
+        return len(self._items) >= self.maxsize or (self.max_bytes is not None and self.bytes + weight > self.max_bytes)
 
     async def get(self) -> T:
         """Take the oldest item, waiting for one; ``QueueClosed`` once closed and empty."""
@@ -64,18 +92,20 @@ class FlowQueue(Generic[T]):
                 raise QueueClosed
             self._readable.clear()
             await self._readable.wait()
-        item, droppable = self._items.popleft()
+        item, droppable, weight = self._items.popleft()
         self._droppable -= droppable
+        self.bytes -= weight
         self._writable.set()
         return item
 
     def discard(self, predicate: Callable[[T], bool]) -> int:
         """Remove queued items that match (stale reply audio after a barge-in)."""
-        kept = [(item, droppable) for item, droppable in self._items if not predicate(item)]
+        kept = [entry for entry in self._items if not predicate(entry[0])]
         removed = len(self._items) - len(kept)
         if removed:
             self._items = deque(kept)
-            self._droppable = sum(droppable for _, droppable in kept)
+            self._droppable = sum(droppable for _, droppable, _ in kept)
+            self.bytes = sum(weight for _, _, weight in kept)
             self._writable.set()
         return removed
 
@@ -86,9 +116,10 @@ class FlowQueue(Generic[T]):
         self._writable.set()
 
     def _drop_oldest_droppable(self) -> None:
-        for index, (item, droppable) in enumerate(self._items):
+        for index, (item, droppable, weight) in enumerate(self._items):
             if droppable:
                 del self._items[index]
                 self._droppable -= 1
+                self.bytes -= weight
                 self.dropped[self._kind(item)] += 1
                 return

@@ -58,11 +58,20 @@ from assistant.protocol import (
     fit_close_reason,
     parse_client_message,
 )
+from assistant.protocol.errors import new_error_id, with_error_id
 from assistant.protocol.events import audio_rate_from_mime
 from assistant.protocol.models import ServerToolActivity
 from assistant.session.backend import Backend, BackendError, BackendSession, SessionRequest
 from assistant.session.history import ConversationLog
 from assistant.session.late import LateResultRouter, LateResults
+from assistant.session.limits import (
+    DEFAULT_HISTORY_BYTES,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DEFAULT_QUEUE_BYTES,
+    ImageTooLarge,
+    approx_bytes,
+    check_image_pixels,
+)
 from assistant.session.profiles import ProfileResolver, SessionProfile, UnknownProfile
 from assistant.session.queues import FlowQueue, QueueClosed
 from assistant.session.resumption import (
@@ -106,6 +115,10 @@ class SessionSettings:
 
     inbound_queue_size: int = 250  # 5 s of 20 ms chunks before audio is shed
     outbound_queue_size: int = 250
+    inbound_queue_bytes: int = DEFAULT_QUEUE_BYTES  # 5 s of audio plus a few frames, whichever bound comes first
+    outbound_queue_bytes: int = DEFAULT_QUEUE_BYTES
+    history_bytes: int = DEFAULT_HISTORY_BYTES  # text and images kept for resumption, oldest turns dropped first
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # larger client images close the session with 1009
     setup_timeout_s: float = 30.0
     handle_ttl_s: float = DEFAULT_HANDLE_TTL_S
     drain_timeout_s: float = 5.0
@@ -142,6 +155,11 @@ def _audio_seconds(blob: Blob) -> float:
     except ProtocolError:
         return 0.0
     return len(blob.data) / 2 / rate
+
+
+def _detail(detail: str | None) -> str:
+    """What a library said, for the log line only (the client got an error id instead)."""
+    return f" ({detail})" if detail else ""
 
 
 def _is_droppable_input(event: ClientEvent) -> bool:
@@ -238,11 +256,16 @@ class Session:
         self.settings = settings or SessionSettings()
         self.stats = SessionStats()
         self.log = SessionLogger(logger, self.id, transport.peer, backend.name)
-        self.inbound: FlowQueue[ClientEvent] = FlowQueue(self.settings.inbound_queue_size)
-        self.outbound: FlowQueue[ServerMessage] = FlowQueue(
-            self.settings.outbound_queue_size, kind=lambda m: "reply audio" if _is_reply_audio(m) else "message"
+        self.inbound: FlowQueue[ClientEvent] = FlowQueue(
+            self.settings.inbound_queue_size, max_bytes=self.settings.inbound_queue_bytes, size=approx_bytes
         )
-        self.conversation = ConversationLog()
+        self.outbound: FlowQueue[ServerMessage] = FlowQueue(
+            self.settings.outbound_queue_size,
+            kind=lambda m: "reply audio" if _is_reply_audio(m) else "message",
+            max_bytes=self.settings.outbound_queue_bytes,
+            size=approx_bytes,
+        )
+        self.conversation = ConversationLog(max_bytes=self.settings.history_bytes)
         self.client_setup: Setup | None = None
         self.close_code: int | None = None
         self.close_reason = ""
@@ -251,7 +274,7 @@ class Session:
         self._client_calls: dict[str, str] = {}
         self._server_calls: dict[str, asyncio.Task[None]] = {}
         self._server_call_names: dict[str, str] = {}  # for activity events about calls being cancelled
-        self._resamplers: dict[int, StreamResampler] = {}
+        self._resampler: StreamResampler | None = None  # one per session: the client's latest input rate
         self._handle: str | None = None
         self.latest_frame: VideoFrame | None = None
         self._profiles = profiles
@@ -273,16 +296,17 @@ class Session:
             code, reason = await self._pump()
         except ProtocolError as exc:
             code, reason = exc.code, exc.reason
-            self.log.info("closing on bad input: %s", reason)
+            self.log.info("closing on bad input: %s%s", reason, _detail(exc.detail))
         except BackendError as exc:
             code, reason = exc.code, exc.reason
-            self.log.warning("closing on backend error %d: %s", code, reason)
+            self.log.warning("closing on backend error %d: %s%s", code, reason, _detail(exc.detail))
         except TransportClosed:
             code = None
             self.log.info("client disconnected")
         except Exception:
-            self.log.exception("session failed")
-            code, reason = CloseCode.INTERNAL_ERROR, f"internal error in session {self.id}; see the server log"
+            error_id = new_error_id()
+            self.log.exception("session failed (error %s)", error_id)
+            code, reason = CloseCode.INTERNAL_ERROR, with_error_id(f"internal error in session {self.id}", error_id)
         finally:
             await self._release()
         self.close_code, self.close_reason = code, reason
@@ -355,12 +379,13 @@ class Session:
             profile_name = profile_name or saved.profile
         self.profile = self._resolve_profile(profile_name)
         self._set_client_setup(setup)
-        self.conversation = ConversationLog(history)
+        self.conversation = ConversationLog(history, max_bytes=self.settings.history_bytes)
         return SessionRequest(
             session_id=self.id,
             setup=merge_server_tools(self._backend_view(setup), self.tools, self._offers_tool),
             history=history,
             backend_state=backend_state,
+            history_bytes=self.settings.history_bytes,
         )
 
     def _resolve_profile(self, name: str | None) -> SessionProfile | None:
@@ -443,6 +468,7 @@ class Session:
 
     def _accept_client_event(self, event: ClientEvent) -> ClientEvent | None:
         """Normalise one event and apply the session's bookkeeping; None drops it."""
+        self._check_images(event)
         if isinstance(event, AudioChunk):
             self.stats.audio_in_s += event.duration_s
             return self._to_input_rate(event)
@@ -463,12 +489,35 @@ class Session:
         return event
 
     def _to_input_rate(self, chunk: AudioChunk) -> AudioChunk:
+        """Resample to 16 kHz with one resampler, replaced when the client's rate changes.
+
+        A client alternating rates costs a new resampler per change, never
+        one per distinct rate kept for the life of the session.
+        """
         if chunk.sample_rate == INPUT_AUDIO_RATE:
             return chunk
-        resampler = self._resamplers.get(chunk.sample_rate)
-        if resampler is None:
-            resampler = self._resamplers[chunk.sample_rate] = StreamResampler(chunk.sample_rate, INPUT_AUDIO_RATE)
-        return AudioChunk(pcm=resampler.process(chunk.pcm), sample_rate=INPUT_AUDIO_RATE)
+        if self._resampler is None or self._resampler.in_rate != chunk.sample_rate:
+            self._resampler = StreamResampler(chunk.sample_rate, INPUT_AUDIO_RATE)
+        return AudioChunk(pcm=self._resampler.process(chunk.pcm), sample_rate=INPUT_AUDIO_RATE)
+
+    def _check_images(self, event: ClientEvent) -> None:
+        """Refuse (1009) a client image whose header claims more pixels than the server decodes."""
+        if isinstance(event, VideoFrame):
+            images = [("realtimeInput.video", event.image)]
+        elif isinstance(event, ClientTurns):
+            images = [
+                (f"clientContent.turns[{turn}].parts[{index}].inlineData", part.inline_data.data)
+                for turn, content in enumerate(event.turns)
+                for index, part in enumerate(content.parts or [])
+                if part.inline_data is not None and part.inline_data.mime_type.startswith("image/")
+            ]
+        else:
+            return
+        for where, data in images:
+            try:
+                check_image_pixels(data, self.settings.max_image_pixels)
+            except ImageTooLarge as exc:
+                raise ProtocolError(f"{where}: {exc}; send smaller frames", CloseCode.MESSAGE_TOO_BIG) from None
 
     def _known_client_responses(self, event: ToolResponses) -> ToolResponses | None:
         known = []

@@ -5,8 +5,11 @@ sent after that handle was issued, and anything sent while a connection was
 down, must be sent again or the user's words are lost. A fresh session with
 no handle is re-seeded with the history of completed turns, so it needs the
 input since the last completed turn. The buffer keeps both marks and trims
-what neither needs. Audio is bounded (the newest seconds are kept); frames
-are not kept at all: the newest frame is sent again on its own.
+what neither needs. Audio is bounded (the newest seconds are kept), and so
+is everything else in bytes (a client sending megabytes of text without
+ending its turn loses the oldest of it from the replay, not the server its
+memory); frames are not kept at all: the newest frame is sent again on its
+own.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from assistant.protocol import (
     ClientTurns,
     TextInput,
 )
+from assistant.session.limits import DEFAULT_HISTORY_BYTES, approx_bytes
 
 # Tool responses answer calls of a connection that is gone; context changes live in the setup.
 # Durations are sums of float chunk lengths; this much over the bound is rounding, not audio.
@@ -32,15 +36,18 @@ REPLAYABLE = (AudioChunk, TextInput, ActivityStart, ActivityEnd, AudioStreamEnd,
 class ReplayBuffer:
     """Client input in order, with a mark at the latest handle and at the latest completed turn."""
 
-    def __init__(self, max_audio_s: float) -> None:
+    def __init__(self, max_audio_s: float, max_bytes: int = DEFAULT_HISTORY_BYTES) -> None:
         self.max_audio_s = max_audio_s
-        self._events: deque[ClientEvent] = deque()
+        self.max_bytes = max_bytes  # of what is not audio: text, turns, activity signals
+        self._events: deque[tuple[ClientEvent, int]] = deque()
         self._first = 0  # position of _events[0] in the whole stream
         self._handle_mark = 0
         self._turn_mark = 0
         self._has_handle = False
         self._audio_s = 0.0
+        self._bytes = 0
         self.dropped_audio_s = 0.0
+        self.dropped_inputs = 0
 
     @property
     def _end(self) -> int:
@@ -50,13 +57,20 @@ class ReplayBuffer:
         """Keep ``event`` if a new connection would need it."""
         if not isinstance(event, REPLAYABLE):
             return
-        self._events.append(event)
+        weight = 0 if isinstance(event, AudioChunk) else approx_bytes(event)
+        self._events.append((event, weight))
+        self._bytes += weight
         if isinstance(event, AudioChunk):
             self._audio_s += event.duration_s
             while self._audio_s > self.max_audio_s + ROUNDING_S:
                 dropped = self._pop()
                 if isinstance(dropped, AudioChunk):
                     self.dropped_audio_s += dropped.duration_s
+        while self._bytes > self.max_bytes:
+            dropped = self._pop()
+            self.dropped_inputs += 1
+            if isinstance(dropped, AudioChunk):
+                self.dropped_audio_s += dropped.duration_s
 
     def handle_issued(self) -> None:
         """Gemini issued a resumable handle: what came before is in the upstream's saved state."""
@@ -77,7 +91,7 @@ class ReplayBuffer:
 
     def _since(self, mark: int) -> list[ClientEvent]:
         start = max(mark, self._first) - self._first
-        return list(self._events)[start:]
+        return [event for event, _ in list(self._events)[start:]]
 
     def _trim(self) -> None:
         keep_from = min(self._handle_mark, self._turn_mark) if self._has_handle else self._turn_mark
@@ -85,8 +99,9 @@ class ReplayBuffer:
             self._pop()
 
     def _pop(self) -> ClientEvent:
-        event = self._events.popleft()
+        event, weight = self._events.popleft()
         self._first += 1
+        self._bytes -= weight
         if isinstance(event, AudioChunk):
             self._audio_s -= event.duration_s
         return event

@@ -78,9 +78,9 @@ class GeminiSession(BackendSession):
         self._setup = request.setup
         self._model = upstream_model(request.setup, settings)
         self._handle: str | None = (request.backend_state or {}).get(STATE_HANDLE)
-        self._conversation = ConversationLog(request.history)
+        self._conversation = ConversationLog(request.history, max_bytes=request.history_bytes)
         self._history_at_turn: list[Content] = list(request.history)
-        self._replay = ReplayBuffer(settings.replay_audio_s)
+        self._replay = ReplayBuffer(settings.replay_audio_s, request.history_bytes)
         self._latest_frame: VideoFrame | None = None
         self._link: UpstreamLink | None = None
         self._links_opened = 0
@@ -159,8 +159,8 @@ class GeminiSession(BackendSession):
             if isinstance(item, Exception):
                 failure = classify(item)
                 if failure.fatal:
-                    raise BackendError(failure.reason, CloseCode(failure.code))
-                self.log.warning("connection %d lost: %s", link.number, failure.reason)
+                    raise BackendError(failure.reason, CloseCode(failure.code), failure.detail)
+                self.log.warning("connection %d lost: %s", link.number, failure)
                 for message in self._cut_turn():
                     yield message
                 await self._after_failure(failure)
@@ -304,11 +304,11 @@ class GeminiSession(BackendSession):
                 failure = classify(error)
             if failure.fatal:
                 if failure.rejected_request and self._handle is not None:
-                    self.log.warning("Gemini refused the handle (%s); starting afresh from the history", failure.reason)
+                    self.log.warning("Gemini refused the handle (%s); starting afresh from the history", failure)
                     self._handle = None
                     continue
-                raise BackendError(failure.reason, CloseCode(failure.code))
-            self.log.warning("connecting failed: %s", failure.reason)
+                raise BackendError(failure.reason, CloseCode(failure.code), failure.detail)
+            self.log.warning("connecting failed: %s", failure)
             await self._after_failure(failure)
 
     async def _after_failure(self, failure: Failure) -> None:
@@ -316,9 +316,8 @@ class GeminiSession(BackendSession):
         self._failures += 1
         attempts = self._settings.reconnect_attempts
         if self._failures > attempts:
-            raise BackendError(
-                f"lost Gemini and {attempts} reconnects failed: {failure.reason}", CloseCode.INTERNAL_ERROR
-            )
+            reason = f"lost Gemini and {attempts} reconnects failed: {failure.reason}"
+            raise BackendError(reason, CloseCode.INTERNAL_ERROR, failure.detail)
         if self._failures > 1:
             delay = self._settings.backoff_initial_s * 2 ** (self._failures - 2)
             await asyncio.sleep(min(delay, self._settings.backoff_max_s))

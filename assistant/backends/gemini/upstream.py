@@ -9,7 +9,10 @@ queue with whatever deadline it needs, such as a goAway's ``timeLeft``.
 Failures are sorted once, here: a close Gemini sends because the request is
 wrong (1007 invalid argument, 1008 policy: a rejected key, an unknown model)
 is fatal and reaches the client with Gemini's own reason; a dropped
-connection, a 1011 or a network error is worth a reconnect.
+connection, a 1011 or a network error is worth a reconnect. Every other
+failure reaches the client in the project's words: what the SDK, the TLS
+stack or the network said (addresses, file paths) is the ``detail``, kept
+for the server log.
 """
 
 from __future__ import annotations
@@ -41,11 +44,18 @@ Received = types.LiveServerMessage | Exception
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """Why a connection failed; ``fatal`` when trying again cannot help."""
+    """Why a connection failed; ``fatal`` when trying again cannot help.
+
+    ``reason`` may reach the client; ``detail`` (a library's words) is for the log only.
+    """
 
     reason: str
     code: int
     fatal: bool
+    detail: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.reason} ({self.detail})" if self.detail else self.reason
 
     @property
     def rejected_request(self) -> bool:
@@ -58,8 +68,8 @@ def classify(error: BaseException) -> Failure:
     if isinstance(error, errors.APIError):
         # The SDK raises APIError for every close frame; ``code`` is the close code.
         details = error.details if isinstance(error.details, str) else None
-        reason = details or error.message or str(error)
         code = error.code or CloseCode.INTERNAL_ERROR
+        reason = details or error.message or f"Gemini closed the connection with {code}"
         return Failure(reason, code, code in FATAL_CLOSE_CODES)
     if isinstance(error, InvalidStatus):
         status = error.response.status_code
@@ -67,19 +77,17 @@ def classify(error: BaseException) -> Failure:
         code = CloseCode.INTERNAL_ERROR if transient else CloseCode.POLICY_VIOLATION
         return Failure(f"Gemini refused the connection: HTTP {status}", code, not transient)
     if isinstance(error, ssl.SSLCertVerificationError):
-        return Failure(
-            f"Gemini's TLS certificate was not trusted: {error.verify_message}", CloseCode.INTERNAL_ERROR, True
-        )
+        return Failure("Gemini's TLS certificate was not trusted", CloseCode.INTERNAL_ERROR, True, str(error))
     if isinstance(error, (ValueError, pydantic.ValidationError)):
         # The SDK checks the config before sending it (e.g. a Vertex-only field on the Developer API).
-        return Failure(str(error), CloseCode.INVALID_ARGUMENT, True)
+        return Failure("the setup is not one this Gemini API accepts", CloseCode.INVALID_ARGUMENT, True, str(error))
     if isinstance(error, GoogleAuthError):
-        return Failure(f"Vertex AI credentials: {error}", CloseCode.INTERNAL_ERROR, True)
+        return Failure("Vertex AI credentials could not be loaded", CloseCode.INTERNAL_ERROR, True, str(error))
     if isinstance(error, ConnectionClosed):
-        return Failure(f"connection closed: {error}", CloseCode.INTERNAL_ERROR, False)
+        return Failure("the connection to Gemini closed", CloseCode.INTERNAL_ERROR, False, str(error))
     if isinstance(error, (OSError, TimeoutError, WebSocketException)):
-        return Failure(f"cannot reach Gemini: {error or type(error).__name__}", CloseCode.INTERNAL_ERROR, False)
-    return Failure(f"unexpected error from Gemini's client: {error!r}", CloseCode.INTERNAL_ERROR, True)
+        return Failure("cannot reach Gemini", CloseCode.INTERNAL_ERROR, False, str(error) or type(error).__name__)
+    return Failure("unexpected error from Gemini's client", CloseCode.INTERNAL_ERROR, True, repr(error))
 
 
 class UpstreamLink:

@@ -454,8 +454,9 @@ class LocalSession(BackendSession):
             return
         error = task.exception()
         if error is not None:
-            logger.error("[%s] %s failed", self.id, task.get_name(), exc_info=error)
-            self._out.put_nowait(BackendError(f"local backend failed: {error}"))
+            failure = BackendError("the local backend failed", detail=f"{task.get_name()}: {error!r}")
+            logger.error("[%s] %s failed (error %s)", self.id, task.get_name(), failure.error_id, exc_info=error)
+            self._out.put_nowait(failure)
 
     async def run_asr(self, function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.parts.asr_executor, function, *args)
