@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
-from assistant.personas.model import PersonaError
+from assistant.personas.model import PersonaError, read_persona_file
 from assistant.personas.registry import discover_personas, load_persona, user_persona_dir
 
 
@@ -15,14 +17,15 @@ def register(subparsers: Any) -> None:
         help="list personas (shipped, from packages, and your own)",
         description=f"List personas, or show one. Your own persona files go in {user_persona_dir()}.",
     )
-    parser.add_argument("name", nargs="?", help="show this persona in full")
+    parser.add_argument("name", nargs="?", help="show this persona in full (a name, or a persona file to check)")
     parser.set_defaults(handler=run)
 
 
 def run(args: Any) -> int:
     if args.name:
         try:
-            persona = load_persona(args.name)
+            is_file = args.name.endswith(".toml") or os.sep in args.name  # the user's own input, not a client's
+            persona = read_persona_file(Path(args.name).expanduser()) if is_file else load_persona(args.name)
         except PersonaError as exc:
             print(f"assistant personas: {exc}", file=sys.stderr)
             return 1
