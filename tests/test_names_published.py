@@ -30,7 +30,7 @@ from assistant.knowledge import KnowledgeService
 from assistant.personas import PersonaProfiles
 from assistant.personas.model import PERSONA_NAME
 from assistant.protocol import CloseCode, FunctionCall, FunctionResponse, ServerMessage, ToolResponses
-from assistant.session import MemoryResumptionStore, Session
+from assistant.session import MemoryResumptionStore, ServerTools, Session
 from assistant.session.pipe import PipeClosed, pipe
 from assistant.tools.discovery import ToolSources, load_tools
 from tests.conftest import ServerFactory
@@ -124,36 +124,38 @@ def unpublished(record: Recording, roots: list[Path]) -> list[str]:
     ]
 
 
+def search(collection: str) -> FunctionCall:
+    """The call a model makes when it repeats a collection name a user said."""
+    return FunctionCall(id="k1", name="search_knowledge", args={"query": "compost", "collection": collection})
+
+
 async def set_up(
     profiles: PersonaProfiles,
     *,
     persona: str | None,
     model: str = "models/gemini-live-2.5-flash",
     voice: str | None = None,
-    collection: str | None = None,
-    tools: object = None,
+    calls: list[FunctionCall] | None = None,
+    tools: ServerTools | None = None,
 ) -> tuple[int | None, str, list[FunctionResponse]]:
-    """Set a session up over the pipe as a client would; its close code and reason (None: it opened)."""
+    """Set a session up over the pipe as a client would, then let the model make ``calls``.
 
+    The close code and reason (None: it opened), and the answers to the calls.
+    """
     responses: list[FunctionResponse] = []
 
     async def script(s: ScriptedSession) -> None:
-        if collection is not None:
-            call = FunctionCall(id="k1", name="search_knowledge", args={"query": "compost", "collection": collection})
-            s.emit(ServerMessage.calls([call]))
-            responses.extend((await s.expect(ToolResponses, timeout=30)).responses)
+        if calls:
+            s.emit(ServerMessage.calls(calls))
+            while len(responses) < len(calls):
+                responses.extend((await s.expect(ToolResponses, timeout=30)).responses)
             s.emit(ServerMessage.turn_done())
         await s.closed.wait()
 
-    backend = ScriptedBackend(script if collection is not None else idle)
+    backend = ScriptedBackend(script)
     server_end, client_end = pipe()
     session = Session(
-        server_end,
-        backend,
-        store=MemoryResumptionStore(),
-        tools=tools,  # type: ignore[arg-type]
-        profiles=profiles,
-        requested_profile=persona,
+        server_end, backend, store=MemoryResumptionStore(), tools=tools, profiles=profiles, requested_profile=persona
     )
     task = asyncio.create_task(session.run())
     client = PipeClient(client_end)
@@ -168,7 +170,7 @@ async def set_up(
         await backend.aclose()
         return closed.code, closed.reason, responses
     assert first.setup_complete is not None
-    if collection is not None:
+    if calls:
         while not (await client.recv(timeout=30)).is_turn_complete:
             pass
     await client_end.close(1000, "bye")
@@ -184,11 +186,11 @@ def test_hostile_names_open_nothing_the_operator_did_not_publish(
     profiles = PersonaProfiles(knowledge, "coach", folders=[published["persona_dir"]])
     roots = [published["user"], published["persona_dir"], BUILTIN_DIR, private_data_dir]
 
-    async def prepare() -> object:
+    async def prepare() -> ServerTools:
         await profiles.start()
         tools = await load_tools(ToolSources(builtins=True, entry_points=False, knowledge=knowledge))
         # Warm up: modules imported on first use and the store's files are opened before recording.
-        assert (await set_up(profiles, persona="gardener", collection="garden", tools=tools))[0] is None
+        assert (await set_up(profiles, persona="gardener", calls=[search("garden")], tools=tools))[0] is None
         return tools
 
     tools = asyncio.run(prepare())
@@ -199,22 +201,31 @@ def test_hostile_names_open_nothing_the_operator_did_not_publish(
     assert str(published["persona_dir"] / "gardener.toml") in record.opened
 
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-    @given(persona=hostile_strings, model=hostile_strings, voice=hostile_strings, collection=hostile_strings)
-    def check(persona: str, model: str, voice: str, collection: str) -> None:
+    @given(
+        persona=hostile_strings,
+        model=hostile_strings,
+        voice=hostile_strings,
+        collection=hostile_strings,
+        tool=hostile_strings.filter(lambda name: not tools.handles(name)),
+    )
+    def check(persona: str, model: str, voice: str, collection: str, tool: str) -> None:
+        calls = [search(collection), FunctionCall(id="t1", name=tool, args={"path": collection})]
         with recording() as record:
             code, reason, _ = asyncio.run(set_up(profiles, persona=persona, model=model, voice=voice))
-            asyncio.run(set_up(profiles, persona="gardener", voice=voice, collection=collection, tools=tools))
+            _, _, answers = asyncio.run(set_up(profiles, persona="gardener", voice=voice, calls=calls, tools=tools))
         assert unpublished(record, roots) == []
         assert not record.spawned
         if code is not None:
             assert code == CloseCode.POLICY_VIOLATION
             assert "available: " in reason and "coach" in reason
             assert "SECRET" not in reason and str(published["secret"].parent) not in reason
+        # No such collection (none is indexed here) and no such tool: errors, nothing read.
+        assert [sorted(answer.response or {}) for answer in answers] == [["error"], ["error"]]
 
     try:
         check()
     finally:
-        asyncio.run(tools.aclose())  # type: ignore[attr-defined]
+        asyncio.run(tools.aclose())
         asyncio.run(knowledge.aclose())
 
 
