@@ -165,6 +165,14 @@ def test_the_personas_command_lists_and_shows(user_dir: Path, capsys: pytest.Cap
     assert cli_main(["personas", "thiruvalluvar"]) == 0
     assert '"collection": "thirukkural"' in capsys.readouterr().out
     assert cli_main(["personas", "nobody"]) == 1
+    capsys.readouterr()
+    published = user_dir.parent / "published"
+    published.mkdir()
+    (published / "librarian.toml").write_text(LIBRARIAN)
+    assert cli_main(["personas", "--persona-dir", str(published), "librarian"]) == 0
+    assert '"collection": "books"' in capsys.readouterr().out
+    assert cli_main(["personas", str(published / "librarian.toml")]) == 0  # a file the user names is checked
+    assert "librarian" in capsys.readouterr().out
 
 
 PERSONA = Persona(name="p", instruction="You are Valluvar.", voice="Charon", tools=("search_knowledge",))
