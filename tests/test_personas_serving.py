@@ -190,6 +190,9 @@ def test_serve_persona_may_be_a_file_the_operator_names(tmp_path: Path) -> None:
 
     (tmp_path / "config.toml").write_text("")
     args = argparse.Namespace(config=tmp_path / "config.toml", persona_dirs=[], persona=str(tmp_path / "baker.toml"))
+    with pytest.raises(UnknownProfile, match=f"persona file {tmp_path / 'baker.toml'} does not exist"):
+        published_personas(args)
+    (tmp_path / "baker.toml").write_text('instruction = "You bake."\n')
     assert published_personas(args) == ("baker", [tmp_path / "baker.toml"])
     args.persona = "baker"
     assert published_personas(args) == ("baker", [])

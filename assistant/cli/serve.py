@@ -150,7 +150,7 @@ def published_personas(args: argparse.Namespace) -> tuple[str | None, list[Path]
     A ``--persona`` that is a path (the operator's own input, unlike a
     client's ``?persona=``) publishes that one file and makes it the
     default. ``ConfigError`` for a bad config file, ``UnknownProfile`` for a
-    ``--persona-dir`` that is not a folder.
+    ``--persona-dir`` that is not a folder or a ``--persona`` file that is not there.
     """
     folders = [*load_config(args.config).personas.dirs, *args.persona_dirs]
     for folder in folders:
@@ -159,6 +159,8 @@ def published_personas(args: argparse.Namespace) -> tuple[str | None, list[Path]
     default = args.persona
     if default and (default.endswith(".toml") or os.sep in default):
         file = Path(default).expanduser()
+        if not file.is_file():
+            raise UnknownProfile(f"persona file {file} does not exist")
         folders.append(file)
         default = file.stem
     return default, folders

@@ -322,7 +322,7 @@ class EspeakVoice:
     def __init__(self, voice: str = DEFAULT_ESPEAK_VOICE, words_per_minute: int | None = None) -> None:
         self._executable = _require_espeak()
         self.voice = _published_espeak_voice(voice)
-        self.name = f"espeak:{voice}"
+        self.name = f"espeak:{self.voice}"
         self._speed = ["-s", str(words_per_minute)] if words_per_minute else []
 
     def synthesize(self, text: str) -> np.ndarray:
