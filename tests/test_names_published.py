@@ -323,3 +323,40 @@ def test_time_zones_are_names_from_the_zone_database_not_paths() -> None:
         with recording() as record, pytest.raises(ToolError, match="unknown time zone"):
             resolve_zone(name)
         assert record.opened == []
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "espeak:../../../../tmp/x", "espeak:-w/tmp/x", "Puck", "x" * 5000])
+def test_a_local_session_speaks_with_the_default_voice_for_an_unknown_name(name: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from assistant.backends.local.session import LocalSession, SessionParts
+    from assistant.backends.local.tts import EspeakVoice, Voices, espeak_voices
+    from assistant.protocol import Setup
+    from assistant.session import SessionRequest
+
+    espeak_voices()  # read at start-up
+    voices = Voices(SilentVoice(), [])  # type: ignore[arg-type]
+    with ThreadPoolExecutor(1) as executor:
+        parts = SessionParts(
+            recognizer=None,  # type: ignore[arg-type]  # not used to open a session
+            asr_executor=executor,
+            tts_executor=executor,
+            voices=voices,
+            new_dialogue=lambda: None,  # type: ignore[arg-type,return-value]
+            new_vad=lambda: None,  # type: ignore[arg-type,return-value]
+            default_silence_ms=500,
+            eager_end_ms=200,
+            clock=lambda: 0.0,
+        )
+
+        def open_with(voice: str) -> LocalSession:
+            speech = {"voiceConfig": {"prebuiltVoiceConfig": {"voiceName": voice}}}
+            setup = Setup.model_validate({"model": "m", "generationConfig": {"speechConfig": speech}})
+            return LocalSession(parts, SessionRequest(session_id="s", setup=setup), None)
+
+        with recording() as record:
+            session = open_with(name)
+        assert session.voice is voices.default
+        assert record.opened == [] and record.spawned == []
+        tamil = open_with("espeak:ta").voice
+        assert isinstance(tamil, EspeakVoice) and tamil.voice == "ta"
