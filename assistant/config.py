@@ -20,9 +20,12 @@
     url = "http://127.0.0.1:8000/mcp"
     headers = { Authorization = "Bearer ${SEARCH_TOKEN}" }
 
+    [personas]
+    dirs = ["./personas", "/srv/assistant/personas"]   # folders of NAME.toml persona files clients may choose
+
 ``${VAR}`` in ``env`` and ``headers`` values is taken from the environment,
 so secrets stay out of the file. Relative paths (module files, an MCP
-server's ``cwd``) are relative to the config file. Unknown keys inside a
+server's ``cwd``, persona folders) are relative to the config file. Unknown keys inside a
 known section are errors (a typo should not silently do nothing); sections
 this version does not know are left for the parts that read them.
 """
@@ -99,12 +102,19 @@ class ToolsConfig(Section):
         return servers
 
 
+class PersonasConfig(Section):
+    """The ``[personas]`` section: folders whose persona files the server publishes (as ``--persona-dir``)."""
+
+    dirs: list[Path] = []
+
+
 class Config(BaseModel):
     """The whole file. Each part of the assistant reads its own section."""
 
     model_config = ConfigDict(extra="allow")
 
     tools: ToolsConfig = ToolsConfig()
+    personas: PersonasConfig = PersonasConfig()
     path: Path | None = Field(default=None, exclude=True)
 
 
@@ -151,7 +161,11 @@ def _resolve(config: Config, folder: Path, environ: Mapping[str, str]) -> Config
                 }
             )
         )
-    return config.model_copy(update={"tools": tools.model_copy(update={"modules": modules, "mcp": servers})})
+    persona_dirs = [folder / path.expanduser() for path in config.personas.dirs]
+    personas = config.personas.model_copy(update={"dirs": persona_dirs})
+    return config.model_copy(
+        update={"tools": tools.model_copy(update={"modules": modules, "mcp": servers}), "personas": personas}
+    )
 
 
 def parse_config(text: str, path: Path | None = None, environ: Mapping[str, str] = os.environ) -> Config:

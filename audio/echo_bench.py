@@ -46,7 +46,7 @@ def espeak(text: str, rate: int, voice: str = "en-us", speed: int = 160, pitch: 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "speech.wav"
         subprocess.run(
-            [program, "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(path), text],
+            [program, "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(path), "--", text],
             check=True,
             capture_output=True,
         )

@@ -111,7 +111,7 @@ async def test_thiruvalluvar_answers_with_couplets_through_search_knowledge(
     profiles = PersonaProfiles(knowledge, "thiruvalluvar")
     prepared = await profiles.start()
     assert prepared is not None and prepared.status == "unchanged"  # the index is there already
-    profile = profiles("thiruvalluvar")
+    profile = await profiles("thiruvalluvar")
     assert profile is not None and profile.knowledge_collection == COLLECTION
     registry = ToolRegistry()
     registry.add(search_knowledge_tool(knowledge))

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from assistant.cli import main as cli_main
-from assistant.personas import Persona, PersonaError, apply_persona, discover_personas, load_persona
+from assistant.personas import (
+    Persona,
+    PersonaError,
+    UnknownPersona,
+    apply_persona,
+    discover_personas,
+    load_persona,
+)
 from assistant.protocol import FunctionDeclaration, Setup, parse_client_message
 
 LIBRARIAN = """
@@ -22,6 +29,7 @@ tools = ["search_knowledge"]
 [knowledge]
 collection = "books"
 """
+LIBRARIAN_INSTRUCTION = "You are a careful librarian."
 
 
 @pytest.fixture
@@ -62,9 +70,22 @@ def test_user_files_add_personas_and_override_shipped_ones(user_dir: Path) -> No
         ("search_knowledge",),
         "books",
     )
-    elsewhere = user_dir.parent / "elsewhere.toml"
+
+
+def test_personas_elsewhere_are_found_by_name_once_published_never_by_path(user_dir: Path) -> None:
+    folder = user_dir.parent / "published"
+    folder.mkdir()
+    elsewhere = folder / "elsewhere.toml"
     elsewhere.write_text(LIBRARIAN)
-    assert load_persona(str(elsewhere)).name == "elsewhere"
+    for path in (str(elsewhere), "../published/elsewhere.toml", "elsewhere.toml"):
+        with pytest.raises(UnknownPersona, match=r"^persona names are 1-64 lower-case letters.*available: "):
+            load_persona(path, folders=[folder])
+    with pytest.raises(UnknownPersona, match="no persona named 'elsewhere'"):
+        load_persona("elsewhere")  # not published
+    assert load_persona("Elsewhere", folders=[folder]).name == "elsewhere"
+    assert discover_personas(folders=[folder])["elsewhere"].origin == str(elsewhere)
+    (user_dir / "elsewhere.toml").write_text('instruction = "The user\'s own."\n')
+    assert load_persona("elsewhere", folders=[folder]).instruction == LIBRARIAN_INSTRUCTION  # folders come later
 
 
 @pytest.mark.parametrize(
@@ -144,6 +165,14 @@ def test_the_personas_command_lists_and_shows(user_dir: Path, capsys: pytest.Cap
     assert cli_main(["personas", "thiruvalluvar"]) == 0
     assert '"collection": "thirukkural"' in capsys.readouterr().out
     assert cli_main(["personas", "nobody"]) == 1
+    capsys.readouterr()
+    published = user_dir.parent / "published"
+    published.mkdir()
+    (published / "librarian.toml").write_text(LIBRARIAN)
+    assert cli_main(["personas", "--persona-dir", str(published), "librarian"]) == 0
+    assert '"collection": "books"' in capsys.readouterr().out
+    assert cli_main(["personas", str(published / "librarian.toml")]) == 0  # a file the user names is checked
+    assert "librarian" in capsys.readouterr().out
 
 
 PERSONA = Persona(name="p", instruction="You are Valluvar.", voice="Charon", tools=("search_knowledge",))

@@ -7,6 +7,7 @@ corpus that indexes slowly, to see what a session is told meanwhile.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import threading
@@ -165,6 +166,36 @@ def test_serve_with_an_unknown_persona_says_what_exists(
     status = main(["serve", "--persona", "nobody", "--port", "0", "--resumption-store", "memory"])
     assert status == 2
     assert "assistant: no persona named 'nobody'; available: " in capsys.readouterr().err
+
+
+def test_serve_publishes_persona_dirs_from_the_option_and_the_config_file(
+    tmp_path: Path, user_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("assistant.cli.serve.create_backend", lambda name, args: ScriptedBackend(echo))
+    monkeypatch.setenv("ASSISTANT_CONFIG_DIR", str(tmp_path / "empty-config"))
+    served = ["serve", "--port", "0", "--resumption-store", "memory", "--persona", "nobody"]
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "baker.toml").write_text('instruction = "You bake."\n')
+    config = tmp_path / "config.toml"
+    config.write_text('[personas]\ndirs = ["more"]\n')  # relative to the config file
+    assert main([*served, "--config", str(config), "--persona-dir", str(user_dir)]) == 2
+    available = capsys.readouterr().err.partition("available: ")[2]
+    assert {"baker", "coach", "gardener", "thiruvalluvar"} <= set(available.strip().split(", "))
+    assert main([*served, "--persona-dir", str(tmp_path / "missing")]) == 2
+    assert f"persona folder {tmp_path / 'missing'} does not exist" in capsys.readouterr().err
+
+
+def test_serve_persona_may_be_a_file_the_operator_names(tmp_path: Path) -> None:
+    from assistant.cli.serve import published_personas
+
+    (tmp_path / "config.toml").write_text("")
+    args = argparse.Namespace(config=tmp_path / "config.toml", persona_dirs=[], persona=str(tmp_path / "baker.toml"))
+    with pytest.raises(UnknownProfile, match=f"persona file {tmp_path / 'baker.toml'} does not exist"):
+        published_personas(args)
+    (tmp_path / "baker.toml").write_text('instruction = "You bake."\n')
+    assert published_personas(args) == ("baker", [tmp_path / "baker.toml"])
+    args.persona = "baker"
+    assert published_personas(args) == ("baker", [])
 
 
 def test_talk_asks_a_server_for_its_persona_in_the_url() -> None:

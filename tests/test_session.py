@@ -414,7 +414,7 @@ async def test_context_update_keeps_the_server_tools_and_moves_client_routing() 
         assert [d.name for d in session.client_setup.function_declarations()] == ["new_client_tool"]
 
 
-def profiles(name: str | None) -> SessionProfile | None:
+async def profiles(name: str | None) -> SessionProfile | None:
     if name is None:
         return None
     if name != "owl":

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from assistant.backends import BackendUnavailable, add_backend_arguments, create_backend, resolve_backend_name
-from assistant.config import add_config_argument
+from assistant.config import add_config_argument, load_config
 from assistant.knowledge.service import KnowledgeService
 from assistant.knowledge.store import KnowledgeError
 from assistant.logs import LOG_FORMATS, configure_logging
@@ -260,8 +260,20 @@ def add_persona_arguments(parser: argparse.ArgumentParser) -> None:
         "--persona",
         default=os.environ.get("ASSISTANT_PERSONA"),
         metavar="NAME",
-        help="persona for conversations that choose none (see `assistant personas`); a connection may choose "
-        "another with ?persona=NAME, or none (default $ASSISTANT_PERSONA, else the plain assistant)",
+        help="persona for conversations that choose none (see `assistant personas`), or the path of a persona "
+        "file to publish and use; a connection may choose another published persona by name with ?persona=NAME, "
+        "or none (default $ASSISTANT_PERSONA, else the plain assistant)",
+    )
+    group.add_argument(
+        "--persona-dir",
+        dest="persona_dirs",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="publish the NAME.toml persona files of DIR (repeatable; also [personas] dirs in the config file). "
+        "Clients choose personas by name among the shipped, installed, your config folder's and these; "
+        "a name is never taken as a path",
     )
     group.add_argument(
         "--qdrant-url",
@@ -272,17 +284,40 @@ def add_persona_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--qdrant-api-key", default=os.environ.get("QDRANT_API_KEY"), help="default $QDRANT_API_KEY")
 
 
+def published_personas(args: argparse.Namespace) -> tuple[str | None, list[Path]]:
+    """The default persona's name and the persona folders (or files) the operator publishes.
+
+    A ``--persona`` that is a path (the operator's own input, unlike a
+    client's ``?persona=``) publishes that one file and makes it the
+    default. ``ConfigError`` for a bad config file, ``UnknownProfile`` for a
+    ``--persona-dir`` that is not a folder or a ``--persona`` file that is not there.
+    """
+    folders = [*load_config(args.config).personas.dirs, *args.persona_dirs]
+    for folder in folders:
+        if not folder.is_dir():
+            raise UnknownProfile(f"persona folder {folder} does not exist (--persona-dir or [personas] dirs)")
+    default = args.persona
+    if default and (default.endswith(".toml") or os.sep in default):
+        file = Path(default).expanduser()
+        if not file.is_file():
+            raise UnknownProfile(f"persona file {file} does not exist")
+        folders.append(file)
+        default = file.stem
+    return default, folders
+
+
 @contextlib.asynccontextmanager
 async def personas_and_knowledge(args: argparse.Namespace) -> AsyncIterator[tuple[PersonaProfiles, KnowledgeService]]:
     """The knowledge store this process shares, opened, and the personas, the default one ready.
 
     ``UnknownProfile`` for a ``--persona`` that does not exist or is
-    invalid; ``KnowledgeError`` when the default persona needs a store that
+    invalid (see ``published_personas``); ``KnowledgeError`` when the default persona needs a store that
     cannot be opened or a corpus that cannot be indexed.
     """
+    default, folders = published_personas(args)
     knowledge = KnowledgeService(url=args.qdrant_url, api_key=args.qdrant_api_key)
     try:
-        profiles = PersonaProfiles(knowledge, args.persona)
+        profiles = PersonaProfiles(knowledge, default, folders=folders)
         await profiles.start()
         yield profiles, knowledge
     finally:

@@ -55,7 +55,7 @@ DENSE_VECTOR = "dense"
 SCHEMA_VERSION = 1
 EMBED_BATCH = 32
 UPSERT_BATCH = 256
-_COLLECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_COLLECTION_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # whole-string (fullmatch): "$" would let "\n" through
 _POINT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/live-assistant/knowledge")
 _DOCUMENT_FIELDS = ["document", "name", "title", "kind", "sha256", "chunks", "added_at"]
 
@@ -199,7 +199,7 @@ class Hit:
 
 
 def validate_collection_name(name: str) -> str:
-    if not _COLLECTION_NAME.match(name):
+    if not _COLLECTION_NAME.fullmatch(name):
         raise KnowledgeError(
             f"invalid collection name {name!r}: use 1-64 lower-case letters, digits, '-' or '_', "
             "starting with a letter or digit"

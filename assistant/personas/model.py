@@ -41,12 +41,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from assistant.knowledge.store import KnowledgeError, validate_collection_name
 
-PERSONA_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+PERSONA_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # whole-string (fullmatch): no separators, dots or newlines
 SEARCH_TOOL = "search_knowledge"
 
 
 class PersonaError(Exception):
     """A persona that cannot be found or read; the message names the file and the field."""
+
+
+class UnknownPersona(PersonaError):
+    """No published persona has that name; the message lists those that exist (and names no file)."""
 
 
 class _Strict(BaseModel):
@@ -88,7 +92,7 @@ class Persona(_Strict):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        if not PERSONA_NAME.match(value):
+        if not PERSONA_NAME.fullmatch(value):
             raise ValueError("use 1-64 lower-case letters, digits, '-' or '_'")
         return value
 

@@ -1,12 +1,18 @@
 """Personas as session profiles: what ``assistant serve --persona`` and a connection's ``?persona=`` choose.
 
-``PersonaProfiles`` is the server's ``ProfileResolver``. Any persona this
-installation can find (shipped, from packages, the user's folder) may be
-chosen per connection; the server's default (``--persona``) applies when a
-connection names none, and ``none`` asks for the plain assistant. A persona
-is read afresh for each connection, so an edited file applies to the next
-conversation without a restart; an unknown or invalid one closes the
-connection (1008) with a message naming what exists, or the file and field.
+``PersonaProfiles`` is the server's ``ProfileResolver``. Any persona the
+operator published (shipped, from packages, the user's folder, ``--persona-dir``
+folders) may be chosen per connection *by name*; the server's default
+(``--persona``) applies when a connection names none, and ``none`` asks for
+the plain assistant. A client's name is checked against the persona name
+pattern before any lookup and never becomes a path (see ``registry``).
+
+A persona is read afresh for each connection, on a worker thread (never on
+the event loop), so an edited file applies to the next conversation without
+a restart. An unknown name closes the connection (1008) with the names that
+exist; a published persona whose file is invalid closes it saying so, while
+the file and the field go to the server log only (a client learns nothing
+about the server's files).
 
 Knowledge. Choosing a persona configures its collection in the
 ``KnowledgeService`` (passages per search, the field holding an original to
@@ -22,15 +28,17 @@ read aloud) and indexes its packaged corpus:
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from assistant.knowledge.service import CollectionSettings, KnowledgeService, ReadAloud
 from assistant.knowledge.store import AddResult, KnowledgeError
 from assistant.personas.apply import apply_persona
-from assistant.personas.model import Persona, PersonaError
-from assistant.personas.registry import discover_personas, load_persona
+from assistant.personas.model import Persona, PersonaError, UnknownPersona
+from assistant.personas.registry import discover_personas, load_persona, persona_name
 from assistant.protocol import Setup
 from assistant.session.profiles import SessionProfile, UnknownProfile
 
@@ -43,27 +51,46 @@ class PersonaProfiles:
     """Resolves persona names to session profiles, and prepares their knowledge."""
 
     def __init__(
-        self, knowledge: KnowledgeService, default: str | None = None, *, user_dir: Path | None = None
+        self,
+        knowledge: KnowledgeService,
+        default: str | None = None,
+        *,
+        user_dir: Path | None = None,
+        folders: Sequence[Path] = (),
     ) -> None:
+        """``folders``: the operator's published persona folders (or files), after ``user_dir``."""
         self.knowledge = knowledge
         self.default = default
         self.user_dir = user_dir
+        self.folders = tuple(folders)
 
-    def __call__(self, name: str | None) -> SessionProfile | None:
+    async def __call__(self, name: str | None) -> SessionProfile | None:
         """The profile for a connection's requested persona (None: the server's default)."""
         chosen = name or self.default
         if chosen is None or chosen.lower() == NO_PERSONA:
             return None
-        persona = self.persona(chosen)
+        persona = await asyncio.to_thread(self.persona, chosen)
         self._activate(persona)
         return profile_for(persona)
 
     def persona(self, name: str) -> Persona:
-        """The persona called ``name``; ``UnknownProfile`` says what exists, or what is wrong with its file."""
+        """The published persona called ``name`` (blocking: reads its file).
+
+        ``UnknownProfile`` with a reason fit for a client: the names that
+        exist, or that the persona's definition is invalid (the detail is logged).
+        """
         try:
-            return load_persona(name, user_dir=self.user_dir)
-        except PersonaError as exc:
+            return self._load(name)
+        except UnknownPersona as exc:
             raise UnknownProfile(str(exc)) from None
+        except PersonaError as exc:
+            logger.warning("persona %s cannot be served: %s", persona_name(name), exc)
+            raise UnknownProfile(
+                f"persona {persona_name(name)!r} cannot be used: its definition is invalid (see the server log)"
+            ) from None
+
+    def _load(self, name: str) -> Persona:
+        return load_persona(name, user_dir=self.user_dir, folders=self.folders)
 
     def _activate(self, persona: Persona) -> None:
         """Configure the persona's collection and start indexing its corpus (once per process)."""
@@ -89,7 +116,12 @@ class PersonaProfiles:
         and search answer with the reason when asked. Returns what indexing
         did (None: nothing to index).
         """
-        persona = self.persona(self.default) if self.default and self.default.lower() != NO_PERSONA else None
+        persona = None
+        if self.default and self.default.lower() != NO_PERSONA:
+            try:  # the operator's own choice: tell them which file and field are wrong
+                persona = await asyncio.to_thread(self._load, self.default)
+            except PersonaError as exc:
+                raise UnknownProfile(str(exc)) from None
         try:
             await self.knowledge.open_async()
         except KnowledgeError as exc:
@@ -107,7 +139,7 @@ class PersonaProfiles:
     def catalog(self) -> dict[str, Any]:
         """What a client can choose from (the browser's persona picker): names, titles, descriptions."""
         personas = []
-        for name, entry in discover_personas(self.user_dir).items():
+        for name, entry in discover_personas(self.user_dir, self.folders).items():
             try:
                 persona = entry.load()
             except PersonaError as exc:

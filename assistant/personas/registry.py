@@ -1,6 +1,6 @@
 """Finding personas: shipped with the project, installed by packages, written by the user.
 
-Looked up by name in three places; a later one overrides an earlier one of
+Looked up by name in four places; a later one overrides an earlier one of
 the same name, so a user can adjust a shipped persona by copying its file:
 
 1. shipped: ``assistant/personas/builtin/*.toml``;
@@ -10,16 +10,22 @@ the same name, so a user can adjust a shipped persona by copying its file:
    callable returning either (``thiruvalluvar = "mypkg.personas:FILE"``);
 3. the user's folder: ``<config dir>/personas/*.toml`` (``$ASSISTANT_CONFIG_DIR``
    overrides the platform's config directory, as ``$ASSISTANT_DATA_DIR`` does
-   for data).
+   for data);
+4. folders (or single ``.toml`` files) the operator publishes, in order:
+   ``assistant serve --persona-dir DIR`` and ``[personas] dirs`` in the config file.
 
-A name that is a path to a ``.toml`` file loads that file directly.
+These are *published* personas, and ``load_persona`` finds only them, by
+name: a name is checked against ``PERSONA_NAME`` (lower-case letters, digits,
+``-`` and ``_``; no separators, dots or spaces) before anything is looked up,
+so a name a client sends (``?persona=/etc/passwd``, ``../x.toml``) never
+becomes a path. Operators who want a file elsewhere publish it (``folders``).
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from importlib.abc import Traversable
@@ -28,7 +34,14 @@ from pathlib import Path
 
 import platformdirs
 
-from assistant.personas.model import Persona, PersonaError, parse_persona, read_persona_file
+from assistant.personas.model import (
+    PERSONA_NAME,
+    Persona,
+    PersonaError,
+    UnknownPersona,
+    parse_persona,
+    read_persona_file,
+)
 
 ENTRY_POINT_GROUP = "assistant.personas"
 
@@ -79,8 +92,20 @@ def _from_entry_point(entry: EntryPoint) -> Persona:
     raise PersonaError(f"{origin}: expected a Persona or the path of a persona TOML file, got {type(value).__name__}")
 
 
-def discover_personas(user_dir: Path | None = None) -> dict[str, PersonaEntry]:
-    """Every persona by name, later sources overriding earlier ones (see the module docstring)."""
+def _published_files(folder: Path) -> list[Path]:
+    """The persona files a published folder (or a single published ``.toml`` file) offers."""
+    if folder.is_file():
+        return [folder] if folder.suffix == ".toml" else []
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.glob("*.toml") if PERSONA_NAME.fullmatch(path.stem))
+
+
+def discover_personas(user_dir: Path | None = None, folders: Sequence[Path] = ()) -> dict[str, PersonaEntry]:
+    """Every published persona by name, later sources overriding earlier ones (see the module docstring).
+
+    ``folders`` are the operator's published folders or files, after the user's folder.
+    """
     found: dict[str, PersonaEntry] = {}
     for file in _shipped_files():
         name = file.name.removesuffix(".toml")
@@ -89,25 +114,34 @@ def discover_personas(user_dir: Path | None = None) -> dict[str, PersonaEntry]:
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         origin = f"package {entry.dist.name if entry.dist else entry.value}"
         found[entry.name] = PersonaEntry(entry.name, origin, functools.partial(_from_entry_point, entry))
-    folder = user_dir or user_persona_dir()
-    if folder.is_dir():
-        for path in sorted(folder.glob("*.toml")):
+    for folder in (user_dir or user_persona_dir(), *folders):
+        for path in _published_files(folder):
             found[path.stem] = PersonaEntry(path.stem, str(path), functools.partial(read_persona_file, path))
     return dict(sorted(found.items()))
 
 
-def load_persona(name: str, *, user_dir: Path | None = None) -> Persona:
-    """The persona called ``name`` (or in the ``.toml`` file ``name``), validated.
+def persona_name(name: str) -> str | None:
+    """``name`` as personas are keyed (lower case), or None when it cannot name one (a path, a long string)."""
+    key = name.lower()
+    return key if PERSONA_NAME.fullmatch(key) else None
 
-    ``PersonaError`` names what is available when nothing matches, and the
-    file and field when a persona is invalid.
+
+def load_persona(name: str, *, user_dir: Path | None = None, folders: Sequence[Path] = ()) -> Persona:
+    """The published persona called ``name``, validated; never a file ``name`` points at.
+
+    ``UnknownPersona`` names what is available when nothing matches (the
+    name is not echoed unless it is a valid persona name); ``PersonaError``
+    names the file and field when a persona is invalid (for the operator:
+    ``PersonaProfiles`` keeps that detail out of what clients are told).
     """
-    if name.endswith(".toml") or os.sep in name:
-        return read_persona_file(Path(name).expanduser())
-    personas = discover_personas(user_dir)
-    entry = personas.get(name.lower())
+    key = persona_name(name)
+    personas = discover_personas(user_dir, folders)
+    available = ", ".join(personas) or "none"
+    if key is None:
+        raise UnknownPersona(f"persona names are 1-64 lower-case letters, digits, '-' or '_'; available: {available}")
+    entry = personas.get(key)
     if entry is None:
-        raise PersonaError(f"no persona named {name!r}; available: {', '.join(personas) or 'none'}")
+        raise UnknownPersona(f"no persona named {key!r}; available: {available}")
     persona = entry.load()
     if persona.name != entry.name:
         raise PersonaError(f"{entry.origin}: declares name {persona.name!r} but is found as {entry.name!r}")

