@@ -34,6 +34,8 @@ from assistant.session import (
 
 logger = logging.getLogger("assistant.serve")
 
+DEFAULT_DRAIN_SECONDS = 5.0
+
 
 def default_static_dir() -> Path:
     """The browser client shipped in the ``client`` package."""
@@ -90,6 +92,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="where resumption handles live: sqlite survives restarts (default), memory does not",
     )
     parser.add_argument("--resumption-db", type=Path, help="SQLite file for handles (default: in the data dir)")
+    parser.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=DEFAULT_DRAIN_SECONDS,
+        metavar="N",
+        help="on SIGTERM or Ctrl-C, refuse new sessions and give each client goAway, N seconds to finish its "
+        "turn and a resumption handle before closing; a second signal stops at once (default %(default)s)",
+    )
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default %(default)s"
     )
@@ -217,9 +227,25 @@ async def serve_with(
             loop.add_signal_handler(signum, stop.set)
     try:
         await stop.wait()
+        stop.clear()
+        await drain_unless_stopped(server, args.drain_seconds, stop)
     finally:
         logger.info("shutting down")
         await server.stop()
+
+
+async def drain_unless_stopped(server: LiveServer, seconds: float, stop: asyncio.Event) -> None:
+    """Drain the server (``LiveServer.drain``), cut short when ``stop`` is set again (a second signal)."""
+    drain = asyncio.create_task(server.drain(seconds), name="drain")
+    second_signal = asyncio.create_task(stop.wait(), name="second-signal")
+    await asyncio.wait([drain, second_signal], return_when=asyncio.FIRST_COMPLETED)
+    if second_signal.done():
+        logger.warning("second signal: stopping without waiting for sessions to finish")
+    for task in (drain, second_signal):
+        task.cancel()
+    drained, _ = await asyncio.gather(drain, second_signal, return_exceptions=True)
+    if isinstance(drained, Exception):
+        logger.error("draining failed; closing every session now", exc_info=drained)
 
 
 def run(args: argparse.Namespace) -> int:

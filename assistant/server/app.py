@@ -13,6 +13,7 @@ import contextlib
 import hmac
 import json
 import logging
+import math
 import mimetypes
 import re
 import ssl
@@ -52,6 +53,7 @@ LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 SETUP_GRACE_S = 5.0
 PERSONAS_PATH = "/personas.json"
 BAD_KEY_REASON = "API key not valid; send the server's access key in the x-goog-api-key header or ?key="
+DRAIN_GRACE_S = 2.0  # past a drain's time left, for sessions to send their close frames
 
 
 @dataclass(slots=True)
@@ -180,6 +182,10 @@ class LiveServer:
         self.sessions: set[Session] = set()
         self.late_results = LateResults()  # a timer set over one connection fires into the next
         self._server: Server | None = None
+        self.draining = False
+        self._drain_until = 0.0  # loop time when draining sessions must be gone
+        self._no_sessions = asyncio.Event()
+        self._no_sessions.set()
 
     @property
     def port(self) -> int:
@@ -215,6 +221,25 @@ class LiveServer:
         await self.backend.aclose()
         await self.store.aclose()
 
+    async def drain(self, seconds: float) -> None:
+        """Stop taking sessions and let each one end within ``seconds`` (``Session.drain``).
+
+        New Live connections are refused with 503 and a Retry-After; every
+        connected client gets ``goAway`` and, if it asked for resumption, a
+        handle that the restarted server (same SQLite store) will accept.
+        Returns when every session has ended, or a little after the time is up.
+        """
+        loop = asyncio.get_running_loop()
+        self.draining = True
+        self._drain_until = loop.time() + seconds
+        logger.info("draining %d sessions within %.1f s", len(self.sessions), seconds)
+        for session in list(self.sessions):
+            session.drain(seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._no_sessions.wait(), seconds + DRAIN_GRACE_S)
+        if self.sessions:
+            logger.warning("%d sessions still open after the drain; closing them", len(self.sessions))
+
     async def serve_forever(self) -> None:
         assert self._server is not None, "server not started"
         await self._server.serve_forever()
@@ -225,6 +250,13 @@ class LiveServer:
         # Not urlsplit: it would read the "ws" of a doubled leading slash as a host name.
         path = unquote(request.path.partition("?")[0])
         if LIVE_PATH.match(path):
+            if self.draining:
+                refused = connection.respond(
+                    HTTPStatus.SERVICE_UNAVAILABLE, "The server is restarting; reconnect in a few seconds.\n"
+                )
+                wait_s = self._drain_until - asyncio.get_running_loop().time() + DRAIN_GRACE_S
+                refused.headers["Retry-After"] = str(max(1, math.ceil(wait_s)))
+                return refused
             if not origin_allowed(
                 request.headers.get("origin"), request.headers.get("host"), self.config.allowed_origins
             ):
@@ -282,7 +314,12 @@ class LiveServer:
             late_results=self.late_results,
         )
         self.sessions.add(session)
+        self._no_sessions.clear()
+        if self.draining:  # its handshake finished just before the drain began
+            session.drain(max(0.0, self._drain_until - asyncio.get_running_loop().time()))
         try:
             await session.run()
         finally:
             self.sessions.discard(session)
+            if not self.sessions:
+                self._no_sessions.set()
