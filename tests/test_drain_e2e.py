@@ -19,10 +19,12 @@ from google.genai import errors, types
 
 from assistant.protocol import FunctionCall, ServerMessage
 from tests.conftest import Certificate
+from tests.support.browser import chromium
 from tests.support.fake_gemini import REPLY, FakeConnection, FakeGemini
 from tests.test_gemini_conversations import CHUNK_BYTES, MODEL, SPEECH, kinds, transcript
-from tests.test_gemini_serve import start_assistant_serve
+from tests.test_gemini_serve import ServeProcess, start_assistant_serve
 from tests.test_server_sdk import full_config, sdk_client, turn
+from tests.test_web_scripted import start_talking
 
 DRAIN_SECONDS = 2
 
@@ -125,3 +127,66 @@ async def test_the_sdk_conversation_survives_a_restart_of_assistant_serve(
         fake.check()
     [text] = told
     assert 'turn_on_lights({"room_name": "kitchen"})' in text and '{"output": "on"}' in text
+
+
+@pytest.mark.slow
+async def test_the_page_conversation_survives_a_restart_of_assistant_serve(
+    tls_certificate: Certificate, tmp_path: Path, free_tcp_port: int
+) -> None:
+    """The browser page in Chromium: the story being told when the restart begins is finished,
+    the page moves on the goAway once the turn has its handle, and resumes on the new process."""
+    story_started = asyncio.Event()
+
+    async def before_restart(c: FakeConnection) -> None:
+        await c.exchange("Hi", "Hello.")
+        assert await c.text() == "Tell me a story"
+        await c.send(ServerMessage.output_transcript("Once upon a time"))
+        story_started.set()
+        for _ in range(10):  # two seconds of reply, still streaming when the server is told to stop
+            await c.send(ServerMessage.model_audio(REPLY))
+            await asyncio.sleep(0.1)
+        await c.reply(", the end.")
+        await c.wait_closed()
+
+    async def after_restart(c: FakeConnection) -> None:
+        assert await c.text(timeout=60) == "What was the story?"
+        await c.reply("A short one.")
+
+    database = tmp_path / "sessions.sqlite3"
+    options = ("--port", str(free_tcp_port), "--resumption-store", "sqlite", "--resumption-db", str(database))
+    options += ("--drain-seconds", "5")
+    async with FakeGemini(tls_certificate, [before_restart, after_restart]) as fake:
+        first = await start_assistant_serve(tls_certificate, fake.base_url, *options, tls=False)
+        second: ServeProcess | None = None
+        try:
+            async with chromium(f"http://127.0.0.1:{first.port}/") as browsing:
+                page = browsing.page
+                await start_talking(browsing)
+                await page.fill("#text-input", "Hi")
+                await page.press("#text-input", "Enter")
+                before = await browsing.wait_for_stats(lambda s: s["handle"], "the first turn's handle")
+                await page.fill("#text-input", "Tell me a story")
+                await page.press("#text-input", "Enter")
+                await asyncio.wait_for(story_started.wait(), 10)
+                assert await first.stop() == 0  # SIGTERM, and the drain ran to its end
+                await browsing.wait_for_stats(lambda s: s["state"] == "reconnecting", "the page to notice")
+                second = await start_assistant_serve(tls_certificate, fake.base_url, *options, tls=False)
+                await browsing.wait_for_stats(
+                    lambda s: s["state"] == "open" and s["sessionId"] != before["sessionId"],
+                    "the page to reconnect to the new process",
+                    timeout=60,
+                )
+                await page.fill("#text-input", "What was the story?")
+                await page.press("#text-input", "Enter")
+                await page.locator("#log .message.model").nth(2).wait_for()
+                assert await browsing.bubbles("user") == ["Hi", "Tell me a story", "What was the story?"]
+                assert await browsing.bubbles("model") == ["Hello.", "Once upon a time, the end.", "A short one."]
+                events = await page.locator("#log .event").all_inner_texts()
+                assert "The server is moving this conversation to a new connection." in events
+                assert browsing.errors == []
+        finally:
+            await first.stop()
+            if second is not None:
+                await second.stop()
+        fake.check()
+    assert any("draining 1 sessions" in line for line in first.log), "\n".join(first.log)

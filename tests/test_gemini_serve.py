@@ -19,7 +19,7 @@ from tests.support.fake_gemini import DEFAULT_KEY, FakeConnection, FakeGemini
 from tests.test_gemini_conversations import MODEL, kinds, transcript
 from tests.test_server_sdk import sdk_client, turn
 
-ENDPOINT = re.compile(r"Live endpoint\s+wss://127\.0\.0\.1:(\d+)/")
+ENDPOINT = re.compile(r"Live endpoint\s+wss?://127\.0\.0\.1:(\d+)/")
 
 
 @dataclass
@@ -40,14 +40,20 @@ class ServeProcess:
         return status
 
 
-async def start_assistant_serve(certificate: Certificate, gemini_url: str, *options: str) -> ServeProcess:
-    """Start ``python -m assistant serve [options]`` with the Gemini backend and wait until it listens."""
+async def start_assistant_serve(
+    certificate: Certificate, gemini_url: str, *options: str, tls: bool = True
+) -> ServeProcess:
+    """Start ``python -m assistant serve [options]`` with the Gemini backend and wait until it listens.
+
+    Gemini (the fake) is reached over TLS with ``certificate`` either way; ``tls`` is whether the
+    server itself serves wss:// with it (a browser test serves plain http on loopback instead).
+    """
     env = {**os.environ, "GEMINI_API_KEY": DEFAULT_KEY, "SSL_CERT_FILE": str(certificate.cert)}
     for name in ("GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_GENAI_USE_VERTEXAI"):
         env.pop(name, None)
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "assistant", "serve", "--backend", "gemini", "--port", "0"),
-        *("--tls-cert", str(certificate.cert), "--tls-key", str(certificate.key)),
+        *(("--tls-cert", str(certificate.cert), "--tls-key", str(certificate.key)) if tls else ()),
         *("--gemini-base-url", gemini_url, "--resumption-store", "memory"),
         *options,
         stderr=asyncio.subprocess.PIPE,
