@@ -36,7 +36,7 @@ SETUP = {
 REPLY = b"\x05\x06" * 2400  # 100 ms at 24 kHz
 
 
-async def open_session(server: LiveServer, setup: dict[str, object] = SETUP) -> ClientConnection:
+async def open_session(server: LiveServer, setup: object = SETUP) -> ClientConnection:
     ws = await connect(url(server))
     await ws.send(json.dumps(setup))
     assert "setupComplete" in await recv_json(ws)

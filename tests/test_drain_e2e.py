@@ -29,6 +29,14 @@ from tests.test_web_scripted import start_talking
 DRAIN_SECONDS = 2
 
 
+def serve_options(port: int, database: Path, drain_seconds: int) -> list[str]:
+    """The same port and SQLite store for the process before and after the restart."""
+    return [
+        *("--port", str(port), "--resumption-store", "sqlite", "--resumption-db", str(database)),
+        *("--drain-seconds", str(drain_seconds)),
+    ]
+
+
 async def stream_microphone(session: object, stop: asyncio.Event) -> int:
     """20 ms chunks of speech until ``stop`` or the connection ends; how many were sent."""
     sent = 0
@@ -74,8 +82,7 @@ async def test_the_sdk_conversation_survives_a_restart_of_assistant_serve(
         await c.reply("The kitchen lights are on. Shall I do the hall?")
 
     database = tmp_path / "sessions.sqlite3"
-    options = ("--port", str(free_tcp_port), "--resumption-store", "sqlite", "--resumption-db", str(database))
-    options += ("--drain-seconds", str(DRAIN_SECONDS))
+    options = serve_options(free_tcp_port, database, DRAIN_SECONDS)
     async with FakeGemini(tls_certificate, [before_restart, after_restart]) as fake:
         first = await start_assistant_serve(tls_certificate, fake.base_url, *options)
         client = sdk_client(first.port, tls_certificate)
@@ -118,6 +125,7 @@ async def test_the_sdk_conversation_survives_a_restart_of_assistant_serve(
         try:
             assert second.port == first.port
             async with client.aio.live.connect(model=MODEL, config=full_config(handle)) as session:
+                assert call is not None and call.function_calls
                 function_call = call.function_calls[0]
                 answer = types.FunctionResponse(id=function_call.id, name=function_call.name, response={"output": "on"})
                 await session.send_tool_response(function_responses=[answer])
@@ -153,8 +161,7 @@ async def test_the_page_conversation_survives_a_restart_of_assistant_serve(
         await c.reply("A short one.")
 
     database = tmp_path / "sessions.sqlite3"
-    options = ("--port", str(free_tcp_port), "--resumption-store", "sqlite", "--resumption-db", str(database))
-    options += ("--drain-seconds", "5")
+    options = serve_options(free_tcp_port, database, 5)
     async with FakeGemini(tls_certificate, [before_restart, after_restart]) as fake:
         first = await start_assistant_serve(tls_certificate, fake.base_url, *options, tls=False)
         second: ServeProcess | None = None
