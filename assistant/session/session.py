@@ -44,6 +44,7 @@ from assistant.protocol import (
     FunctionCall,
     FunctionResponse,
     ProtocolError,
+    ServerContent,
     ServerMessage,
     SessionResumptionUpdate,
     Setup,
@@ -156,6 +157,30 @@ def _is_reply_audio(message: ServerMessage) -> bool:
         and bool(parts)
         and all(part.inline_data is not None and part.inline_data.mime_type.startswith("audio/") for part in parts)
     )
+
+
+def _split_reply_audio(message: ServerMessage) -> list[ServerMessage]:
+    """A message that carries reply audio and more, as the audio alone, then the rest.
+
+    Gemini 3.x puts several parts in one ``serverContent`` (a chunk of audio
+    with its transcript, the last chunk with ``turnComplete``). Split, the
+    audio can be shed under load and flushed on a barge-in like any other
+    reply audio, while the transcript and the turn's end are never lost.
+    A message that is audio only, or has no audio, comes back as it is.
+    """
+    content = message.server_content
+    if content is None or content.model_turn is None or message.tool_call is not None:
+        return [message]
+    parts = content.model_turn.parts
+    audio = [p for p in parts if p.inline_data is not None and p.inline_data.mime_type.startswith("audio/")]
+    if not audio or _is_reply_audio(message):
+        return [message]
+    rest = [p for p in parts if not any(p is a for a in audio)]
+    spoken_turn = content.model_turn.model_copy(update={"parts": audio})
+    spoken = ServerMessage(server_content=ServerContent(model_turn=spoken_turn))
+    model_turn = content.model_turn.model_copy(update={"parts": rest}) if rest else None
+    remainder = message.model_copy(update={"server_content": content.model_copy(update={"model_turn": model_turn})})
+    return [spoken, remainder] if remainder.model_dump(exclude_none=True) != {"server_content": {}} else [spoken]
 
 
 class TurnClock:
@@ -541,6 +566,11 @@ class Session:
     async def _route(self, message: ServerMessage) -> None:
         if message.setup_complete is not None or message.session_resumption_update is not None:
             # The session owns the handshake and the handles; a backend's own are internal.
+            return
+        pieces = _split_reply_audio(message)
+        if len(pieces) > 1:
+            for piece in pieces:
+                await self._route(piece)
             return
         if message.tool_call is not None:
             message = self._with_call_ids(message)
