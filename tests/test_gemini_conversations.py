@@ -45,6 +45,7 @@ from tests.support.fake_gemini import (
     REPLY,
     FakeConnection,
     FakeGemini,
+    ModelRules,
     Script,
 )
 from tests.test_server_sdk import full_config, sdk_client, turn
@@ -91,13 +92,14 @@ def make_chain(
         *,
         key: str = DEFAULT_KEY,
         models: set[str] | None = None,
+        rules: ModelRules | None = None,
         tools: ServerTools | None = None,
         store: MemoryResumptionStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         base_url_from_env: bool = False,
         **settings: Any,
     ) -> AsyncIterator[Chain]:
-        async with FakeGemini(tls_certificate, scripts, models=models) as fake:
+        async with FakeGemini(tls_certificate, scripts, models=models, rules=rules) as fake:
             monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
             monkeypatch.setenv("GEMINI_API_KEY", key)
             monkeypatch.setenv("SSL_CERT_FILE", str(tls_certificate.cert))

@@ -29,6 +29,7 @@ from google.genai.live import AsyncSession
 from pydantic import BaseModel, ValidationError
 
 from assistant.backends.gemini.options import GeminiSettings
+from assistant.backends.gemini.quirks import PLAIN, ModelQuirks
 from assistant.protocol import (
     ActivityEnd,
     ActivityStart,
@@ -99,17 +100,32 @@ def with_server_defaults(setup: Setup, settings: GeminiSettings) -> dict[str, An
     return fields
 
 
-def connect_config(setup: Setup, settings: GeminiSettings, upstream_handle: str | None) -> types.LiveConnectConfig:
+def connect_config(
+    setup: Setup,
+    settings: GeminiSettings,
+    upstream_handle: str | None,
+    quirks: ModelQuirks = PLAIN,
+    seeded: bool = False,
+) -> types.LiveConnectConfig:
     """The SDK config for one upstream connection of a session.
 
     The client's ``sessionResumption`` names the project's own handle, which
     Gemini never issued; upstream resumption is always on and presents the
-    upstream handle this backend kept, if any.
+    upstream handle this backend kept, if any. ``quirks`` are the model's
+    (see ``quirks``); ``seeded`` says past turns will follow in ``clientContent``.
     """
     fields = with_server_defaults(setup, settings)
     del fields["model"]
     generation = fields.pop("generationConfig")
     flat = {name: generation.pop(name) for name in list(generation) if name in FLAT_GENERATION_FIELDS}
+    if not quirks.thinking:
+        flat.pop("thinkingConfig", None)
+    if seeded and quirks.history_config:
+        fields.setdefault("historyConfig", {"initialHistoryInClientContent": True})
+    if quirks.non_blocking_default:
+        for tool in fields.get("tools", []):
+            for declaration in tool.get("functionDeclarations", []):
+                declaration.setdefault("behavior", "BLOCKING")
     if generation:
         # Fields LiveConnectConfig has no flat twin for (presencePenalty, stopSequences, ...).
         fields["generationConfig"] = generation

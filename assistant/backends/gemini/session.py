@@ -44,6 +44,7 @@ from assistant.backends.gemini.convert import (
 )
 from assistant.backends.gemini.frames import FrameLimiter
 from assistant.backends.gemini.options import GeminiSettings
+from assistant.backends.gemini.quirks import quirks_for
 from assistant.backends.gemini.replay import ReplayBuffer
 from assistant.backends.gemini.upstream import Failure, UpstreamLink, classify
 from assistant.logs import SessionLogger
@@ -85,6 +86,7 @@ class GeminiSession(BackendSession):
         self._frames = frames
         self._setup = request.setup
         self._model = upstream_model(request.setup, settings)
+        self._quirks = quirks_for(self._model)
         self._handle: str | None = (request.backend_state or {}).get(STATE_HANDLE)
         self._conversation = ConversationLog(request.history)
         self._history_at_turn: list[Content] = list(request.history)
@@ -109,6 +111,9 @@ class GeminiSession(BackendSession):
         self._closing: set[asyncio.Task[None]] = set()
         self._moves = 0
         self.log = SessionLogger(logger, request.session_id, "upstream", "gemini")
+        generation = request.setup.generation_config
+        if not self._quirks.thinking and generation is not None and generation.thinking_config is not None:
+            self.log.info("%s takes no thinking settings; the client's thinkingConfig is left out", self._model)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -336,12 +341,12 @@ class GeminiSession(BackendSession):
         """One connection attempt: resume the handle, or start afresh seeded with the history."""
         handle = self._handle
         self._links_opened += 1
-        config = connect_config(self._setup, self._settings, handle)
-        link = await UpstreamLink.open(
-            self._client, self._model, config, self._settings.connect_timeout_s, self._links_opened
-        )
         history: list[types.Content | types.ContentDict] = (
             [*text_history(self._history_at_turn)] if handle is None else []
+        )
+        config = connect_config(self._setup, self._settings, handle, self._quirks, seeded=bool(history))
+        link = await UpstreamLink.open(
+            self._client, self._model, config, self._settings.connect_timeout_s, self._links_opened
         )
         if history:
             try:
