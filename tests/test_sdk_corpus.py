@@ -33,6 +33,7 @@ from assistant.protocol import (
     Part,
     ServerContent,
     ServerMessage,
+    Setup,
     SetupComplete,
     TextInput,
     ToolResponses,
@@ -44,7 +45,10 @@ from assistant.protocol import (
     parse_client_message,
 )
 from assistant.protocol.models import GoAway, SessionResumptionUpdate, ToolCallCancellation
+from tests.conftest import Certificate, ServerFactory
+from tests.support.scripted import ScriptedBackend, ScriptedSession
 from tests.support.sdk_frames import sdk_frames
+from tests.test_server_sdk import sdk_client
 
 PCM = bytes(range(256)) * 2  # every byte value, so both base64 alphabets show
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(64))
@@ -236,3 +240,104 @@ def test_every_server_message_kind_reads_back_in_the_sdk(message: ServerMessage)
     frame = encode_message(message)
     read: dict[str, Any] = sdk_reads(frame).model_dump(mode="json", by_alias=True, exclude_none=True)
     assert ServerMessage.model_validate(read) == message
+
+
+def every_setup_field() -> types.LiveConnectConfig:
+    """A LiveConnectConfig with every field the Gemini API conversion writes into ``setup``."""
+    return types.LiveConnectConfig(
+        response_modalities=[types.Modality.AUDIO],
+        temperature=0.4,
+        top_p=0.9,
+        top_k=20,
+        max_output_tokens=256,
+        media_resolution=types.MediaResolution.MEDIA_RESOLUTION_LOW,
+        seed=7,
+        speech_config=types.SpeechConfig(
+            voice_config=types.VoiceConfig(prebuilt_voice_config=types.PrebuiltVoiceConfig(voice_name="Kore")),
+            language_code="en-US",
+        ),
+        thinking_config=types.ThinkingConfig(thinking_budget=128, include_thoughts=True),
+        enable_affective_dialog=True,
+        system_instruction="Be brief.",
+        tools=[
+            LIGHTS,
+            types.Tool(google_search=types.GoogleSearch()),
+            types.Tool(code_execution=types.ToolCodeExecution()),
+            types.Tool(url_context=types.UrlContext()),
+        ],
+        session_resumption=types.SessionResumptionConfig(),
+        input_audio_transcription=types.AudioTranscriptionConfig(),
+        output_audio_transcription=types.AudioTranscriptionConfig(),
+        realtime_input_config=types.RealtimeInputConfig(
+            automatic_activity_detection=types.AutomaticActivityDetection(
+                disabled=False,
+                start_of_speech_sensitivity=types.StartSensitivity.START_SENSITIVITY_LOW,
+                end_of_speech_sensitivity=types.EndSensitivity.END_SENSITIVITY_LOW,
+                prefix_padding_ms=20,
+                silence_duration_ms=300,
+            ),
+            activity_handling=types.ActivityHandling.NO_INTERRUPTION,
+            turn_coverage=types.TurnCoverage.TURN_INCLUDES_ALL_INPUT,
+        ),
+        context_window_compression=types.ContextWindowCompressionConfig(
+            trigger_tokens=1000, sliding_window=types.SlidingWindow(target_tokens=500)
+        ),
+        proactivity=types.ProactivityConfig(proactive_audio=True),
+        history_config=types.HistoryConfig(initial_history_in_client_content=True),
+        safety_settings=[
+            types.SafetySetting(
+                category=types.HarmCategory.HARM_CATEGORY_HARASSMENT,
+                threshold=types.HarmBlockThreshold.BLOCK_ONLY_HIGH,
+            )
+        ],
+    )
+
+
+async def test_every_setup_field_the_sdk_writes_reaches_the_backend(
+    live_server: ServerFactory, tls_certificate: Certificate
+) -> None:
+    seen: list[Setup] = []
+
+    async def record(s: ScriptedSession) -> None:
+        seen.append(s.request.setup)
+        await s.closed.wait()
+
+    async with live_server(
+        ScriptedBackend(record), tls_cert=tls_certificate.cert, tls_key=tls_certificate.key
+    ) as server:
+        client = sdk_client(server.port, tls_certificate)
+        async with client.aio.live.connect(model="gemini-3.8-live", config=every_setup_field()) as session:
+            assert session.session_id
+    [setup] = seen
+    assert setup.model == "models/gemini-3.8-live"
+    assert setup.model_fields_set >= {
+        "model",
+        "generation_config",
+        "system_instruction",
+        "tools",
+        "realtime_input_config",
+        "session_resumption",
+        "context_window_compression",
+        "input_audio_transcription",
+        "output_audio_transcription",
+        "proactivity",
+        "history_config",
+        "safety_settings",
+    }
+    generation = setup.generation_config
+    assert generation is not None
+    assert (generation.temperature, generation.top_p, generation.top_k, generation.seed) == (0.4, 0.9, 20, 7)
+    assert generation.max_output_tokens == 256 and generation.media_resolution == "MEDIA_RESOLUTION_LOW"
+    assert generation.thinking_config == {"include_thoughts": True, "thinking_budget": 128}
+    assert generation.enable_affective_dialog and setup.voice_name() == "Kore"
+    assert [d.name for d in setup.function_declarations()] == ["turn_on_lights"]
+    assert setup.tools is not None
+    assert sorted(name for tool in setup.tools for name in tool.model_fields_set) == [
+        "code_execution",
+        "function_declarations",
+        "google_search",
+        "url_context",
+    ]
+    detection = setup.realtime_input_config.automatic_activity_detection  # type: ignore[union-attr]
+    assert detection is not None and detection.silence_duration_ms == 300
+    assert setup.proactivity is not None and setup.proactivity.proactive_audio
