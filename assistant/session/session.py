@@ -274,6 +274,7 @@ class Session:
         self._drain_time_left_s = 0.0
         self._changed = asyncio.Event()  # a turn moved on: a drain looks again whether it may save
         self._input_closed = False  # a drain saved the conversation: later input could not be kept
+        self._told_unresumable = False  # the newest update said resumable: false
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -707,14 +708,16 @@ class Session:
             return
         if self._client_calls or self._server_calls:
             # As Gemini does: no handle while a call is out; one follows its answer (``_after_answers``).
+            self._told_unresumable = True
             await self._send(ServerMessage(session_resumption_update=SessionResumptionUpdate(resumable=False)))
             return
         await self._issue_handle()
 
     async def _after_answers(self) -> None:
-        """The last call out was answered between turns: the conversation can be resumed again."""
+        """The last call out was answered after the client heard ``resumable: false``: a handle again."""
         if (
-            self._resumption_requested()
+            self._told_unresumable
+            and self._resumption_requested()
             and not self._input_closed
             and not self._client_calls
             and not self._server_calls
@@ -748,6 +751,7 @@ class Session:
         if self._handle is not None:
             await self.store.delete(self._handle)
         self._handle = handle
+        self._told_unresumable = False
         await self._send(
             ServerMessage(session_resumption_update=SessionResumptionUpdate(new_handle=handle, resumable=True))
         )
