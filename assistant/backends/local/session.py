@@ -54,6 +54,7 @@ from assistant.backends.local.turns import (
     TurnEvent,
     TurnSettings,
 )
+from assistant.backends.local.unhonoured import unhonoured_fields
 from assistant.protocol import (
     ActivityEnd,
     ActivityStart,
@@ -439,6 +440,9 @@ class LocalSession(BackendSession):
             "automatic" if self.turn_settings.automatic else "manual",
             len(self.conversation.tools),
         )
+        ignored = unhonoured_fields(setup)
+        if ignored:
+            logger.info("[%s] the local backend cannot honour %s; runs without them", self.id, ", ".join(ignored))
 
     # -- plumbing ------------------------------------------------------------------
 
