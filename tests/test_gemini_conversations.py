@@ -45,6 +45,7 @@ from tests.support.fake_gemini import (
     REPLY,
     FakeConnection,
     FakeGemini,
+    ModelRules,
     Script,
 )
 from tests.test_server_sdk import full_config, sdk_client, turn
@@ -91,13 +92,14 @@ def make_chain(
         *,
         key: str = DEFAULT_KEY,
         models: set[str] | None = None,
+        rules: ModelRules | None = None,
         tools: ServerTools | None = None,
         store: MemoryResumptionStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         base_url_from_env: bool = False,
         **settings: Any,
     ) -> AsyncIterator[Chain]:
-        async with FakeGemini(tls_certificate, scripts, models=models) as fake:
+        async with FakeGemini(tls_certificate, scripts, models=models, rules=rules) as fake:
             monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
             monkeypatch.setenv("GEMINI_API_KEY", key)
             monkeypatch.setenv("SSL_CERT_FILE", str(tls_certificate.cert))
@@ -693,3 +695,48 @@ async def test_vertex_ai_without_credentials_closes_with_the_reason(
     assert caught.value.code == 1011
     assert "Vertex AI credentials could not be loaded (error e-" in str(caught.value)
     assert "missing.json" not in str(caught.value)  # google-auth's words (a file path) stay in the log
+
+
+async def test_a_client_call_survives_a_dropped_gemini_connection(make_chain: ChainFactory) -> None:
+    told: list[str] = []
+
+    async def first(c: FakeConnection) -> None:
+        await c.exchange("hello", "Hi there.")
+        assert await c.text() == "lights on in the kitchen"
+        call = FunctionCall(id="fc-1", name="turn_on_lights", args={"room_name": "kitchen"})
+        await c.send(ServerMessage.calls([call]))
+        await c.close(1011, INTERNAL_REASON)
+
+    async def second(c: FakeConnection) -> None:
+        assert c.presented_handle is None  # Gemini's handle would replay the words and make it call again
+        seed = await c.next("clientContent")
+        assert seed.client_content is not None and seed.client_content.turns is not None
+        assert [turn.text() for turn in seed.client_content.turns] == [
+            "hello",
+            "Hi there.",
+            "lights on in the kitchen",
+        ]
+        answer = await c.next("clientContent")
+        assert answer.client_content is not None and answer.client_content.turn_complete
+        assert answer.client_content.turns is not None
+        told.append(answer.client_content.turns[0].text())
+        await c.reply("The kitchen is lit.")
+
+    async with make_chain([first, second]) as chain:
+        async with chain.client().aio.live.connect(model=MODEL, config=full_config()) as session:
+            await session.send_realtime_input(text="hello")
+            await turn(session)
+            await session.send_realtime_input(text="lights on in the kitchen")
+            received = [await anext(session.receive()) for _ in range(2)]
+            assert kinds(received) == ["sessionResumptionUpdate", "toolCall"]
+            assert kinds([await anext(session.receive())]) == ["interrupted"]  # the reply was cut, not the call
+            call = received[1].tool_call.function_calls[0]
+            answer = types.FunctionResponse(id=call.id, name=call.name, response={"output": "on"})
+            await session.send_tool_response(function_responses=[answer])
+            rest = await turn(session)
+            assert "toolCallCancellation" not in kinds(rest)
+            assert transcript(rest) == "The kitchen is lit."
+        assert not [m for m in chain.upstream(1).received if m.tool_response is not None]
+        assert chain.upstream(1).texts_received() == []  # the words that led to the call were not sent again
+    [text] = told
+    assert 'turn_on_lights({"room_name": "kitchen"})' in text and '{"output": "on"}' in text

@@ -6,6 +6,7 @@ import base64
 import json
 
 import pytest
+from google.genai import types
 
 from assistant.protocol import (
     ActivityEnd,
@@ -14,6 +15,7 @@ from assistant.protocol import (
     AudioStreamEnd,
     ClientTurns,
     CloseCode,
+    ContextChange,
     FunctionCall,
     ProtocolError,
     ServerMessage,
@@ -27,6 +29,7 @@ from assistant.protocol import (
     encode_message,
     parse_client_message,
 )
+from tests.support.sdk_frames import sdk_frame
 
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256))
 PCM = bytes(range(256)) * 2
@@ -268,3 +271,59 @@ class TestServerMessages:
             "serverContent": {"turnComplete": True},
             "usageMetadata": {"totalTokenCount": 5},
         }
+
+
+class TestContextUpdate:
+    """``contextUpdate`` as the installed google-genai SDK writes it, captured at test time."""
+
+    LIGHTS = types.Tool(
+        function_declarations=[
+            types.FunctionDeclaration(
+                name="dim_lights",
+                parameters=types.Schema(
+                    type=types.Type.OBJECT, properties={"room_name": types.Schema(type=types.Type.STRING)}
+                ),
+                behavior=types.Behavior.NON_BLOCKING,
+            )
+        ]
+    )
+
+    @pytest.mark.parametrize("vertexai", [False, True], ids=["gemini-api", "vertex"])
+    async def test_every_field_the_sdk_sends(self, vertexai: bool) -> None:
+        frame = await sdk_frame(
+            lambda s: s.send_context_update(system_instruction="Answer in French.", tools=[self.LIGHTS]),
+            vertexai=vertexai,
+        )
+        assert set(frame["contextUpdate"]) == {"systemInstruction", "tools"}
+        [event] = events(frame)
+        assert isinstance(event, ContextChange)
+        assert event.update.model_fields_set == {"system_instruction", "tools"}
+        assert event.update.system_instruction is not None
+        assert event.update.system_instruction.text() == "Answer in French."
+        assert event.update.tools is not None
+        [declaration] = [d for tool in event.update.tools for d in tool.function_declarations or []]
+        assert (declaration.name, declaration.behavior) == ("dim_lights", "NON_BLOCKING")
+        assert declaration.parameters is not None and "room_name" in declaration.parameters["properties"]
+
+    async def test_an_empty_tool_list_clears_the_tools(self) -> None:
+        frame = await sdk_frame(lambda s: s.send_context_update(tools=[]))
+        [event] = events(frame)
+        assert isinstance(event, ContextChange)
+        assert event.update.model_fields_set == {"tools"} and event.update.tools == []
+
+    async def test_instruction_alone_leaves_the_tools_alone(self) -> None:
+        frame = await sdk_frame(lambda s: s.send_context_update(system_instruction="Be brief."))
+        [event] = events(frame)
+        assert isinstance(event, ContextChange) and event.update.model_fields_set == {"system_instruction"}
+
+    def test_the_bare_list_of_older_clients_means_the_same(self) -> None:
+        bare = events({"contextUpdate": {"tools": [{"functionDeclarations": [{"name": "f"}]}]}})
+        wrapped = events({"contextUpdate": {"tools": {"tools": [{"functionDeclarations": [{"name": "f"}]}]}}})
+        assert bare == wrapped
+        [empty] = events({"contextUpdate": {"tools": {}}})
+        assert isinstance(empty, ContextChange) and empty.update.tools == []
+
+    def test_a_wrapper_with_other_keys_names_the_field(self) -> None:
+        error = reason_of({"contextUpdate": {"tools": {"tools": [], "extra": 1}}})
+        assert error.code == CloseCode.INVALID_ARGUMENT
+        assert "contextUpdate.tools" in error.reason

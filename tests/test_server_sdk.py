@@ -15,6 +15,7 @@ from assistant.protocol import (
     AudioChunk,
     AudioStreamEnd,
     ClientTurns,
+    ContextChange,
     FunctionCall,
     ServerMessage,
     TextInput,
@@ -362,3 +363,47 @@ async def test_sdk_ephemeral_token_round_trip(live_server: ServerFactory, tls_ce
             await stranger.aio.auth_tokens.create(config=types.CreateAuthTokenConfig(uses=1))
         assert refused.value.code == 401 and "API key not valid" in str(refused.value)
     assert len(backend.sessions) == 2
+
+
+async def test_sdk_context_update_replaces_instruction_and_tools(
+    live_server: ServerFactory, tls_certificate: Certificate
+) -> None:
+    """google-genai 3.6 wraps the tools (``{"tools": {"tools": [...]}}``); the session must take it, not close 1007."""
+    dim = types.Tool(
+        function_declarations=[
+            types.FunctionDeclaration(
+                name="dim_lights",
+                parameters=types.Schema(
+                    type=types.Type.OBJECT, properties={"level": types.Schema(type=types.Type.INTEGER)}
+                ),
+            )
+        ]
+    )
+
+    async def script(s: ScriptedSession) -> None:
+        change = (await s.expect(ContextChange)).update
+        assert change.system_instruction is not None and change.system_instruction.text() == "Answer in French."
+        assert [d.name for tool in change.tools or [] for d in tool.function_declarations or []] == ["dim_lights"]
+        s.emit(ServerMessage.calls([FunctionCall(id="d1", name="dim_lights", args={"level": 3})]))
+        [response] = (await s.expect(ToolResponses)).responses
+        assert response.response == {"output": "dimmed"}
+        s.emit(ServerMessage.turn_done())
+        cleared = (await s.expect(ContextChange)).update
+        assert cleared.model_fields_set == {"tools"} and cleared.tools == []
+        s.emit(ServerMessage.output_transcript("ok"), ServerMessage.turn_done())
+        await s.closed.wait()
+
+    backend = ScriptedBackend(script)
+    async with live_server(backend, tls_cert=tls_certificate.cert, tls_key=tls_certificate.key) as server:
+        client = sdk_client(server.port, tls_certificate)
+        async with client.aio.live.connect(model="gemini-live-2.5-flash", config=full_config()) as session:
+            await session.send_context_update(system_instruction="Answer in French.", tools=[dim])
+            call = (await anext(session.receive())).tool_call
+            assert call is not None and call.function_calls[0].name == "dim_lights"
+            call_id = call.function_calls[0].id
+            answer = types.FunctionResponse(id=call_id, name="dim_lights", response={"output": "dimmed"})
+            await session.send_tool_response(function_responses=[answer])
+            assert (await turn(session))[-1].server_content.turn_complete
+            await session.send_context_update(tools=[])
+            assert (await turn(session))[-1].server_content.turn_complete
+        backend.check()

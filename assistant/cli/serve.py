@@ -42,6 +42,8 @@ from assistant.session.stores import ConversationStore
 logger = logging.getLogger("assistant.serve")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
+DEFAULT_DRAIN_SECONDS = 5.0
+
 
 def default_static_dir() -> Path:
     """The browser client shipped in the ``client`` package."""
@@ -184,6 +186,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="a Redis server that several server processes share (redis://host:port/db): resumption handles, "
         "late tool results, session counts; overrides --resumption-store (default $ASSISTANT_STORE)",
+    )
+    parser.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=DEFAULT_DRAIN_SECONDS,
+        metavar="N",
+        help="on SIGTERM or Ctrl-C, refuse new sessions and give each client goAway, N seconds to finish its "
+        "turn and a resumption handle before closing; a second signal stops at once (default %(default)s)",
     )
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default %(default)s"
@@ -420,6 +430,8 @@ async def serve_with(
             loop.add_signal_handler(signum, stop.set)
     try:
         await stop.wait()
+        stop.clear()
+        await drain_unless_stopped(server, args.drain_seconds, stop)
     finally:
         logger.info("shutting down")
         await server.stop()
@@ -441,6 +453,20 @@ def lan_address() -> str | None:
         address = str(probe.getsockname()[0])
         return None if address.startswith("127.") else address
     return None
+
+
+async def drain_unless_stopped(server: LiveServer, seconds: float, stop: asyncio.Event) -> None:
+    """Drain the server (``LiveServer.drain``), cut short when ``stop`` is set again (a second signal)."""
+    drain = asyncio.create_task(server.drain(seconds), name="drain")
+    second_signal = asyncio.create_task(stop.wait(), name="second-signal")
+    await asyncio.wait([drain, second_signal], return_when=asyncio.FIRST_COMPLETED)
+    if second_signal.done():
+        logger.warning("second signal: stopping without waiting for sessions to finish")
+    for task in (drain, second_signal):
+        task.cancel()
+    drained, _ = await asyncio.gather(drain, second_signal, return_exceptions=True)
+    if isinstance(drained, Exception):
+        logger.error("draining failed; closing every session now", exc_info=drained)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -383,9 +383,25 @@ class ToolResponse(WireModel):
     function_responses: list[FunctionResponse]
 
 
+def _unwrap_tool_list(value: object) -> object:
+    """Accept ``{"tools": [...]}`` where a list of tools is expected.
+
+    google-genai 3.6 wraps the list (``LiveClientContextUpdateTools``) so that
+    "clear every tool" (an empty list, present) differs from "leave the tools
+    alone" (absent); older clients and hand-written pages send the bare list.
+    Both mean the same replacement list here, and an empty wrapper clears.
+    """
+    if isinstance(value, dict) and set(value) <= {"tools"}:
+        tools = value.get("tools")
+        return [] if tools is None else tools
+    return value
+
+
 class ContextUpdate(WireModel):
+    """A mid-session change; a field that is present replaces the setup's (``tools: []`` clears them)."""
+
     system_instruction: InstructionContent | None = None
-    tools: list[Tool] | None = None
+    tools: Annotated[list[Tool], BeforeValidator(_unwrap_tool_list)] | None = None
 
 
 CLIENT_MESSAGE_KINDS = ("setup", "clientContent", "realtimeInput", "toolResponse", "contextUpdate")
@@ -462,6 +478,12 @@ class ToolCallCancellation(WireModel):
 
 class GoAway(WireModel):
     time_left: str | None = None
+
+    @classmethod
+    def after(cls, seconds: float) -> GoAway:
+        """A goAway whose ``timeLeft`` is ``seconds``, written as a protobuf Duration ("5s", "2.5s")."""
+        text = f"{max(0.0, seconds):.3f}".rstrip("0").rstrip(".")
+        return cls(time_left=f"{text}s")
 
 
 class SessionResumptionUpdate(WireModel):

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import mimetypes
 import re
 import ssl
@@ -75,6 +76,7 @@ BAD_HOST_TEXT = (
 )
 # Control characters (NUL above all) have no place in a path, and would reach filesystem calls.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+DRAIN_GRACE_S = 2.0  # past a drain's time left, for sessions to send their close frames
 
 
 @dataclass(slots=True)
@@ -206,6 +208,10 @@ class LiveServer:
         self.tokens: TokenStore = tokens if tokens is not None else MemoryTokenStore()
         self.limits = SessionLimits(config.max_sessions, config.max_sessions_per_key)
         self._server: Server | None = None
+        self.draining = False
+        self._drain_until = 0.0  # loop time when draining sessions must be gone
+        self._no_sessions = asyncio.Event()
+        self._no_sessions.set()
 
     @property
     def port(self) -> int:
@@ -248,6 +254,25 @@ class LiveServer:
             await self._server.wait_closed()
         await self.backend.aclose()
         await self.store.aclose()
+
+    async def drain(self, seconds: float) -> None:
+        """Stop taking sessions and let each one end within ``seconds`` (``Session.drain``).
+
+        New Live connections are refused with 503 and a Retry-After; every
+        connected client gets ``goAway`` and, if it asked for resumption, a
+        handle that the restarted server (same SQLite store) will accept.
+        Returns when every session has ended, or a little after the time is up.
+        """
+        loop = asyncio.get_running_loop()
+        self.draining = self.readiness.draining = True  # balancers stop sending new sessions (/readyz)
+        self._drain_until = loop.time() + seconds
+        logger.info("draining %d sessions within %.1f s", len(self.sessions), seconds)
+        for session in list(self.sessions):
+            session.drain(seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._no_sessions.wait(), seconds + DRAIN_GRACE_S)
+        if self.sessions:
+            logger.warning("%d sessions still open after the drain; closing them", len(self.sessions))
 
     async def serve_forever(self) -> None:
         assert self._server is not None, "server not started"
@@ -299,6 +324,13 @@ class LiveServer:
         if path in OPS_PATHS:
             return ops_response(connection, path, self.readiness, self.config.api_key, credentials.key)
         if LIVE_PATH.match(path):
+            if self.draining:
+                refused = connection.respond(
+                    HTTPStatus.SERVICE_UNAVAILABLE, "The server is restarting; reconnect in a few seconds.\n"
+                )
+                wait_s = self._drain_until - asyncio.get_running_loop().time() + DRAIN_GRACE_S
+                refused.headers["Retry-After"] = str(max(1, math.ceil(wait_s)))
+                return refused
             if "upgrade" not in (single_header(request.headers, "connection") or "").lower():
                 return connection.respond(HTTPStatus.UPGRADE_REQUIRED, "This is a Live websocket endpoint.\n")
             if isinstance(connection, LiveConnection):
@@ -460,11 +492,16 @@ class LiveServer:
             late_results=self.late_results,
         )
         self.sessions.add(session)
+        self._no_sessions.clear()
+        if self.draining:  # its handshake finished just before the drain began
+            session.drain(max(0.0, self._drain_until - asyncio.get_running_loop().time()))
         try:
             with counted(session, self.backend.name):
                 await session.run()
         finally:
             self.sessions.discard(session)
+            if not self.sessions:
+                self._no_sessions.set()
             if expiry is not None:
                 expiry.cancel()
 

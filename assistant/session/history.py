@@ -94,7 +94,8 @@ class ConversationLog:
             self._flush_user()
             self._model_text = self._bounded(self._model_text + content.output_transcription.text)
         if content.model_turn is not None:
-            text = content.model_turn.text()
+            # Thoughts (3.x models with thinking on) are the model's working, not what it said.
+            text = "".join(part.text or "" for part in content.model_turn.parts if not part.thought)
             if text:
                 self._flush_user()
                 self._model_text = self._bounded(self._model_text + text)

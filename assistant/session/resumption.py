@@ -18,7 +18,7 @@ import sqlite3
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ class SavedSession:
     turns: int = 0
     profile: str | None = None
     conversation: str | None = None  # stays the same across resumptions (late tool results follow it)
+    pending_calls: dict[str, str] = field(default_factory=dict)  # client calls unanswered: id -> function name
 
     def to_json(self) -> str:
         return json.dumps(
@@ -57,6 +58,7 @@ class SavedSession:
                 "turns": self.turns,
                 "profile": self.profile,
                 "conversation": self.conversation,
+                "pending_calls": self.pending_calls,
             }
         )
 
@@ -71,6 +73,7 @@ class SavedSession:
             turns=data.get("turns", 0),
             profile=data.get("profile"),
             conversation=data.get("conversation"),
+            pending_calls=data.get("pending_calls") or {},
         )
 
 

@@ -45,6 +45,7 @@ from assistant.protocol import (
     FunctionCall,
     FunctionResponse,
     ProtocolError,
+    ServerContent,
     ServerMessage,
     SessionResumptionUpdate,
     Setup,
@@ -60,7 +61,7 @@ from assistant.protocol import (
 )
 from assistant.protocol.errors import new_error_id, with_error_id
 from assistant.protocol.events import audio_rate_from_mime
-from assistant.protocol.models import ServerToolActivity
+from assistant.protocol.models import GoAway, ServerToolActivity
 from assistant.session.backend import Backend, BackendError, BackendSession, SessionRequest
 from assistant.session.history import ConversationLog
 from assistant.session.late import LateResultRouter, LateResults
@@ -85,6 +86,9 @@ from assistant.session.tools import NoServerTools, ServerTools, ToolContext
 from audio.resample import StreamResampler
 
 logger = logging.getLogger("assistant.session")
+
+DRAIN_SAVE_MARGIN_S = 1.0  # of a drain's time left, kept for saving the conversation and closing
+DRAINED_REASON = "the server is restarting; reconnect with your newest resumption handle"
 
 
 class TransportClosed(Exception):
@@ -178,6 +182,30 @@ def _is_reply_audio(message: ServerMessage) -> bool:
         and bool(parts)
         and all(part.inline_data is not None and part.inline_data.mime_type.startswith("audio/") for part in parts)
     )
+
+
+def _split_reply_audio(message: ServerMessage) -> list[ServerMessage]:
+    """A message that carries reply audio and more, as the audio alone, then the rest.
+
+    Gemini 3.x puts several parts in one ``serverContent`` (a chunk of audio
+    with its transcript, the last chunk with ``turnComplete``). Split, the
+    audio can be shed under load and flushed on a barge-in like any other
+    reply audio, while the transcript and the turn's end are never lost.
+    A message that is audio only, or has no audio, comes back as it is.
+    """
+    content = message.server_content
+    if content is None or content.model_turn is None or message.tool_call is not None:
+        return [message]
+    parts = content.model_turn.parts
+    audio = [p for p in parts if p.inline_data is not None and p.inline_data.mime_type.startswith("audio/")]
+    if not audio or _is_reply_audio(message):
+        return [message]
+    rest = [p for p in parts if not any(p is a for a in audio)]
+    spoken_turn = content.model_turn.model_copy(update={"parts": audio})
+    spoken = ServerMessage(server_content=ServerContent(model_turn=spoken_turn))
+    model_turn = content.model_turn.model_copy(update={"parts": rest}) if rest else None
+    remainder = message.model_copy(update={"server_content": content.model_copy(update={"model_turn": model_turn})})
+    return [spoken, remainder] if remainder.model_dump(exclude_none=True) != {"server_content": {}} else [spoken]
 
 
 class TurnClock:
@@ -284,6 +312,11 @@ class Session:
         self._turn_clock = TurnClock(clock)
         self._late: LateResultRouter = late_results or LateResults()
         self._receive_late = self._deliver_tool_response  # one bound method: LateResults knows it by identity
+        self._drain_requested = asyncio.Event()
+        self._drain_time_left_s = 0.0
+        self._changed = asyncio.Event()  # a turn moved on: a drain looks again whether it may save
+        self._input_closed = False  # a drain saved the conversation: later input could not be kept
+        self._told_unresumable = False  # the newest update said resumable: false
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -374,6 +407,7 @@ class Session:
             history = [Content.model_validate(turn) for turn in saved.history]
             backend_state = saved.backend_state if saved.backend == self.backend.name else None
             self.stats.turns = saved.turns
+            self._client_calls = dict(saved.pending_calls)
             self._handle = handle
             self.conversation_id = saved.conversation or self.conversation_id
             profile_name = profile_name or saved.profile
@@ -420,16 +454,19 @@ class Session:
             asyncio.create_task(self._read_backend(), name=f"{self.id}-backend-reader"),
         ]
         writer = asyncio.create_task(self._write_client(), name=f"{self.id}-client-writer")
+        tasks.append(asyncio.create_task(self._drain_when_asked(), name=f"{self.id}-drain"))
         try:
             done, _ = await asyncio.wait([*tasks, writer], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 if task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
-            # Only the backend reader ends without an error: the backend closed the session.
-            # Deliver what it said before closing.
+            # Only the backend reader (the backend closed the session) and a drain end without an
+            # error. Deliver what was said before closing.
             self.outbound.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(writer), self.settings.drain_timeout_s)
+            if self._input_closed:
+                return CloseCode.GOING_AWAY, DRAINED_REASON
             return CloseCode.NORMAL, "the backend ended the session"
         finally:
             for task in [*tasks, writer]:
@@ -453,12 +490,59 @@ class Session:
             except Exception:
                 self.log.exception("backend session failed to close")
 
+    # -- graceful drain ------------------------------------------------------
+
+    def drain(self, time_left_s: float) -> None:
+        """End this session within ``time_left_s`` seconds, because the server is stopping.
+
+        The client hears ``goAway`` at once. The turn in flight may finish (a
+        reply being spoken, a tool call being answered) until shortly before
+        the time is up. Then input stops being taken, a client that asked for
+        resumption gets a handle for everything said so far (a client call
+        still unanswered included, so its answer is accepted after the
+        restart), and the connection closes with 1001.
+        """
+        self._drain_time_left_s = max(0.0, time_left_s)
+        self._drain_requested.set()
+
+    def _turn_in_flight(self) -> bool:
+        clock = self._turn_clock
+        return (
+            clock.user_done_at is not None
+            or clock.first_reply_at is not None
+            or bool(self._client_calls)
+            or bool(self._server_calls)
+        )
+
+    async def _drain_when_asked(self) -> None:
+        await self._drain_requested.wait()
+        loop = asyncio.get_running_loop()
+        time_left = self._drain_time_left_s
+        settle_by = loop.time() + time_left - min(DRAIN_SAVE_MARGIN_S, time_left / 4)
+        self.log.info("server stopping: goAway, %.1f s left", time_left)
+        await self._send(ServerMessage(go_away=GoAway.after(time_left)))
+        while self._turn_in_flight() and loop.time() < settle_by:
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), settle_by - loop.time())
+        self._input_closed = True
+        if self._turn_in_flight():
+            self.log.info(
+                "saving mid-turn for the restart (%d client calls unanswered, %d server calls cut short)",
+                len(self._client_calls),
+                len(self._server_calls),
+            )
+        if self._resumption_requested():
+            await self._issue_handle()
+
     # -- client -> backend ---------------------------------------------------
 
     async def _read_client(self) -> None:
         while True:
             data = await self.transport.recv()
             self.stats.messages_in += 1
+            if self._input_closed:
+                continue  # the conversation was saved for the restart; the client resends after it
             message = parse_client_message(data)
             if message.setup is not None:
                 raise ProtocolError("setup was already sent; send it once, as the first message")
@@ -466,6 +550,8 @@ class Session:
                 accepted = self._accept_client_event(event)
                 if accepted is not None:
                     await self.inbound.put(accepted, droppable=_is_droppable_input(accepted))
+                if isinstance(accepted, ToolResponses):
+                    await self._after_answers()
 
     def _accept_client_event(self, event: ClientEvent) -> ClientEvent | None:
         """Normalise one event and apply the session's bookkeeping; None drops it."""
@@ -525,6 +611,7 @@ class Session:
         for response in event.responses:
             if response.id is not None and self._client_calls.pop(response.id, None) is not None:
                 known.append(response)
+                self._changed.set()
             else:
                 self.log.warning("ignoring toolResponse for call %s: no such call is pending", response.id)
         return ToolResponses(known) if known else None
@@ -558,6 +645,11 @@ class Session:
         if message.setup_complete is not None or message.session_resumption_update is not None:
             # The session owns the handshake and the handles; a backend's own are internal.
             return
+        pieces = _split_reply_audio(message)
+        if len(pieces) > 1:
+            for piece in pieces:
+                await self._route(piece)
+            return
         if message.tool_call is not None:
             message = self._with_call_ids(message)
         self.conversation.server_message(message)
@@ -583,6 +675,7 @@ class Session:
         await self._send(message, droppable=_is_reply_audio(message))
         if message.is_turn_complete:
             await self._complete_turn()
+        self._changed.set()
 
     async def _send(self, message: ServerMessage, droppable: bool = False) -> None:
         await self.outbound.put(message, droppable=droppable)
@@ -643,10 +736,12 @@ class Session:
         finally:
             self._server_calls.pop(call.id, None)
             self._server_call_names.pop(call.id, None)
+            self._changed.set()
         elapsed_s = time.perf_counter() - started
         metrics.STAGE_LATENCY.labels("server_tool").observe(elapsed_s)
         self.log.info("server tool %s answered in %.0f ms", call.name, elapsed_s * 1000)
         await self._deliver_tool_response(response.model_copy(update={"id": call.id, "name": call.name}))
+        await self._after_answers()
 
     async def _late_result(self, response: FunctionResponse) -> None:
         """A result that came after its call returned: to this conversation's session, whichever it is now."""
@@ -689,10 +784,38 @@ class Session:
         self.stats.turns += 1
         self._turn_clock.observe()
         self.log.info(self._turn_clock.summary(self.stats.turns))
-        setup = self.client_setup
-        if setup is None or setup.session_resumption is None or self._client_calls or self._server_calls:
+        if not self._resumption_requested() or self._input_closed:
             return
-        assert self._backend_session is not None
+        if self._client_calls or self._server_calls:
+            # As Gemini does: no handle while a call is out; one follows its answer (``_after_answers``).
+            self._told_unresumable = True
+            await self._send(ServerMessage(session_resumption_update=SessionResumptionUpdate(resumable=False)))
+            return
+        await self._issue_handle()
+
+    async def _after_answers(self) -> None:
+        """The last call out was answered after the client heard ``resumable: false``: a handle again."""
+        if (
+            self._told_unresumable
+            and self._resumption_requested()
+            and not self._input_closed
+            and not self._client_calls
+            and not self._server_calls
+            and not self._turn_in_flight()
+        ):
+            await self._issue_handle()
+
+    def _resumption_requested(self) -> bool:
+        return self.client_setup is not None and self.client_setup.session_resumption is not None
+
+    async def _issue_handle(self) -> None:
+        """Save the conversation so far under a fresh handle, retire the old one, tell the client.
+
+        Client calls still waiting for an answer are saved with it, so the
+        session that resumes accepts their responses.
+        """
+        setup = self.client_setup
+        assert setup is not None and self._backend_session is not None
         handle = new_handle()
         saved = SavedSession(
             setup=setup.model_dump(mode="json", exclude_none=True),
@@ -702,6 +825,7 @@ class Session:
             turns=self.stats.turns,
             profile=self.profile.name if self.profile is not None else None,
             conversation=self.conversation_id,
+            pending_calls=dict(self._client_calls),
         )
         try:
             with metrics.STAGE_LATENCY.labels("store_save").time():
@@ -711,6 +835,7 @@ class Session:
             await self._send(ServerMessage(session_resumption_update=SessionResumptionUpdate(resumable=False)))
             return
         previous, self._handle = self._handle, handle
+        self._told_unresumable = False
         await self._send(
             ServerMessage(session_resumption_update=SessionResumptionUpdate(new_handle=handle, resumable=True))
         )

@@ -28,6 +28,7 @@ import json
 import secrets
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any
@@ -65,6 +66,19 @@ def unknown_model_reason(model: str) -> str:
 
 
 Script = Callable[["FakeConnection"], Awaitable[None]]
+THINKING_REFUSED_REASON = "Invalid argument: thinking_config is not supported by this model."
+HISTORY_REFUSED_REASON = (
+    "Invalid argument: conversation history in client_content requires "
+    "history_config.initial_history_in_client_content."
+)
+
+
+@dataclass(frozen=True)
+class ModelRules:
+    """What the model the fake stands for refuses, as its documentation says (set per test)."""
+
+    refuses_thinking: bool = False  # close 1007 on a setup with generationConfig.thinkingConfig
+    needs_history_config: bool = False  # close 1007 on model turns in clientContent without historyConfig
 
 
 class FakeConnection:
@@ -180,10 +194,21 @@ class FakeConnection:
 
     # -- run by the server ------------------------------------------------------
 
+    def _refuses(self, message: ClientMessage) -> bool:
+        """Model turns in clientContent, which some models take only with historyConfig set."""
+        if not self.fake.rules.needs_history_config or message.client_content is None:
+            return False
+        history = (self.setup.history_config if self.setup is not None else None) or {}
+        allowed = history.get("initialHistoryInClientContent") or history.get("initial_history_in_client_content")
+        return any(turn.role == "model" for turn in message.client_content.turns or []) and not allowed
+
     async def _read(self) -> None:
         try:
             async for frame in self.websocket:
                 message = parse_client_message(frame)
+                if self._refuses(message):
+                    await self.close(1007, HISTORY_REFUSED_REASON)
+                    return
                 self.received.append(message)
                 await self._inbox.put(message)
         except ConnectionClosed:
@@ -202,8 +227,10 @@ class FakeGemini:
         *,
         api_key: str = DEFAULT_KEY,
         models: set[str] | None = None,
+        rules: ModelRules | None = None,
     ) -> None:
         self.certificate = certificate
+        self.rules = rules or ModelRules()
         self.scripts = list(scripts)
         self.api_key = api_key
         self.models = models
@@ -271,6 +298,10 @@ class FakeGemini:
             return
         if self.models is not None and message.setup.model not in self.models:
             await connection.close(1008, unknown_model_reason(message.setup.model))
+            return
+        generation = message.setup.generation_config
+        if self.rules.refuses_thinking and generation is not None and generation.thinking_config is not None:
+            await connection.close(1007, THINKING_REFUSED_REASON)
             return
         if connection.presented_handle is not None and connection.presented_handle not in self.handles:
             await connection.close(1007, UNKNOWN_HANDLE_REASON)

@@ -4,7 +4,8 @@ The server owns the Gemini session and the key; clients speak the same Live
 protocol to this server and never see either. The package's parts:
 ``options`` (settings, command line; imports nothing heavy), ``convert``
 (our models and the SDK's types), ``frames`` (the camera frame cap),
-``replay`` (input to send again after a reconnect), ``upstream`` (one
+``replay`` (input to send again after a reconnect), ``quirks`` (how each
+model family differs), ``upstream`` (one
 connection and its failures) and ``session`` (a conversation across
 connections).
 """

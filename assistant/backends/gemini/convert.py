@@ -20,6 +20,7 @@ accept those aliases. Three places need more than that:
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, TypeVar
 
@@ -28,6 +29,7 @@ from google.genai.live import AsyncSession
 from pydantic import BaseModel, ValidationError
 
 from assistant.backends.gemini.options import GeminiSettings
+from assistant.backends.gemini.quirks import PLAIN, ModelQuirks
 from assistant.protocol import (
     ActivityEnd,
     ActivityStart,
@@ -37,6 +39,9 @@ from assistant.protocol import (
     ClientTurns,
     Content,
     ContextChange,
+    FunctionCall,
+    FunctionResponse,
+    Part,
     ServerMessage,
     Setup,
     TextInput,
@@ -97,17 +102,32 @@ def with_server_defaults(setup: Setup, settings: GeminiSettings) -> dict[str, An
     return fields
 
 
-def connect_config(setup: Setup, settings: GeminiSettings, upstream_handle: str | None) -> types.LiveConnectConfig:
+def connect_config(
+    setup: Setup,
+    settings: GeminiSettings,
+    upstream_handle: str | None,
+    quirks: ModelQuirks = PLAIN,
+    seeded: bool = False,
+) -> types.LiveConnectConfig:
     """The SDK config for one upstream connection of a session.
 
     The client's ``sessionResumption`` names the project's own handle, which
     Gemini never issued; upstream resumption is always on and presents the
-    upstream handle this backend kept, if any.
+    upstream handle this backend kept, if any. ``quirks`` are the model's
+    (see ``quirks``); ``seeded`` says past turns will follow in ``clientContent``.
     """
     fields = with_server_defaults(setup, settings)
     del fields["model"]
     generation = fields.pop("generationConfig")
     flat = {name: generation.pop(name) for name in list(generation) if name in FLAT_GENERATION_FIELDS}
+    if not quirks.thinking:
+        flat.pop("thinkingConfig", None)
+    if seeded and quirks.history_config:
+        fields.setdefault("historyConfig", {"initialHistoryInClientContent": True})
+    if quirks.non_blocking_default:
+        for tool in fields.get("tools", []):
+            for declaration in tool.get("functionDeclarations", []):
+                declaration.setdefault("behavior", "BLOCKING")
     if generation:
         # Fields LiveConnectConfig has no flat twin for (presencePenalty, stopSequences, ...).
         fields["generationConfig"] = generation
@@ -132,6 +152,36 @@ def text_history(history: list[Content]) -> list[types.Content]:
         if text:
             seeded.append(types.Content(role=turn.role or "user", parts=[types.Part(text=text)]))
     return seeded
+
+
+def unanswered_calls(history: list[Content]) -> dict[str, FunctionCall]:
+    """The calls in ``history`` that no response in it answers, by id (a client's call saved mid-turn)."""
+    calls = {
+        part.function_call.id: part.function_call
+        for turn in history
+        for part in turn.parts
+        if part.function_call is not None and part.function_call.id
+    }
+    for turn in history:
+        for part in turn.parts:
+            if part.function_response is not None and part.function_response.id:
+                calls.pop(part.function_response.id, None)
+    return calls
+
+
+def answers_as_text(answers: list[tuple[FunctionCall, FunctionResponse]]) -> Content:
+    """Results of calls an earlier connection made, as a user turn for a connection that never made them.
+
+    Gemini refuses a functionResponse for a call its session did not make, so
+    after a move (or a server restart) the answer is told in words, naming
+    the call, so the model can go on where it left off.
+    """
+    lines = [
+        f"(The result of your earlier call {call.name}({json.dumps(call.args, ensure_ascii=False)}) came back: "
+        f"{json.dumps(response.response, ensure_ascii=False)})"
+        for call, response in answers
+    ]
+    return Content(role="user", parts=[Part(text="\n".join(lines))])
 
 
 def from_sdk_message(message: types.LiveServerMessage) -> ServerMessage:

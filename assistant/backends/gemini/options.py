@@ -13,8 +13,10 @@ import argparse
 import os
 from dataclasses import dataclass
 
-# The native-audio Live models, as each API names them (both speak 24 kHz audio with 30 voices).
-DEFAULT_MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
+# The Live models used when neither the client nor --gemini-model names one, as each API names them:
+# the Developer API's stable Live model (since 2026-09; see ``quirks`` for how it differs), and
+# Vertex AI's native-audio Live model.
+DEFAULT_MODEL = "gemini-3.8-live"
 DEFAULT_VERTEX_MODEL = "gemini-live-2.5-flash-native-audio"
 DEFAULT_VOICE = "Puck"
 # The Developer API serves the Live API of native-audio models on v1beta; Vertex AI's is GA on v1.

@@ -35,18 +35,28 @@ from typing import Any
 from google.genai import Client, types
 
 from assistant import metrics
-from assistant.backends.gemini.convert import connect_config, from_sdk_message, text_history, upstream_model
+from assistant.backends.gemini.convert import (
+    answers_as_text,
+    connect_config,
+    from_sdk_message,
+    text_history,
+    unanswered_calls,
+    upstream_model,
+)
 from assistant.backends.gemini.frames import FrameLimiter
 from assistant.backends.gemini.options import GeminiSettings
+from assistant.backends.gemini.quirks import quirks_for
 from assistant.backends.gemini.replay import ReplayBuffer
 from assistant.backends.gemini.upstream import Failure, UpstreamLink, classify
 from assistant.logs import SessionLogger
 from assistant.protocol import (
     AudioChunk,
     ClientEvent,
+    ClientTurns,
     CloseCode,
     Content,
     ContextChange,
+    FunctionCall,
     ServerMessage,
     ToolResponses,
     VideoFrame,
@@ -77,6 +87,7 @@ class GeminiSession(BackendSession):
         self._frames = frames
         self._setup = request.setup
         self._model = upstream_model(request.setup, settings)
+        self._quirks = quirks_for(self._model)
         self._handle: str | None = (request.backend_state or {}).get(STATE_HANDLE)
         self._conversation = ConversationLog(request.history, max_bytes=request.history_bytes)
         self._history_at_turn: list[Content] = list(request.history)
@@ -88,15 +99,22 @@ class GeminiSession(BackendSession):
         self._lock = asyncio.Lock()
         self._pushed_back: types.LiveServerMessage | Exception | None = None
         self._pending_calls: set[str] = set()
+        self._calls_made: dict[str, FunctionCall] = {}  # by this session's connections, until answered
+        # Unanswered calls that the current connection never made (an earlier connection or server did):
+        # their answers are told in words (``answers_as_text``).
+        self._earlier_calls: dict[str, FunctionCall] = unanswered_calls(request.history)
         self._calls_at_interruption: set[str] = set()
         self._replying = False
-        self._handle_fresh = False
+        self._handle_fresh = self._handle is not None  # a handle from a saved session holds its history
         self._expect_handles = True
         self._leave_by: float | None = None
         self._failures = 0
         self._closing: set[asyncio.Task[None]] = set()
         self._moves = 0
         self.log = SessionLogger(logger, request.session_id, "upstream", "gemini")
+        generation = request.setup.generation_config
+        if not self._quirks.thinking and generation is not None and generation.thinking_config is not None:
+            self.log.info("%s takes no thinking settings; the client's thinkingConfig is left out", self._model)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -122,7 +140,19 @@ class GeminiSession(BackendSession):
         )
 
     def resumption_state(self) -> dict[str, Any] | None:
-        return {STATE_HANDLE: self._handle} if self._handle else None
+        """Gemini's handle, when it holds the whole conversation so far; else None (re-seed from the history).
+
+        A session saved mid-turn (a server draining) has heard more than the
+        handle of the last turn holds, and may have calls out that a resumed
+        Gemini session never made.
+        """
+        current = (
+            self._handle_fresh
+            and not self._pending_calls
+            and not self._earlier_calls
+            and self._conversation.snapshot() == self._history_at_turn
+        )
+        return {STATE_HANDLE: self._handle} if self._handle and current else None
 
     # -- client -> Gemini ----------------------------------------------------
 
@@ -136,6 +166,24 @@ class GeminiSession(BackendSession):
             self._setup = self._setup.model_copy(update=changed)
         elif isinstance(event, ToolResponses):
             self._pending_calls.difference_update(r.id for r in event.responses if r.id)
+            for response in event.responses:
+                self._calls_made.pop(response.id or "", None)
+            for upstream in self._split_answers(event):
+                await self._forward(upstream)
+            return
+        await self._forward(event)
+
+    def _split_answers(self, event: ToolResponses) -> list[ClientEvent]:
+        """Answers to this connection's calls as they are; to earlier calls, in words."""
+        earlier = [(self._earlier_calls.pop(r.id), r) for r in event.responses if r.id in self._earlier_calls]
+        current = [r for r in event.responses if not any(r is answer for _, answer in earlier)]
+        out: list[ClientEvent] = [ToolResponses(current)] if current else []
+        if earlier:
+            self.log.info("told Gemini the results of %d calls an earlier connection made", len(earlier))
+            out.append(ClientTurns(turns=[answers_as_text(earlier)], turn_complete=True))
+        return out
+
+    async def _forward(self, event: ClientEvent) -> None:
         self._conversation.client_event(event)
         async with self._lock:
             self._replay.add(event)
@@ -188,6 +236,7 @@ class GeminiSession(BackendSession):
         out: list[ServerMessage] = []
         if message.tool_call is not None:
             self._pending_calls.update(call.id for call in message.tool_call.function_calls if call.id)
+            self._calls_made.update((call.id, call) for call in message.tool_call.function_calls if call.id)
             self._replying = True
         if message.tool_call_cancellation is not None:
             self._pending_calls.difference_update(message.tool_call_cancellation.ids)
@@ -207,10 +256,16 @@ class GeminiSession(BackendSession):
         self._conversation.server_message(message)
         if message.is_turn_complete:
             self._turn_completed()
+        elif message.tool_call is not None:
+            # What the user said led to this call: a move before it is answered must not replay it
+            # (the new connection would call again), but re-seed with it, the call left pending.
+            self._replay.turn_completed()
+            self._history_at_turn = self._conversation.snapshot()
         return out
 
     def _turn_completed(self) -> None:
         self._replying = False
+        self._calls_made = {i: call for i, call in self._calls_made.items() if i in self._pending_calls}
         self._handle_fresh = False
         self._failures = 0
         self._replay.turn_completed()
@@ -261,14 +316,21 @@ class GeminiSession(BackendSession):
         return self._leave_by is not None and self._handle_fresh and not self._replying and not self._pending_calls
 
     def _cut_turn(self) -> list[ServerMessage]:
-        """Leaving a connection mid-turn: its reply stops here and its calls will never be answered."""
+        """Leaving a connection mid-turn: its reply stops here; its calls stay out, to be answered in words.
+
+        The next connection starts afresh from the history (which holds what
+        led to the calls) rather than from Gemini's handle, whose replay would
+        make the model call again.
+        """
         out = []
         if self._replying:
             out.append(ServerMessage.interrupted_turn())
-        if self._pending_calls:
-            out.append(ServerMessage.cancel_calls(sorted(self._pending_calls)))
         for message in out:
             self._conversation.server_message(message)
+        if self._pending_calls:
+            self._earlier_calls.update((i, call) for i, call in self._calls_made.items() if i in self._pending_calls)
+            self._handle = None
+        self._calls_made.clear()
         self._pending_calls.clear()
         self._calls_at_interruption.clear()
         self._replying = False
@@ -280,12 +342,12 @@ class GeminiSession(BackendSession):
         """One connection attempt: resume the handle, or start afresh seeded with the history."""
         handle = self._handle
         self._links_opened += 1
-        config = connect_config(self._setup, self._settings, handle)
-        link = await UpstreamLink.open(
-            self._client, self._model, config, self._settings.connect_timeout_s, self._links_opened
-        )
         history: list[types.Content | types.ContentDict] = (
             [*text_history(self._history_at_turn)] if handle is None else []
+        )
+        config = connect_config(self._setup, self._settings, handle, self._quirks, seeded=bool(history))
+        link = await UpstreamLink.open(
+            self._client, self._model, config, self._settings.connect_timeout_s, self._links_opened
         )
         if history:
             try:

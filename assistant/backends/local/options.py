@@ -14,9 +14,12 @@ from assistant.backends.local.devices import DEVICES
 from assistant.backends.local.llm import DEFAULT_CHAT_MODEL
 from assistant.backends.local.tts import DEFAULT_PIPER_VOICE
 from assistant.backends.local.turns import DEFAULT_EAGER_MS, DEFAULT_SILENCE_MS
+from assistant.backends.local.unhonoured import SUMMARY
 
 
 def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    if isinstance(parser, argparse._ArgumentGroup):
+        parser.description = SUMMARY  # what a client may ask for in vain, before it asks
     parser.add_argument(
         "--asr-model",
         default=DEFAULT_ASR_MODEL,

@@ -54,6 +54,7 @@ from assistant.backends.local.turns import (
     TurnEvent,
     TurnSettings,
 )
+from assistant.backends.local.unhonoured import unhonoured_fields
 from assistant.protocol import (
     ActivityEnd,
     ActivityStart,
@@ -82,6 +83,9 @@ PARTIAL_STEP_S = 0.5  # new audio between partial decodes
 PREROLL_S = 0.25  # audio kept from before the detected start of speech
 RECENT_AUDIO_S = 1.5
 TOOL_TIMEOUT_S = 60.0
+# A NON_BLOCKING function's answer that comes this soon is spoken in the same turn (a timer's "set");
+# a later one is announced when it comes, as its scheduling says, and the turn does not wait for it.
+NON_BLOCKING_GRACE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -313,9 +317,8 @@ class Reply:
         try:
             while True:
                 calls = await self._step()
-                if not calls:
+                if not calls or not await self._call(calls):
                     break
-                await self._call(calls)
             await self.emit(ServerMessage.generation_done())
             await self._committed.wait()
             await asyncio.sleep(self.playout.ahead())  # barge-in still applies until playback ends
@@ -371,29 +374,43 @@ class Reply:
             )
         return self._speaker
 
-    async def _call(self, calls: list[FunctionCall]) -> None:
+    async def _call(self, calls: list[FunctionCall]) -> bool:
+        """Make the calls and wait for their answers; False when nothing was answered to go on with.
+
+        A NON_BLOCKING function that has not answered within
+        ``NON_BLOCKING_GRACE_S`` is not waited for: the turn ends, and its
+        answer is announced when it comes (``_on_tool_response``).
+        """
         loop = asyncio.get_running_loop()
         for call in calls:
             assert call.id is not None
             self.pending[call.id] = loop.create_future()
+        background = {call.id for call in calls if self.session.runs_in_background(call.name)}
         self.conversation.turns.append(Content(role="model", parts=[Part(function_call=call) for call in calls]))
         self.milestone("tool_call")
         await self.emit(ServerMessage.calls(calls))
         await self._committed.wait()
-        done, _ = await asyncio.wait(self.pending.values(), timeout=TOOL_TIMEOUT_S)
+        all_background = len(background) == len(calls)
+        timeout = NON_BLOCKING_GRACE_S if all_background else TOOL_TIMEOUT_S
+        done, _ = await asyncio.wait(self.pending.values(), timeout=timeout)
         self.milestone("tool_response")
         responses = []
         for call in calls:
             future = self.pending[call.id or ""]
             if future in done:
                 responses.append(future.result())
-            else:
-                future.cancel()
-                responses.append(
-                    FunctionResponse(id=call.id, name=call.name, response={"error": f"{call.name} did not answer"})
-                )
-        self.session.answered.update(call.id or "" for call in calls)
+                continue
+            future.cancel()
+            if call.id in background:
+                continue  # answered later, announced then
+            responses.append(
+                FunctionResponse(id=call.id, name=call.name, response={"error": f"{call.name} did not answer"})
+            )
+        self.session.answered.update(response.id or "" for response in responses)
+        if not responses:
+            return False
         self.conversation.turns.append(Content(role="user", parts=[Part(function_response=r) for r in responses]))
+        return True
 
 
 class LocalSession(BackendSession):
@@ -439,8 +456,15 @@ class LocalSession(BackendSession):
             "automatic" if self.turn_settings.automatic else "manual",
             len(self.conversation.tools),
         )
+        ignored = unhonoured_fields(setup)
+        if ignored:
+            logger.info("[%s] the local backend cannot honour %s; runs without them", self.id, ", ".join(ignored))
 
     # -- plumbing ------------------------------------------------------------------
+
+    def runs_in_background(self, name: str) -> bool:
+        """``name`` is declared NON_BLOCKING: the model goes on without waiting for its answer."""
+        return any(d.name == name and d.behavior == "NON_BLOCKING" for d in self.conversation.tools)
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coroutine, name=f"{self.id}-{name}")
