@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -67,6 +68,8 @@ SETUP_GRACE_S = 5.0
 # A request, its small body included, must arrive within this; a client that trickles bytes is cut off.
 HANDSHAKE_TIMEOUT_S = 10.0
 PERSONAS_PATH = "/personas.json"
+# An answer that reads files: built on a worker thread by ``_process_request``.
+FileAnswer = Callable[[], Response]
 CONFIG_PATH = "/config.json"
 TOKENS_PATH = re.compile(r"^/+v1(?:alpha|beta)?/auth_tokens$")
 BAD_KEY_REASON = "API key not valid; send the server's access key in the x-goog-api-key header or ?key="
@@ -280,13 +283,20 @@ class LiveServer:
 
     # -- HTTP side ------------------------------------------------------------
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Route one HTTP request; anything that cannot be interpreted gets a 400, never a traceback."""
+    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Route one HTTP request; anything that cannot be interpreted gets a 400, never a traceback.
+
+        Answers that read files (the page, the persona catalog) are built on a
+        worker thread, so a slow disk never stalls the sessions on the loop.
+        """
         try:
-            return self._route(connection, request)
+            answer = self._route(connection, request)
         except BadRequest as exc:
             logger.info("bad request from %s: %s", connection.remote_address, exc)
             return connection.respond(HTTPStatus.BAD_REQUEST, f"Bad request: {exc}.\n")
+        if callable(answer):
+            return await asyncio.to_thread(answer)
+        return answer
 
     @staticmethod
     def _process_response(connection: ServerConnection, request: Request, response: Response) -> Response | None:
@@ -296,7 +306,8 @@ class LiveServer:
             return connection.respond(response.status_code, text)
         return None
 
-    def _route(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _route(self, connection: ServerConnection, request: Request) -> Response | FileAnswer | None:
+        """The answer to one request: a response, a ``FileAnswer`` to build off the loop, or None to upgrade."""
         raw_path, _, query = request.path.partition("?")
         # Not urlsplit: it would read the "ws" of a doubled leading slash as a host name.
         try:
@@ -347,11 +358,10 @@ class LiveServer:
                 config = {"auth": "token", "signedIn": self.access.page_cookie_valid(request.headers)}
             return _ok(json.dumps(config).encode(), "application/json; charset=utf-8")
         if path == PERSONAS_PATH:
-            catalog = self.persona_catalog() if self.persona_catalog else {"default": None, "personas": []}
-            return _ok(json.dumps(catalog, ensure_ascii=False).encode(), "application/json; charset=utf-8")
+            return self._personas
         if path == "/" and "key" in parse_qs(query):
             return self._page_login(connection, query, credentials)
-        return self._static(connection, path)
+        return functools.partial(self._static, connection, path)
 
     @property
     def http_scheme(self) -> str:
@@ -410,6 +420,11 @@ class LiveServer:
         response = _ok(json.dumps(token_response(token)).encode(), "application/json; charset=utf-8", cache="no-store")
         response.headers["Connection"] = "close"  # websockets closes after any plain HTTP answer
         return response
+
+    def _personas(self) -> Response:
+        """``/personas.json``: what a client may choose (reads the operator's persona files)."""
+        catalog = self.persona_catalog() if self.persona_catalog else {"default": None, "personas": []}
+        return _ok(json.dumps(catalog, ensure_ascii=False).encode(), "application/json; charset=utf-8")
 
     def _static(self, connection: ServerConnection, path: str) -> Response:
         root = self.config.static_dir
