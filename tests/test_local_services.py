@@ -18,11 +18,10 @@ from __future__ import annotations
 import re
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
-from google.genai import types
 
 from assistant.backends import BackendUnavailable
 from assistant.backends.local import LocalBackend, LocalConfig
@@ -143,7 +142,8 @@ def whisper() -> WhisperRecognizer:
 
 
 def float16k(samples: np.ndarray, rate: int) -> np.ndarray:
-    return np.frombuffer(resample(samples.astype("<i2").tobytes(), rate, 16_000), dtype="<i2").astype(np.float32) / 32768
+    pcm = resample(samples.astype("<i2").tobytes(), rate, 16_000)
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768
 
 
 @pytest.mark.slow
@@ -213,7 +213,7 @@ async def test_a_spoken_turn_through_wyoming_services_and_in_process(
     wyoming_piper: services.Service,
     espeak: EspeakVoice,
     whisper: WhisperRecognizer,
-    record_property: pytest.RecordProperty,
+    record_property: Callable[[str, object], None],
 ) -> None:
     question = spoken_prompt(TIME_QUESTION, espeak)
     latencies = {}
@@ -237,8 +237,8 @@ async def test_every_stage_as_a_service_openai_asr_and_chat_wyoming_voice(
 ) -> None:
     question = spoken_prompt("Tell me one thing about the sea.", espeak)
     with services.openai_whisper() as asr, services.llama_server() as llm:
-        options = ("--asr-url", asr.url, "--tts-url", wyoming_piper.url, "--llm-url", llm.url)
-        options += ("--llm-model", "smollm2", "--dialogue", "router")  # the router keeps the tools; SmolLM2 talks
+        options = ["--asr-url", asr.url, "--tts-url", wyoming_piper.url, "--llm-url", llm.url]
+        options += ["--llm-model", "smollm2", "--dialogue", "router"]  # the router keeps the tools; SmolLM2 talks
         with serve_local(tls_certificate, *options) as port:
             client = sdk_client(port, tls_certificate)
             config = audio_config(max_output_tokens=40, temperature=0.0, seed=7)
