@@ -8,9 +8,8 @@ with the packaged SmolLM2 for chat. Questions are spoken by espeak-ng and
 sent by the google-genai SDK to ``assistant serve``, as in
 ``test_local_e2e``.
 
-No server for OpenAI's ``/v1/audio/speech`` runs here offline with a
-packaged voice (speaches and vLLM need downloads or a GPU), so ``OpenAIVoice``
-is only checked for its errors against a real server that lacks the route.
+and ovos-tts-server (with ovos-tts-plugin-piper and the joe voice, in its own
+environment) for ``/v1/audio/speech``.
 """
 
 from __future__ import annotations
@@ -190,6 +189,19 @@ def test_openai_transcriptions_from_a_real_server(espeak: EspeakVoice) -> None:
         assert str(raised.value) == "the speech synthesis service answered HTTP 404"
 
 
+@pytest.mark.slow
+def test_openai_speech_from_a_real_server(whisper: WhisperRecognizer) -> None:
+    with services.openai_piper() as service:
+        voice = OpenAIVoice(service.url)
+        try:
+            assert voice.sample_rate == 22_050  # joe's rate, read from the WAV the server sent
+            said = voice.synthesize("The answer is eighty four.")
+        finally:
+            voice.close()
+    assert said.dtype == np.int16 and 1.0 < len(said) / voice.sample_rate < 4.0
+    assert "answer is 84" in whisper.transcribe(float16k(said, voice.sample_rate))
+
+
 async def ask_the_time(certificate: Certificate, question: bytes, *options: str) -> tuple[float, str, bytes]:
     """One spoken turn through ``assistant serve``: seconds from silence onset to the first reply audio."""
     with serve_local(certificate, *options) as port:
@@ -228,7 +240,8 @@ async def test_a_spoken_turn_through_wyoming_services_and_in_process(
         latencies[name] = latency
         record_property(f"turn_latency_{name}_s", round(latency, 3))
         print(f"{name}: silence onset to first reply audio {latency:.3f} s (run {time.monotonic() - started:.1f} s)")
-    assert all(0 < latency < 10 for latency in latencies.values()), latencies
+    # The figures are reported, not judged (the machine is shared); the bound only catches a stalled stage.
+    assert all(0 < latency < 30 for latency in latencies.values()), latencies
 
 
 @pytest.mark.slow

@@ -9,14 +9,21 @@
   with the same tiny.en directory;
 - ``llama_cpp.server`` (OpenAI-compatible chat) with the packaged SmolLM2 GGUF.
 
-Each runs with HF_HUB_OFFLINE=1 and no proxy, so a download attempt fails
-loudly instead of reaching out. A service is ready when its port answers
+- ``ovos-tts-server`` (OpenAI-compatible ``/v1/audio/speech``) with
+  ``ovos-tts-plugin-piper`` and the same joe voice, from its own virtual
+  environment (``.venv/ovos``, made by ``make setup-test``): its OVOS
+  dependencies pin older filelock, python-dateutil and rich than the
+  project's.
+
+Each runs with HF_HUB_OFFLINE=1 and a dead proxy (a closed loopback port), so
+a download attempt fails at once instead of reaching out. A service is ready when its port answers
 (Wyoming: a ``describe``; HTTP: a GET that gets any answer).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -28,6 +35,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from assistant.backends.local.asr import PACKAGED_WHISPER
 from assistant.backends.local.llm import DEFAULT_CHAT_MODEL, PACKAGED_CHAT_MODELS
@@ -35,6 +43,8 @@ from assistant.backends.local.services import WyomingClient
 from assistant.backends.local.tts import DEFAULT_PIPER_VOICE, PACKAGED_VOICES
 
 READY_TIMEOUT_S = 120.0
+DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, so a download fails at once
+OVOS_PYTHON = Path(__file__).resolve().parents[2] / ".venv" / "ovos" / "bin" / "python"
 
 
 def free_port() -> int:
@@ -63,11 +73,12 @@ def smollm_gguf() -> Path:
 class Service:
     """A server subprocess and the last lines of its log (for a failure's message)."""
 
-    def __init__(self, name: str, command: list[str], url: str) -> None:
+    def __init__(self, name: str, command: list[str], url: str, env: dict[str, str] | None = None) -> None:
         self.name, self.url = name, url
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE", **(env or {})}
         for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-            env.pop(proxy, None)
+            env[proxy] = DEAD_PROXY
+        env["NO_PROXY"] = env["no_proxy"] = ""
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )
@@ -169,3 +180,24 @@ def llama_server() -> Iterator[Service]:
     base = f"http://127.0.0.1:{port}"
     with running(Service("llama_cpp.server", command, f"{base}/v1"), lambda: http_ready(f"{base}/v1/models")) as s:
         yield s
+
+
+@contextlib.contextmanager
+def openai_piper() -> Iterator[Service]:
+    if not OVOS_PYTHON.exists():
+        pytest.skip(f"ovos-tts-server's environment {OVOS_PYTHON.parent.parent} is missing: run make setup-test")
+    port = free_port()
+    voice = joe_voice()
+    with tempfile.TemporaryDirectory(prefix="ovos-tts-") as home:
+        config = Path(home, "config", "mycroft", "mycroft.conf")
+        config.parent.mkdir(parents=True)
+        config.write_text(json.dumps({"lang": "en-US", "tts": {"ovos-tts-plugin-piper": {"model": str(voice)}}}))
+        folders = {f"XDG_{kind}_HOME": str(Path(home, kind.lower())) for kind in ("CONFIG", "DATA", "CACHE", "STATE")}
+        command = [
+            str(OVOS_PYTHON), "-m", "ovos_tts_server", "--engine", "ovos-tts-plugin-piper",
+            "--host", "127.0.0.1", "--port", str(port),
+        ]  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        service = Service("ovos-tts-server", command, f"{base}/openai/v1", env=folders)
+        with running(service, lambda: http_ready(f"{base}/status")) as started:
+            yield started
