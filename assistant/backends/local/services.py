@@ -249,18 +249,19 @@ class WyomingVoice:
         self.sample_rate, _ = self._synthesize(PROBE_TEXT)  # proves the voice works, and tells its rate
 
     def synthesize(self, text: str) -> np.ndarray:
+        if not text.strip():
+            return np.zeros(0, dtype=np.int16)
         rate, samples = self._synthesize(text)
         if rate != self.sample_rate:
             return np.frombuffer(resample(samples.tobytes(), rate, self.sample_rate), dtype="<i2").copy()
         return samples
 
     def _synthesize(self, text: str) -> tuple[int, np.ndarray]:
+        """The rate and samples of ``text`` as the service sends them."""
         from wyoming.audio import AudioChunk, AudioStart, AudioStop
         from wyoming.event import write_event
         from wyoming.tts import Synthesize, SynthesizeVoice
 
-        if not text.strip():
-            return getattr(self, "sample_rate", SAMPLE_RATE), np.zeros(0, dtype=np.int16)
         voice = SynthesizeVoice(name=self.voice) if self.voice else None
         chunks: list[bytes] = []
         received = 0
@@ -280,10 +281,10 @@ class WyomingVoice:
                     chunks.append(chunk.audio)
         if chunks and (width != 2 or channels < 1):
             raise self._client.fail("sent audio that is not 16-bit PCM", f"width {width}, channels {channels}")
-        pcm = b"".join(chunks)
-        samples = np.frombuffer(pcm[: len(pcm) // (2 * channels) * 2 * channels], dtype="<i2") if chunks else None
-        if samples is None:
+        if not chunks:
             return rate or SAMPLE_RATE, np.zeros(0, dtype=np.int16)
+        pcm = b"".join(chunks)
+        samples = np.frombuffer(pcm[: len(pcm) // (2 * channels) * 2 * channels], dtype="<i2")
         return rate, samples.reshape(-1, channels)[:, 0].copy()
 
     def close(self) -> None:
