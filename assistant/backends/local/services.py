@@ -314,8 +314,13 @@ class OpenAIAudio:
         """The body of a successful POST; everything else is a ``SpeechServiceError``."""
         import httpx
 
+        body = bytearray()
         try:
-            response = self._client.post(path, **request)
+            with self._client.stream("POST", path, **request) as response:
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_AUDIO_BYTES:
+                        raise self.fail("sent more than any request needs")
         except httpx.TimeoutException as exc:
             raise self.fail(f"did not answer within {REPLY_TIMEOUT_S:.0f} s", exc) from exc
         except httpx.ConnectError as exc:
@@ -323,10 +328,8 @@ class OpenAIAudio:
         except httpx.HTTPError as exc:
             raise self.fail("dropped the connection", exc) from exc
         if response.status_code != 200:
-            raise self.fail(f"answered HTTP {response.status_code}", response.text[:300])
-        if len(response.content) > MAX_AUDIO_BYTES:
-            raise self.fail("sent more than any request needs")
-        return response.content
+            raise self.fail(f"answered HTTP {response.status_code}", bytes(body[:300]).decode(errors="replace"))
+        return bytes(body)
 
     def close(self) -> None:
         self._client.close()
