@@ -70,4 +70,6 @@ $(RUN_STAMP): $(VENV)/bin/python | debian-run
 $(TEST_STAMP): $(VENV)/bin/python $(EXAMPLE_PLUGIN)/pyproject.toml | debian-test
 	$(call install_project,all$(COMMA)test$(COMMA)transformers)
 	$(BIN)/pip install --quiet --no-deps -e $(EXAMPLE_PLUGIN)
+	$(PYTHON) -m venv $(VENV)/ovos  # ovos-tts-server for the /v1/audio/speech test: its pins clash with ours
+	$(VENV)/ovos/bin/pip install --quiet ovos-tts-server==1.13.4 ovos-tts-plugin-piper==0.2.5
 	touch $@ $(RUN_STAMP)

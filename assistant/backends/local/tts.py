@@ -75,6 +75,12 @@ class Synthesizer(Protocol):
         ...
 
 
+class LoadedVoice(Synthesizer, Protocol):
+    """A voice that holds something to release (a model, a process, a service's connections)."""
+
+    def close(self) -> None: ...
+
+
 def _require_espeak() -> str:
     path = shutil.which(ESPEAK)
     if path is None:
@@ -359,7 +365,7 @@ class Voices:
     for a voice in ``espeak-ng --voices``.
     """
 
-    def __init__(self, default: Synthesizer, loaded: list[PiperVoice | TransformersVoice]) -> None:
+    def __init__(self, default: Synthesizer, loaded: list[LoadedVoice]) -> None:
         self.default = default
         self._loaded = {voice.name.lower(): voice for voice in loaded}
         self._espeak: dict[str, EspeakVoice] = {}
