@@ -132,3 +132,18 @@ def live_server() -> ServerFactory:
             await server.stop()
 
     return start
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where the transformers engine tests run their models; cuda needs a CUDA GPU (see make gpu-check)",
+    )
+
+
+@pytest.fixture(scope="session")
+def model_device(request: pytest.FixtureRequest) -> str:
+    """The device of ``--device``: the transformers engine tests run there for real, on any machine."""
+    return str(request.config.getoption("--device"))
