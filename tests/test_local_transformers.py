@@ -109,6 +109,15 @@ def test_decoding_with_the_cache_matches_decoding_without_it(
     assert text and text == recognizer._tokenizer.decode(expected, skip_special_tokens=True)
 
 
+def test_the_cache_goes_by_the_name_this_transformers_gives_it(recognizer: TransformersWhisperRecognizer) -> None:
+    """transformers 5.24 renamed ``past_key_values`` to ``cache``; GPU images carry 5.17 (see make gpu-check)."""
+    import transformers
+    from packaging.version import Version
+
+    renamed = Version(transformers.__version__) >= Version("5.24")
+    assert recognizer._cache == ("cache" if renamed else "past_key_values")
+
+
 def test_a_forced_prefix_continues_the_text_without_repeating_it(
     recognizer: TransformersWhisperRecognizer, whisper_checkpoint: Path
 ) -> None:
