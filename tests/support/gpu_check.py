@@ -65,6 +65,7 @@ ENGINE_TESTS = (
 NEEDS_THE_OFFLINE_STACK = (
     "tests/test_local_transformers.py::test_a_gpu_promised_but_absent_stops_the_server_with_the_remedy",
 )
+PYTEST_PLUGINS = ("pytest_asyncio.plugin", "pytest_timeout")
 ENGINE_TESTS_TIMEOUT_S = 300
 # What the engine tests import beyond torch and transformers: a GPU image may lack them (scripts/gpu-wheels.sh).
 TEST_IMPORTS = ("websockets", "pydantic", "soxr", "platformdirs", "google.genai", "pytest", "pytest_asyncio", "cv2")
@@ -261,10 +262,20 @@ def engine_tests(device: str, out: Path) -> Check:
     command = [sys.executable, "-m", "pytest", *ENGINE_TESTS, "--device", device, "-m", "not slow", "-q"]
     command += ["-p", "no:cacheprovider", f"--junitxml={junit}"]
     command += [f"--deselect={test}" for test in NEEDS_THE_OFFLINE_STACK]
+    # Only the plugins these tests use: a GPU image's own (pytest-benchmark, -cov, -xdist) were built for its
+    # pytest, which the carried one replaces.
+    command += [option for plugin in PYTEST_PLUGINS for option in ("-p", plugin)]
+    environment = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     started = time.perf_counter()
     try:
         result = subprocess.run(
-            command, cwd=ROOT, capture_output=True, text=True, timeout=ENGINE_TESTS_TIMEOUT_S, check=False
+            command,
+            cwd=ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=ENGINE_TESTS_TIMEOUT_S,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         return Check(name, device, "failed", ENGINE_TESTS_TIMEOUT_S, f"pytest ran past {ENGINE_TESTS_TIMEOUT_S} s")
