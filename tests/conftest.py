@@ -148,3 +148,18 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where the transformers engine tests run their models; cuda needs a CUDA GPU (see make gpu-check)",
+    )
+
+
+@pytest.fixture(scope="session")
+def model_device(request: pytest.FixtureRequest) -> str:
+    """The device of ``--device``: the transformers engine tests run there for real, on any machine."""
+    return str(request.config.getoption("--device"))

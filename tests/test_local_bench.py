@@ -5,16 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from assistant.backends.local.asr import (
-    MAX_WINDOW_S,
-    SpeechWindow,
-    StreamingTranscript,
-    WhisperRecognizer,
-    normalise_text,
-    trim_window,
-)
+from assistant.backends.local.asr import MAX_WINDOW_S, WhisperRecognizer, normalise_text
 from assistant.backends.local.tts import PiperVoice, resolve_piper_voice
 from assistant.bench.speech import spoken_prompt
+from tests.support.streaming import stream_turn
 
 
 @pytest.mark.slow
@@ -38,18 +32,12 @@ def test_a_long_turn_keeps_a_bounded_window_and_its_words() -> None:
     voice.close()
     assert len(audio) / 16_000 > MAX_WINDOW_S + 3
 
-    window, transcript, fragments, longest = SpeechWindow(), StreamingTranscript(), [], 0.0
     step = 8000
-    for start in range(0, len(audio), step):
-        window.append(audio[start : start + step])
-        fragments.append(transcript.agree(recognizer.transcribe(window.audio(), transcript.prefix, transcript.context)))
-        trim_window(recognizer, window, transcript)
-        longest = max(longest, window.duration_s)
-    fragments.append(transcript.finish(recognizer.transcribe(window.audio(), transcript.prefix, transcript.context)))
+    turn = stream_turn(recognizer, audio, step)
 
-    assert window.trimmed_s > 5 and longest <= MAX_WINDOW_S + step / 16_000
-    heard = normalise_text("".join(fragments))
+    assert turn.window.trimmed_s > 5 and turn.longest_window_s <= MAX_WINDOW_S + step / 16_000
+    heard = normalise_text("".join(turn.fragments))
     expected = normalise_text(" ".join(sentences))
     missing = set(expected.split()) - set(heard.split())
     assert len(missing) <= 3, f"lost words {missing}: {heard}"
-    assert "".join(fragments).strip() == transcript.text
+    assert "".join(turn.fragments).strip() == turn.transcript.text

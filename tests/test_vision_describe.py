@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from assistant.protocol import VideoFrame
+from tests.support.checkpoints import VLM_WORDS, random_llava
 from tests.test_vision_sampler import desk
 from vision.analysers.base import Analyser, AnalyserUnavailable, Finding
 from vision.analysers.colours import ColourAnalyser
@@ -196,81 +197,14 @@ def test_vlm_without_a_gpu_says_so_and_the_view_is_still_described(tmp_path: Pat
 
 # -- the vision-language model, where it runs --------------------------------
 
-VLM_WORDS = ["<pad>", "<unk>", "<s>", "</s>", "<image>", "USER:", "ASSISTANT:", "a", "red", "ball", "on", "the"]
-VLM_WORDS += ["table", "sign", "says", "open", "what", "is", "this", "describe", "camera", "sees", "."]
-
-
 @pytest.fixture(scope="module")
 def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random LLaVA (CLIP vision tower, Llama text model) with its processor, made at test time.
-
-    No vision-language model's weights can be fetched offline; a tiny random
-    one runs the analyser's real path (processor, chat template with an
-    image, generation, decoding) on the CPU, in well under a second.
-    """
-    import torch
-    import transformers
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-
-    folder = tmp_path_factory.mktemp("vlm")
-    tokenizer = Tokenizer(models.WordLevel({word: i for i, word in enumerate(VLM_WORDS)}, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer.decoder = decoders.WordPiece()  # joins words with spaces
-    template = (
-        "{% for m in messages %}USER: {% for c in m['content'] %}{% if c['type'] == 'image' %}<image> "
-        "{% else %}{{ c['text'] }} {% endif %}{% endfor %}{% endfor %}"
-        "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
-    )
-    processor = transformers.LlavaProcessor(
-        image_processor=transformers.CLIPImageProcessor(
-            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-        ),
-        tokenizer=transformers.PreTrainedTokenizerFast(
-            tokenizer_object=tokenizer,
-            unk_token="<unk>",
-            pad_token="<pad>",
-            bos_token="<s>",
-            eos_token="</s>",
-            extra_special_tokens={"image_token": "<image>"},
-        ),
-        patch_size=8,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,  # CLIP's class token, which the "default" strategy drops
-        chat_template=template,
-    )
-    config = transformers.LlavaConfig(
-        vision_config=transformers.CLIPVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-        ),
-        text_config=transformers.LlamaConfig(
-            vocab_size=len(VLM_WORDS),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            bos_token_id=2,
-            eos_token_id=3,
-            pad_token_id=0,
-        ),
-        image_token_id=VLM_WORDS.index("<image>"),
-        vision_feature_select_strategy="default",
-    )
-    torch.manual_seed(0)
-    model = transformers.LlavaForConditionalGeneration(config)
-    model.generation_config.eos_token_id, model.generation_config.pad_token_id = 3, 0
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    """A random LLaVA with its processor, made at test time (no VLM's weights can be fetched offline)."""
+    return random_llava(tmp_path_factory.mktemp("vlm"))
 
 
-def test_vlm_answers_about_a_frame_and_leads_the_description(tiny_vlm: Path) -> None:
-    vlm = TransformersVlm(str(tiny_vlm), device="cpu", max_new_tokens=6)
+def test_vlm_answers_about_a_frame_and_leads_the_description(tiny_vlm: Path, model_device: str) -> None:
+    vlm = TransformersVlm(str(tiny_vlm), device=model_device, max_new_tokens=6)
     answer = vlm.ask(red_ball(), "what is this")
     words = answer.split()
     assert 0 < len(words) <= 6 and set(words) <= set(VLM_WORDS) - {"<pad>", "<s>", "</s>", "<image>"}

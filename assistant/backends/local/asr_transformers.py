@@ -24,6 +24,7 @@ engine is several times slower per call than faster-whisper.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from typing import Any
 
@@ -75,6 +76,7 @@ class TransformersWhisperRecognizer:
         self._suppress = [*(getattr(generation, "suppress_tokens", None) or [])]
         self._suppress_at_start = [*(getattr(generation, "begin_suppress_tokens", None) or [])]
         self._alignment_heads = _alignment_heads(self._model.config, getattr(generation, "alignment_heads", None))
+        self._cache = _cache_keyword(self._model)
         self._lock = threading.Lock()
 
     def _encode(self, audio: np.ndarray) -> Any:
@@ -127,7 +129,8 @@ class TransformersWhisperRecognizer:
             logprob_sum += float(logprobs[token])
             tokens.append(token)
             step = torch.tensor([[token]], device=self.device)
-            output = self._model(encoder_outputs=encoded, decoder_input_ids=step, cache=output.cache, use_cache=True)
+            cache = {self._cache: getattr(output, self._cache)}
+            output = self._model(encoder_outputs=encoded, decoder_input_ids=step, use_cache=True, **cache)
         return tokens, no_speech, logprob_sum / max(len(tokens), 1)
 
     def word_ends(self, audio: np.ndarray, text: str, context: str = "") -> list[float]:
@@ -186,6 +189,16 @@ class _SpecialTokens:
         english = tokenizer.token_to_id("<|en|>")
         multilingual = vocab_size >= 51865 and english is not None
         self.start_sequence = [start, int(english), required("<|transcribe|>")] if multilingual else [start]
+
+
+def _cache_keyword(model: Any) -> str:
+    """The name of the key/value cache, as argument and output: ``cache`` since transformers 5.24.
+
+    Earlier releases (GPU images carried 5.17 late in 2026) call it
+    ``past_key_values``; later ones still accept that argument until 5.40 but
+    return the cache only as ``cache``, so the name is read from the model.
+    """
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _alignment_heads(config: Any, declared: list[list[int]] | None) -> list[tuple[int, int]]:

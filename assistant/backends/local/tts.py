@@ -300,20 +300,33 @@ class TransformersVoice:
         progress: ProgressCallback = log_progress,
     ) -> None:
         _, self.device = torch_runtime(device, threads, "a transformers voice")
-        from transformers import pipeline
+        import transformers
+        from packaging.version import Version
 
         source = hub_checkpoint("voice", name, ("config.json",), allow_download)
         self.name = name.rstrip("/").rsplit("/", 1)[-1]
         with loading("transformers voice", self.name, source, progress):
-            self._pipeline = pipeline("text-to-audio", model=str(source), device=self.device)
-            self.sample_rate = int(self._pipeline(".")["sampling_rate"])  # also warms the kernels up
+            self._pipeline: Any = transformers.pipeline("text-to-audio", model=str(source), device=self.device)
+            # Before 5.18 the pipeline cast a tokenizer's output with .to(dtype=...), which a tokenizer's
+            # BatchEncoding refuses: every voice without a processor (VITS, MMS-TTS) failed. There the
+            # tokens are made here and the pipeline's other stages run as the pipeline would run them.
+            old_release = Version(transformers.__version__) < Version("5.18")
+            self._tokenize_here = old_release and self._pipeline.processor is None
+            self.sample_rate = int(self._speak(".")["sampling_rate"])  # also warms the kernels up
         self._lock = threading.Lock()
+
+    def _speak(self, text: str) -> Any:
+        """The pipeline's output for ``text``: a dict with ``audio`` and ``sampling_rate``."""
+        if not self._tokenize_here:
+            return self._pipeline(text)
+        tokens = self._pipeline.tokenizer([text], return_tensors="pt")
+        return self._pipeline.postprocess(self._pipeline.forward(tokens, forward_params={}, generate_kwargs={}))
 
     def synthesize(self, text: str) -> np.ndarray:
         if not text.strip():
             return np.zeros(0, dtype=np.int16)
         with self._lock:
-            audio = np.asarray(self._pipeline(text)["audio"], dtype=np.float32).reshape(-1)
+            audio = np.asarray(self._speak(text)["audio"], dtype=np.float32).reshape(-1)
         return (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
 
     def close(self) -> None:
