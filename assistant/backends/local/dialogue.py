@@ -11,7 +11,8 @@ asks again, so a dialogue never waits on a tool itself. Two kinds:
   arguments, and the answers are spoken from templates; questions about
   what the user said earlier are answered from the conversation
   (``recollect``); a quoted passage's original is read aloud when asked
-  (``originals``); in a session that consults its knowledge first (a
+  (``originals``); questions about the assistant itself and asks nothing
+  offline can serve are answered from the session's facts (``about``); in a session that consults its knowledge first (a
   persona), questions go to ``search_knowledge``; everything else is
   conversation with the small chat model, which is offered no tools.
 - ``ModelDialogue``: a capable model (a bigger GGUF, an OpenAI-compatible
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from assistant.backends.local import extract
+from assistant.backends.local import about, extract
 from assistant.backends.local.llm import ChatMessage, ChatModel, ChatToolCall, GenerationSettings, ToolCalls, ToolSpec
 from assistant.backends.local.originals import SEARCH_TOOL, asks_for_original, last_original
 from assistant.backends.local.phrasing import ASK_FOR, phrase_response
@@ -78,6 +79,7 @@ class Conversation:
     system_instruction: str | None = None
     turns: list[Content] = field(default_factory=list)
     tools: list[FunctionDeclaration] = field(default_factory=list)
+    video: bool = False  # the client has sent a camera or screen frame in this session
 
     @property
     def tool_names(self) -> set[str]:
@@ -178,6 +180,11 @@ def is_question(text: str) -> bool:
     return text.rstrip().endswith("?") and len(text.split()) >= 3
 
 
+def cue_boosts(text: str) -> dict[str, float]:
+    """Deterministic cues that back an intent the embeddings alone find close (an arithmetic expression)."""
+    return {"calculate": 0.15} if extract.arithmetic_expression(text) else {}
+
+
 def new_call_id() -> str:
     return f"call-{secrets.token_hex(6)}"
 
@@ -212,9 +219,8 @@ class RouterDialogue:
         key = frozenset(declared)
         if self._last_route is not None and self._last_route[:3] == (text, key, consulting):
             return self._last_route[3]
-        boosts = {"calculate": 0.15} if extract.arithmetic_expression(text) else {}
         route = await asyncio.to_thread(
-            functools.partial(self.router.route, text, declared, boosts, consulting=consulting)
+            functools.partial(self.router.route, text, declared, cue_boosts(text), consulting=consulting)
         )
         self._last_route = (text, key, consulting, route)
         return route
@@ -244,7 +250,7 @@ class RouterDialogue:
         if original is not None and asks_for_original(text, original):
             yield ReadAloud(" ".join(original.text.split()), original.voice)  # its lines are one recitation
             return
-        routed = await self._route(text, conversation.tool_names, conversation.consults_knowledge)
+        routed = await self._route(text, conversation)
         if isinstance(routed, str):
             yield Say(routed)
             return
@@ -259,14 +265,17 @@ class RouterDialogue:
             if not isinstance(event, ToolCalls):
                 yield Say(event.text)
 
-    async def _route(self, text: str, declared: set[str], consulting: bool) -> FunctionCall | str | None:
-        """A call, a question for what is missing, or None for conversation."""
+    async def _route(self, text: str, conversation: Conversation) -> FunctionCall | str | None:
+        """A call, a sentence to say (a question for what is missing, an answer about itself), or None for chat."""
+        declared = conversation.tool_names
         awaited, self._awaiting = self._awaiting, None
         if awaited is not None and awaited.tool in declared:
             answer = self._arguments(awaited, text)
             if answer is not None:
                 return self._call(awaited, *answer)
-        route = await self._route_text(text, declared, consulting)
+        route = await self._route_text(text, declared, conversation.consults_knowledge)
+        if route.intent is not None and route.intent.self_answered:
+            return about.answer(route.intent.name, self.session_facts(conversation))
         if route.intent is None or route.intent.tool is None:
             return None
         answer = self._arguments(route.intent, text)
@@ -276,6 +285,17 @@ class RouterDialogue:
         if isinstance(answer, str):
             return answer
         return self._call(route.intent, *answer)
+
+    def session_facts(self, conversation: Conversation) -> about.SessionFacts:
+        """What this session has: the declared tools the router can call, the camera, the instruction."""
+        routable = {intent.tool for intent in self.router.intents if intent.tool}
+        return about.SessionFacts(
+            tools=conversation.tool_names & routable,
+            instruction=conversation.system_instruction,
+            video=conversation.video,
+            consulting=conversation.consults_knowledge,
+            chats=self.chat is not None,
+        )
 
     def _call(self, intent: Intent, args: dict[str, Any], details: dict[str, Any]) -> FunctionCall:
         assert intent.tool is not None

@@ -23,6 +23,12 @@ talk, or when it is a sentence of some length that small talk does not
 claim; short acknowledgements ("okay", "no thanks") stay conversation. The
 counsel examples are inert in every other session, so the default
 assistant's small talk never becomes a search.
+
+Some intents call no tool (``self_answered``): questions about the assistant
+itself ("who are you", "what can you do") and asks it cannot serve offline
+("what's the weather like"). The dialogue answers them from what the session
+really has, in every session, instead of leaving them to the small chat
+model, which invents both.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ class Intent:
     tool: str | None
     examples: tuple[str, ...]
     consulting_only: bool = False  # applies only to sessions that consult their knowledge first
+    self_answered: bool = False  # the dialogue answers it itself, without a tool, in every session
 
 
 INTENTS: tuple[Intent, ...] = (
@@ -192,6 +199,45 @@ INTENTS: tuple[Intent, ...] = (
         consulting_only=True,
     ),
     Intent(
+        "identity",
+        None,
+        (
+            "who are you",
+            "what is your name",
+            "what are you",
+            "tell me about yourself",
+            "introduce yourself",
+            "are you a robot",
+        ),
+        self_answered=True,
+    ),
+    Intent(
+        "capabilities",
+        None,
+        (
+            "what can you do",
+            "help",
+            "what are you able to do",
+            "how can you help me",
+            "what kind of things can I ask you",
+            "what are your features",
+        ),
+        self_answered=True,
+    ),
+    Intent(
+        "weather",
+        None,
+        (
+            "what's the weather like",
+            "will it rain tomorrow",
+            "what's the forecast for the weekend",
+            "how hot is it outside",
+            "do I need an umbrella today",
+            "is it going to snow",
+        ),
+        self_answered=True,
+    ),
+    Intent(
         CHAT,
         None,
         (
@@ -200,13 +246,10 @@ INTENTS: tuple[Intent, ...] = (
             "thank you",
             "tell me a joke",
             "tell me a story about a dragon",
-            "who are you",
-            "what can you do",
             "what's the capital of France",
             "why is the sky blue",
             "I'm feeling tired today",
             "good morning",
-            "what is your name",
             "can you help me write a poem",
             "what do you think about music",
             "how many days are in a year",
@@ -242,7 +285,7 @@ class ToolRouter:
         *,
         consulting: bool = False,
     ) -> Route:
-        """The intent for ``text`` among tools in ``declared`` (None: make conversation).
+        """The intent for ``text`` among tools in ``declared`` and self-answered ones (None: make conversation).
 
         ``boosts`` add to an intent's score when a deterministic cue backs it
         (an arithmetic expression parses out of the request, say): embeddings
@@ -260,7 +303,7 @@ class ToolRouter:
         candidates = [
             (score, intent)
             for score, intent in best.values()
-            if intent.tool in declared and not intent.consulting_only
+            if (intent.self_answered or intent.tool in declared) and not intent.consulting_only
         ]
         if candidates:
             score, intent = max(candidates, key=lambda pair: pair[0])
@@ -269,8 +312,10 @@ class ToolRouter:
         counsel = best.get(COUNSEL)
         if consulting and counsel is not None and counsel[1].tool in declared:
             counsel_score, intent = counsel
-            small_talk = chat_score >= SMALL_TALK_SCORE or len(text.split()) < CONSULT_MIN_WORDS
-            if counsel_score > chat_score or not small_talk:
+            # talk about the assistant itself is conversation too, not a question for the knowledge
+            talk_score = max([chat_score, *(score for score, other in best.values() if other.self_answered)])
+            small_talk = talk_score >= SMALL_TALK_SCORE or len(text.split()) < CONSULT_MIN_WORDS
+            if counsel_score > talk_score or not small_talk:
                 return Route(intent, counsel_score, chat_score)
         top = max((score for score, _ in candidates), default=chat_score)
         return Route(None, top, chat_score)

@@ -480,6 +480,7 @@ class LocalSession(BackendSession):
             self._on_audio(event.pcm)
         elif isinstance(event, VideoFrame):
             self.latest_frame = event
+            self.conversation.video = True
         elif isinstance(event, TextInput):
             self._user_said(event.text)
         elif isinstance(event, ActivityStart):
@@ -610,6 +611,7 @@ class LocalSession(BackendSession):
             self.conversation.system_instruction,
             [*self.conversation.turns, Content(role="user", parts=[Part(text=user_text)])],
             self.conversation.tools,
+            self.conversation.video,
         )
         return Reply(self, conversation, committed=False, user_text=user_text)
 
