@@ -6,11 +6,13 @@ these answers never reach a model, so they cannot be invented.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
 from assistant.backends.local import about
 from assistant.backends.local.dialogue import CallTools, Conversation, ReadAloud, RouterDialogue, Say
-from assistant.backends.local.llm import GenerationSettings
+from assistant.backends.local.llm import ChatEvent, ChatMessage, GenerationSettings, TextDelta, ToolSpec
 from assistant.backends.local.router import INTENTS, ToolRouter
 from assistant.embeddings import load_embedder
 from assistant.protocol import Content, FunctionDeclaration, Part
@@ -106,3 +108,26 @@ async def test_a_persona_introduces_itself(router: ToolRouter) -> None:
 async def test_the_weather_is_an_honest_cannot(router: ToolRouter) -> None:
     for said in ["What's the weather like?", "is it going to rain today", "How cold is it outside?"]:
         assert await reply(router, said, declared(*ROUTABLE)) == [Say(about.NO_WEATHER)]
+
+
+class EchoChat:
+    """A capable chat model stand-in: answers with what it was asked."""
+
+    name = "echo"
+
+    async def stream(
+        self, messages: list[ChatMessage], tools: list[ToolSpec], settings: GenerationSettings
+    ) -> AsyncIterator[ChatEvent]:
+        yield TextDelta(f"You asked: {messages[-1].content}")
+
+
+QUESTIONS = ["What's the capital of France?", "who invented the radio", "Explain black holes to me."]
+
+
+@pytest.mark.parametrize("said", QUESTIONS)
+async def test_general_questions_get_an_honest_cannot_from_the_small_model(router: ToolRouter, said: str) -> None:
+    assert await reply(router, said, declared(*ROUTABLE)) == [Say(about.NO_FACTS)]
+    capable = RouterDialogue(router, EchoChat(), chat_knows_facts=True)
+    conversation = Conversation(None, [Content(role="user", parts=[Part(text=said)])], declared(*ROUTABLE))
+    events = [event async for event in capable.respond(conversation, GenerationSettings())]
+    assert events == [Say(f"You asked: {said}")]

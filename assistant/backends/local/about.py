@@ -7,8 +7,9 @@ them here (self-answered intents) and the answer is composed from facts:
 the tools this session declared that the router can call, whether a camera
 or screen is being shared, whether a chat model is loaded, and who the
 system instruction says the assistant is. The same goes for asks that no
-offline part can serve (the weather): an honest "can't" instead of an
-invented observation.
+offline part can serve (the weather) and, when the only chat model is the
+small one, questions of general knowledge: an honest "can't" instead of an
+invented fact ("The capital of India is Delhi" for France).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ EXAMPLES = (
     ("describe_view", "what do you see"),
     ("search_knowledge", "search my notes for the budget"),
 )
+NO_FACTS = "Sorry, I can't look that up offline; with a bigger model (--llm-url) or Gemini I could."
 NO_WEATHER = "I can't check the weather: I run offline, without a weather service."
 _YOU_ARE = re.compile(r"(?:^|(?<=[.!?\n]))\s*you are\s+(?P<who>[^.!?\n]+)", re.IGNORECASE)
 _YOUR_NAME = re.compile(r"(?:^|(?<=[.!?\n]))\s*your name is\s+(?P<name>[^.!?\n,]+)", re.IGNORECASE)
@@ -122,4 +124,6 @@ def answer(intent: str, facts: SessionFacts) -> str:
         return capabilities(facts)
     if intent == "weather":
         return NO_WEATHER
+    if intent == "facts":
+        return NO_FACTS
     raise ValueError(f"{intent} is not answered by the assistant itself")

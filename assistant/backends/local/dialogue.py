@@ -35,7 +35,7 @@ from assistant.backends.local.llm import ChatMessage, ChatModel, ChatToolCall, G
 from assistant.backends.local.originals import SEARCH_TOOL, asks_for_original, last_original
 from assistant.backends.local.phrasing import ASK_FOR, phrase_response
 from assistant.backends.local.recollect import recollection
-from assistant.backends.local.router import Intent, Route, ToolRouter
+from assistant.backends.local.router import FACTS, Intent, Route, ToolRouter
 from assistant.protocol import Content, FunctionCall, FunctionDeclaration, FunctionResponse
 
 DEFAULT_PERSONA = (
@@ -180,9 +180,36 @@ def is_question(text: str) -> bool:
     return text.rstrip().endswith("?") and len(text.split()) >= 3
 
 
-def cue_boosts(text: str) -> dict[str, float]:
-    """Deterministic cues that back an intent the embeddings alone find close (an arithmetic expression)."""
-    return {"calculate": 0.15} if extract.arithmetic_expression(text) else {}
+PARSED_BOOST = 0.25  # added to an intent's similarity when its argument parser finds a whole request...
+CUE_BOOST = 0.15  # ...or when a word names what the request is about (the camera, the user's notes)
+
+
+def cue_boosts(text: str, now: datetime | None = None) -> dict[str, float]:
+    """Deterministic cues that back an intent the embeddings alone find close.
+
+    Each cue is the tool's own argument parser finding a complete request
+    (an arithmetic expression, "remind me ... in ten minutes" with its time,
+    "remember that ..." with its fact) or a word that names what the request
+    is about: the camera or screen, the user's documents, the user's own
+    things in a question ("what's my locker number"). Sentence embeddings
+    weigh the topic ("my sister", "the garage code") as much as the ask, so
+    a cue that reads the ask tips the close calls.
+    """
+    boosts = {}
+    if extract.arithmetic_expression(text):
+        boosts["calculate"] = PARSED_BOOST
+    found = extract.reminder(text, now or datetime.now().astimezone())
+    if found is not None and found[1] is not None:
+        boosts["reminder"] = PARSED_BOOST
+    if extract.fact_to_remember(text):
+        boosts["remember"] = PARSED_BOOST
+    elif extract.refers_to_documents(text):
+        boosts["search"] = PARSED_BOOST
+    elif extract.refers_to_the_view(text):
+        boosts["look"] = CUE_BOOST
+    elif extract.asks_about_the_user(text):
+        boosts["recall"] = PARSED_BOOST
+    return boosts
 
 
 def new_call_id() -> str:
@@ -205,9 +232,12 @@ class RouterDialogue:
         *,
         now: Callable[[], datetime] = lambda: datetime.now().astimezone(),
         persona: str = SMALL_MODEL_PERSONA,
+        chat_knows_facts: bool = False,
     ) -> None:
+        """``chat_knows_facts``: the chat model is capable enough to answer general questions (not SmolLM2-135M)."""
         self.router = router
         self.chat = chat
+        self.chat_knows_facts = chat_knows_facts and chat is not None
         self.now = now
         self.persona = persona
         self._calls: dict[str, _RoutedCall] = {}
@@ -220,7 +250,7 @@ class RouterDialogue:
         if self._last_route is not None and self._last_route[:3] == (text, key, consulting):
             return self._last_route[3]
         route = await asyncio.to_thread(
-            functools.partial(self.router.route, text, declared, cue_boosts(text), consulting=consulting)
+            functools.partial(self.router.route, text, declared, cue_boosts(text, self.now()), consulting=consulting)
         )
         self._last_route = (text, key, consulting, route)
         return route
@@ -274,6 +304,8 @@ class RouterDialogue:
             if answer is not None:
                 return self._call(awaited, *answer)
         route = await self._route_text(text, declared, conversation.consults_knowledge)
+        if route.intent is not None and route.intent.name == FACTS and self.chat_knows_facts:
+            return None
         if route.intent is not None and route.intent.self_answered:
             return about.answer(route.intent.name, self.session_facts(conversation))
         if route.intent is None or route.intent.tool is None:
