@@ -30,6 +30,11 @@ EXAMPLES = (
 )
 NO_FACTS = "Sorry, I can't look that up offline; with a bigger model (--llm-url) or Gemini I could."
 NO_WEATHER = "I can't check the weather: I run offline, without a weather service."
+# Courtesies are answered without the chat model (whole utterances of these words only).
+_THANKS_WORDS = {"thanks", "thank", "cheers"}
+_THANKS_FILLER = {"ok", "okay", "you", "so", "very", "much", "a", "lot", "many", "again", "great", "that's", "million"}
+_GREETINGS = ("good morning", "good afternoon", "good evening", "hello", "hi", "hey")
+_FAREWELLS = {"bye": "Bye!", "goodbye": "Goodbye!", "good night": "Good night!", "see you": "See you!"}
 _YOU_ARE = re.compile(r"(?:^|(?<=[.!?\n]))\s*you are\s+(?P<who>[^.!?\n]+)", re.IGNORECASE)
 _YOUR_NAME = re.compile(r"(?:^|(?<=[.!?\n]))\s*your name is\s+(?P<name>[^.!?\n,]+)", re.IGNORECASE)
 _ADDRESSING = re.compile(r"\b(?:you|your|yours|yourself)\b", re.IGNORECASE)
@@ -114,6 +119,26 @@ def introduction(facts: SessionFacts) -> str:
     phrases = abilities(facts)
     can = f" I can {spoken_list(phrases)}." if phrases else ""
     return f"{identity(facts.instruction)}.{can}"
+
+
+def courtesy(text: str) -> str | None:
+    """The reply to a bare thanks, greeting or goodbye ("thanks a lot", "good morning"); None for anything else.
+
+    The small model answers these with rambles or loops; they need no model.
+    """
+    words = re.findall(r"[a-z']+", text.lower())
+    if not words or len(words) > 5:
+        return None
+    if set(words) & _THANKS_WORDS and set(words) <= _THANKS_WORDS | _THANKS_FILLER:
+        return "You're welcome!"
+    spoken = " ".join(words)
+    for greeting in _GREETINGS:
+        if spoken == greeting or spoken in (f"{greeting} there", f"{greeting} assistant"):
+            return f"{greeting.capitalize()}! What can I do for you?"
+    for farewell, reply in _FAREWELLS.items():
+        if spoken == farewell or spoken.startswith(f"{farewell} "):
+            return reply
+    return None
 
 
 def answer(intent: str, facts: SessionFacts) -> str:

@@ -14,7 +14,9 @@ asks again, so a dialogue never waits on a tool itself. Two kinds:
   (``originals``); questions about the assistant itself and asks nothing
   offline can serve are answered from the session's facts (``about``); in a session that consults its knowledge first (a
   persona), questions go to ``search_knowledge``; everything else is
-  conversation with the small chat model, which is offered no tools.
+  conversation with the small chat model, which is offered no tools and
+  whose words pass a guard (``guard``) against loops, echoes and noise;
+  bare thanks, greetings and goodbyes need no model at all.
 - ``ModelDialogue``: a capable model (a bigger GGUF, an OpenAI-compatible
   server) chooses tools itself, with schema-valid calls (see ``llm``).
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -31,6 +34,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from assistant.backends.local import about, extract
+from assistant.backends.local.guard import ReplyGuard
 from assistant.backends.local.llm import ChatMessage, ChatModel, ChatToolCall, GenerationSettings, ToolCalls, ToolSpec
 from assistant.backends.local.originals import SEARCH_TOOL, asks_for_original, last_original
 from assistant.backends.local.phrasing import ASK_FOR, phrase_response
@@ -38,13 +42,22 @@ from assistant.backends.local.recollect import recollection
 from assistant.backends.local.router import FACTS, Intent, Route, ToolRouter
 from assistant.protocol import Content, FunctionCall, FunctionDeclaration, FunctionResponse
 
+logger = logging.getLogger("assistant.local.dialogue")
+
 DEFAULT_PERSONA = (
     "You are a friendly voice assistant that runs entirely on this computer. "
     "Answer in one or two short, plain sentences that sound natural when spoken. No lists, no markup."
 )
-# What SmolLM2-135M was tuned with, nearly: longer instructions make it recite them instead of answering.
-SMALL_MODEL_PERSONA = "You are a helpful assistant. Keep answers short."
+# Close to what SmolLM2-135M was tuned with ("You are a helpful AI assistant"): longer instructions make it
+# recite them instead of answering. It says what the assistant is and what it lacks (what it cannot know
+# is caught before the model: general questions get ``about.NO_FACTS``).
+SMALL_MODEL_PERSONA = (
+    "You are a friendly voice assistant that runs offline on this computer, with no internet. Keep answers short."
+)
 CHAT_HISTORY_TURNS = 8  # the small model's context is short and it drifts on long histories
+CHAT_MAX_SENTENCES = 2  # small talk is spoken: one or two sentences
+# Said when the guard stopped the chat model before it said anything useful.
+FALLBACK = "Sorry, I lost my words there. Could you put that another way?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,13 +300,16 @@ class RouterDialogue:
         if routed is not None:
             yield CallTools([routed])
             return
+        polite = about.courtesy(text)
+        if polite is not None:
+            yield Say(polite)
+            return
         if self.chat is None:
             yield Say("Sorry, I can only help with the time, sums, timers, reminders and notes right now.")
             return
         messages = conversation.chat_messages(self.persona, with_tools=False, limit=CHAT_HISTORY_TURNS)
-        async for event in self.chat.stream(messages, [], settings):
-            if not isinstance(event, ToolCalls):
-                yield Say(event.text)
+        async for said in guarded_chat(self.chat, messages, settings):
+            yield said
 
     async def _route(self, text: str, conversation: Conversation) -> FunctionCall | str | None:
         """A call, a sentence to say (a question for what is missing, an answer about itself), or None for chat."""
@@ -377,6 +393,40 @@ class RouterDialogue:
         if routed is not None:
             args.update(routed.details)
         return phrase_response(name, routed.intent.name if routed else None, args, response.response)
+
+
+async def guarded_chat(
+    chat: ChatModel, messages: list[ChatMessage], settings: GenerationSettings
+) -> AsyncIterator[Say]:
+    """The chat model's reply through a ``ReplyGuard``: a loop, an echo or noise stops the generation.
+
+    A reply stopped before it said anything useful ends with ``FALLBACK``
+    instead, so the user hears a sentence, not a stutter or silence.
+    """
+    said = messages[-1].content if messages and messages[-1].role == "user" else ""
+    guard = ReplyGuard(echo_of=said, max_sentences=CHAT_MAX_SENTENCES)
+    stream = chat.stream(messages, [], settings)
+    try:
+        async for event in stream:
+            if isinstance(event, ToolCalls):
+                continue
+            released = guard.feed(event.text)
+            if released:
+                yield Say(released)
+            if guard.stopped is not None:
+                logger.info("chat reply stopped: %s", guard.stopped)
+                break
+            if guard.complete:
+                break
+    finally:
+        close = getattr(stream, "aclose", None)  # stops the generation thread at once
+        if close is not None:
+            await close()
+    rest = guard.finish()
+    if rest:
+        yield Say(rest)
+    if guard.stopped is not None and not guard.said_enough:
+        yield Say(FALLBACK)
 
 
 class ModelDialogue:
