@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from assistant.backends.local.asr import Recognizer, SpeechWindow, StreamingTranscript, trim_window
+from assistant.backends.local.asr import Recognizer, SpeechWindow, StreamingTranscript, reply_prompt, trim_window
 from assistant.backends.local.dialogue import CallTools, Conversation, Dialogue, Say
 from assistant.backends.local.llm import GenerationSettings
 from assistant.backends.local.speech import PLAYOUT_LEAD_S, PlayoutClock, Speaker, SpokenRecord
@@ -564,7 +564,7 @@ class LocalSession(BackendSession):
         window.append(recent[-keep:] if 0 < keep < len(recent) else recent)
         self._recent.clear()
         self._recent_s = 0.0
-        self.user = UserTurn(self, window, self.conversation.last_text("model"))
+        self.user = UserTurn(self, window, reply_prompt(self.conversation.last_text("model")))
 
     def _end_user_turn(self) -> None:
         user, self.user = self.user, None
