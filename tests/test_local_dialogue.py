@@ -175,8 +175,10 @@ async def test_a_persona_that_consults_its_knowledge_answers_with_the_couplet_an
     conversation.turns += [Content(role="model", parts=[Part(text=answer.text)]), user("Read it in Tamil.")]
     assert await events(dialogue, conversation) == [ReadAloud("தன்னைத்தான் காக்கின் சினங்காக்க", "ta")]
     conversation.turns += [Content(role="model", parts=[Part(text="…")]), user("Hello!")]
-    [greeting] = await events(dialogue, conversation)
-    assert isinstance(greeting, Say) and "Sorry" in greeting.text  # small talk: the chat model's (none here)
+    assert await events(dialogue, conversation) == [Say("Hello! What can I do for you?")]  # small talk, no search
+    conversation.turns += [Content(role="model", parts=[Part(text="Hello!")]), user("Tell me a joke.")]
+    [joke] = await events(dialogue, conversation)
+    assert isinstance(joke, Say) and "Sorry" in joke.text  # small talk: the chat model's (none here)
 
 
 async def test_the_default_assistant_does_not_search_for_life_questions(router: ToolRouter) -> None:

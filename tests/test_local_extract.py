@@ -87,6 +87,9 @@ NOW = datetime(2026, 11, 28, 15, 42)
         ("remind me to water the plants at 5 pm", ("water the plants", 78 * 60)),
         ("remind me at 9:30 am to call the bank", ("call the bank", (17 * 60 + 48) * 60)),
         ("remind me to buy milk", ("buy milk", None)),
+        ("in ten minutes remind me to check the laundry", ("check the laundry", 600)),
+        ("Ping me in an hour to go for a walk.", ("go for a walk", 3600)),
+        ("make sure I remember to turn off the oven in 40 minutes", ("turn off the oven", 2400)),
         ("what time is it", None),
     ],
 )
@@ -107,6 +110,9 @@ def test_clock_time_without_am_pm_is_the_next_one_ahead() -> None:
         ("please remember I parked on level 3", "I parked on level 3"),
         ("note that the wifi password is banana", "the wifi password is banana"),
         ("what do you remember", None),
+        ("Please memorise that I'm allergic to penicillin.", "I'm allergic to penicillin"),
+        ("Store this: the garage code is 1234.", "the garage code is 1234"),
+        ("Just so you know, my bike lock code is 0815.", "my bike lock code is 0815"),
     ],
 )
 def test_facts(said: str, fact: str | None) -> None:
@@ -138,3 +144,29 @@ def test_no_place_or_an_unknown_one() -> None:
     assert extract.named_place("what time is it right now") is None
     assert extract.named_place("what time is it in Narnia") == "narnia"
     assert extract.timezone_for("narnia") is None
+
+
+@pytest.mark.parametrize(
+    ("said", "view", "documents", "about_user", "about_world"),
+    [
+        ("What does the sign in front of the camera say?", True, False, False, True),
+        ("what's on my screen", True, False, True, False),
+        ("look through my notes for the recipe", False, True, False, False),
+        ("what's my locker number", False, False, True, False),
+        ("Can you recall where the spare key is?", False, False, True, False),
+        ("What should I call you?", False, False, False, False),
+        ("Who wrote Hamlet?", False, False, False, True),
+        ("Can you tell me about the Roman Empire?", False, False, False, True),
+        ("Explain black holes to me.", False, False, False, True),
+        ("How are you today?", False, False, False, False),
+        ("How should I deal with anger?", False, False, True, False),
+        ("thanks a lot", False, False, False, False),
+    ],
+)
+def test_cues_read_the_shape_of_a_request(
+    said: str, view: bool, documents: bool, about_user: bool, about_world: bool
+) -> None:
+    assert extract.refers_to_the_view(said) is view
+    assert extract.refers_to_documents(said) is documents
+    assert extract.asks_about_the_user(said) is about_user
+    assert extract.asks_about_the_world(said) is about_world

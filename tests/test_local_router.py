@@ -38,11 +38,13 @@ def router() -> ToolRouter:
         ("Search my notes for the budget", "search"),
         ("Tell me a story about a dragon.", None),
         ("How are you today?", None),
-        ("What's the capital of Germany?", None),
-        ("Who wrote Hamlet?", None),
+        ("What's the capital of Germany?", "facts"),
+        ("Who wrote Hamlet?", "facts"),
         ("Thanks a lot", None),
-        ("What's the weather like?", None),
-        ("Explain how rainbows form", None),
+        ("What's the weather like?", "weather"),
+        ("Who are you?", "identity"),
+        ("What can you do?", "capabilities"),
+        ("Explain how rainbows form", "facts"),
     ],
 )
 def test_unseen_phrasings(router: ToolRouter, said: str, intent: str | None) -> None:
@@ -51,13 +53,15 @@ def test_unseen_phrasings(router: ToolRouter, said: str, intent: str | None) -> 
 
 
 def test_only_declared_tools_are_candidates(router: ToolRouter) -> None:
-    assert router.route("What time is it?", {"set_timer"}).intent is None
+    undeclared = router.route("What time is it?", {"set_timer"}).intent
+    assert undeclared is None or undeclared.tool is None
     route = router.route("What time is it?", {"get_current_time"})
     assert route.intent is not None and route.intent.tool == "get_current_time"
 
 
 def test_a_deterministic_cue_tips_a_close_call(router: ToolRouter) -> None:
-    assert router.route("what's 9 plus 10", ALL_TOOLS).intent is None
+    unaided = router.route("what's 9 plus 10", ALL_TOOLS).intent
+    assert unaided is None or unaided.name != "calculate"
     boosted = router.route("what's 9 plus 10", ALL_TOOLS, boosts={"calculate": 0.15})
     assert boosted.intent is not None and boosted.intent.name == "calculate"
 
@@ -71,8 +75,6 @@ SMALL_TALK = [
     "Thank you so much.",
     "Thanks a lot",
     "Good night.",
-    "Who are you?",
-    "What's your name?",
     "How are you doing today?",
     "Tell me a joke.",
     "Can you help me write a poem?",

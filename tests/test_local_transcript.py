@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from assistant.backends.local.asr import StreamingTranscript, drop_repeats, normalise_text, split_words
+import numpy as np
+import pytest
+
+from assistant.backends.local.asr import (
+    StreamingTranscript,
+    WhisperRecognizer,
+    drop_repeats,
+    normalise_text,
+    reply_prompt,
+    split_words,
+)
+from assistant.backends.local.tts import EspeakVoice
+from assistant.bench.speech import spoken_prompt
 
 
 def test_fragments_add_agreed_words_and_join_to_the_final_text() -> None:
@@ -67,3 +79,29 @@ def test_what_was_said_before_the_turn_prompts_the_decoder_but_is_not_the_users(
     transcript.trim(2)  # "Please read" moves out of the window with its audio
     assert transcript.context == "I can read it in Tamil if you like. Please read"
     assert transcript.text == "Please read it in Tamil."  # the prompt is never part of what the user said
+
+
+@pytest.mark.parametrize(
+    ("reply", "prompt"),
+    [
+        ("7 times 8 is 56.", ""),  # a statement pulls the next request towards itself: no prompt
+        ("Sorry, I can't look that up offline; with a bigger model (--llm-url) or Gemini I could.", ""),
+        ("For how long should I set the timer?", "For how long should I set the timer?"),
+        ("Kural 305. I can read it in Tamil if you like.", "Kural 305. I can read it in Tamil if you like."),
+    ],
+)
+def test_only_a_reply_that_invites_an_answer_prompts_the_recogniser(reply: str, prompt: str) -> None:
+    assert reply_prompt(reply) == prompt
+
+
+@pytest.mark.slow
+def test_a_new_request_after_a_sum_is_not_heard_as_the_sum() -> None:
+    """The issue's "7 times 4. 5 seconds": tiny.en, espeak-ng, after the reply "7 times 8 is 56."."""
+    recognizer = WhisperRecognizer()
+    said = "set a timer for five seconds"
+    audio = np.frombuffer(spoken_prompt(said, EspeakVoice()), dtype="<i2").astype(np.float32) / 32768
+    heard = recognizer.transcribe(audio, "", StreamingTranscript(prompt=reply_prompt("7 times 8 is 56.")).context)
+    assert "timer" in normalise_text(heard), heard
+    tamil = np.frombuffer(spoken_prompt("read it in Tamil", EspeakVoice()), dtype="<i2").astype(np.float32) / 32768
+    offer = reply_prompt("Kural 305. I can read it in Tamil if you like.")
+    assert "tamil" in normalise_text(recognizer.transcribe(tamil, "", offer))

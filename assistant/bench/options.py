@@ -72,4 +72,5 @@ ADD_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "frontend": lambda parser: None,
     "tools": lambda parser: None,
     "vision": add_vision_arguments,
+    "routing": lambda parser: None,
 }

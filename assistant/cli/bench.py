@@ -48,6 +48,12 @@ BENCHMARKS = {
         "each local image analyser's cost per frame, and OCR accuracy",
         "Time each local image analyser per frame (model loading excluded) and read rendered sentences with OCR.",
     ),
+    "routing": (
+        "routing",
+        "the offline tool router: accuracy and confusion on its public evaluation set",
+        "Route every phrasing of the router's public evaluation set (tool requests in everyday and recogniser-style "
+        "wording, small talk, general questions) and report the accuracy, a confusion table and what was misrouted.",
+    ),
 }
 PLOTTED = {"latency", "relay", "frontend"}
 

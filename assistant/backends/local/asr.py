@@ -119,6 +119,23 @@ def normalise_word(word: str) -> str:
     return _NORMALISE.sub("", word.lower())
 
 
+def reply_prompt(reply: str) -> str:
+    """The assistant's last reply as the recogniser's prompt for the next turn, when it invites an answer.
+
+    A reply that asks something ("For how long should I set the timer?") or
+    offers something ("I can read it in Tamil if you like.") is often
+    answered with its own words, and Whisper hears rare ones far better with
+    them in its prompt. Any other reply pulls a new request towards itself:
+    after "7 times 8 is 56.", tiny.en heard "set a timer for five seconds"
+    as "7 times 4.5 seconds". Measured on 15 two-turn sequences in two
+    voices (word error, numbers as digits): no prompt 11-12%, every reply
+    13-15%, replies that invite an answer 12-13% with "Tamil" heard right;
+    a list of the tools' vocabulary made it worse (18%).
+    """
+    text = reply.strip()
+    return text if text.endswith("?") or "if you like" in text.lower() else ""
+
+
 @dataclass
 class StreamingTranscript:
     """Committed words and the agreement rule that commits more.
@@ -126,11 +143,11 @@ class StreamingTranscript:
     ``window_words`` are committed words still inside the audio window (the
     decoder's forced prefix); ``context_words`` were committed and trimmed
     away with their audio (the decoder's previous-text prompt). ``prompt``
-    is what was said just before the turn (the assistant's last reply): the
-    words a user answers with are often the words they just heard, and
-    Whisper hears rare ones far better when its prompt has them (tiny.en
-    hears "read it in time, Hill" for "read it in Tamil" without, "Tamil"
-    with "I can read it in Tamil" as its prompt).
+    is what was said just before the turn when it invites an answer
+    (``reply_prompt``): the words a user answers with are often the words
+    they just heard, and Whisper hears rare ones far better when its prompt
+    has them (tiny.en hears "read it in time, Hill" for "read it in Tamil"
+    without, "Tamil" with "I can read it in Tamil" as its prompt).
     """
 
     prompt: str = ""

@@ -94,6 +94,10 @@ class LocalConfig:
         """The router unless a capable model was chosen (auto) or asked for explicitly."""
         if self.dialogue != "auto":
             return self.dialogue == "router"
+        return self.small_chat()
+
+    def small_chat(self) -> bool:
+        """Whether conversation is the packaged small model's (or none): it cannot answer general questions."""
         return self.llm_url is None and self.chat_model in (DEFAULT_CHAT_MODEL, NO_CHAT)
 
 
@@ -226,7 +230,7 @@ class LocalBackend(Backend):
 
     def _new_dialogue(self) -> Dialogue:
         if self._router is not None:
-            return RouterDialogue(self._router, self._chat)
+            return RouterDialogue(self._router, self._chat, chat_knows_facts=not self.config.small_chat())
         assert self._chat is not None
         return ModelDialogue(self._chat)
 

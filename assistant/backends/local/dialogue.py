@@ -11,9 +11,12 @@ asks again, so a dialogue never waits on a tool itself. Two kinds:
   arguments, and the answers are spoken from templates; questions about
   what the user said earlier are answered from the conversation
   (``recollect``); a quoted passage's original is read aloud when asked
-  (``originals``); in a session that consults its knowledge first (a
+  (``originals``); questions about the assistant itself and asks nothing
+  offline can serve are answered from the session's facts (``about``); in a session that consults its knowledge first (a
   persona), questions go to ``search_knowledge``; everything else is
-  conversation with the small chat model, which is offered no tools.
+  conversation with the small chat model, which is offered no tools and
+  whose words pass a guard (``guard``) against loops, echoes and noise;
+  bare thanks, greetings and goodbyes need no model at all.
 - ``ModelDialogue``: a capable model (a bigger GGUF, an OpenAI-compatible
   server) chooses tools itself, with schema-valid calls (see ``llm``).
 """
@@ -23,27 +26,38 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from assistant.backends.local import extract
+from assistant.backends.local import about, extract
+from assistant.backends.local.guard import ReplyGuard
 from assistant.backends.local.llm import ChatMessage, ChatModel, ChatToolCall, GenerationSettings, ToolCalls, ToolSpec
 from assistant.backends.local.originals import SEARCH_TOOL, asks_for_original, last_original
 from assistant.backends.local.phrasing import ASK_FOR, phrase_response
 from assistant.backends.local.recollect import recollection
-from assistant.backends.local.router import Intent, Route, ToolRouter
+from assistant.backends.local.router import FACTS, Intent, Route, ToolRouter
 from assistant.protocol import Content, FunctionCall, FunctionDeclaration, FunctionResponse
+
+logger = logging.getLogger("assistant.local.dialogue")
 
 DEFAULT_PERSONA = (
     "You are a friendly voice assistant that runs entirely on this computer. "
     "Answer in one or two short, plain sentences that sound natural when spoken. No lists, no markup."
 )
-# What SmolLM2-135M was tuned with, nearly: longer instructions make it recite them instead of answering.
-SMALL_MODEL_PERSONA = "You are a helpful assistant. Keep answers short."
+# Close to what SmolLM2-135M was tuned with ("You are a helpful AI assistant"): longer instructions make it
+# recite them instead of answering. It says what the assistant is and what it lacks (what it cannot know
+# is caught before the model: general questions get ``about.NO_FACTS``).
+SMALL_MODEL_PERSONA = (
+    "You are a friendly voice assistant that runs offline on this computer, with no internet. Keep answers short."
+)
 CHAT_HISTORY_TURNS = 8  # the small model's context is short and it drifts on long histories
+CHAT_MAX_SENTENCES = 2  # small talk is spoken: one or two sentences
+# Said when the guard stopped the chat model before it said anything useful.
+FALLBACK = "Sorry, I lost my words there. Could you put that another way?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +92,7 @@ class Conversation:
     system_instruction: str | None = None
     turns: list[Content] = field(default_factory=list)
     tools: list[FunctionDeclaration] = field(default_factory=list)
+    video: bool = False  # the client has sent a camera or screen frame in this session
 
     @property
     def tool_names(self) -> set[str]:
@@ -178,6 +193,38 @@ def is_question(text: str) -> bool:
     return text.rstrip().endswith("?") and len(text.split()) >= 3
 
 
+PARSED_BOOST = 0.25  # added to an intent's similarity when its argument parser finds a whole request...
+CUE_BOOST = 0.15  # ...or when a word names what the request is about (the camera, the user's notes)
+
+
+def cue_boosts(text: str, now: datetime | None = None) -> dict[str, float]:
+    """Deterministic cues that back an intent the embeddings alone find close.
+
+    Each cue is the tool's own argument parser finding a complete request
+    (an arithmetic expression, "remind me ... in ten minutes" with its time,
+    "remember that ..." with its fact) or a word that names what the request
+    is about: the camera or screen, the user's documents, the user's own
+    things in a question ("what's my locker number"). Sentence embeddings
+    weigh the topic ("my sister", "the garage code") as much as the ask, so
+    a cue that reads the ask tips the close calls.
+    """
+    boosts = {}
+    if extract.arithmetic_expression(text):
+        boosts["calculate"] = PARSED_BOOST
+    found = extract.reminder(text, now or datetime.now().astimezone())
+    if found is not None and found[1] is not None:
+        boosts["reminder"] = PARSED_BOOST
+    if extract.fact_to_remember(text):
+        boosts["remember"] = PARSED_BOOST
+    elif extract.refers_to_documents(text):
+        boosts["search"] = PARSED_BOOST
+    elif extract.refers_to_the_view(text):
+        boosts["look"] = CUE_BOOST
+    elif extract.asks_about_the_user(text):
+        boosts["recall"] = PARSED_BOOST
+    return boosts
+
+
 def new_call_id() -> str:
     return f"call-{secrets.token_hex(6)}"
 
@@ -198,9 +245,12 @@ class RouterDialogue:
         *,
         now: Callable[[], datetime] = lambda: datetime.now().astimezone(),
         persona: str = SMALL_MODEL_PERSONA,
+        chat_knows_facts: bool = False,
     ) -> None:
+        """``chat_knows_facts``: the chat model is capable enough to answer general questions (not SmolLM2-135M)."""
         self.router = router
         self.chat = chat
+        self.chat_knows_facts = chat_knows_facts and chat is not None
         self.now = now
         self.persona = persona
         self._calls: dict[str, _RoutedCall] = {}
@@ -212,9 +262,8 @@ class RouterDialogue:
         key = frozenset(declared)
         if self._last_route is not None and self._last_route[:3] == (text, key, consulting):
             return self._last_route[3]
-        boosts = {"calculate": 0.15} if extract.arithmetic_expression(text) else {}
         route = await asyncio.to_thread(
-            functools.partial(self.router.route, text, declared, boosts, consulting=consulting)
+            functools.partial(self.router.route, text, declared, cue_boosts(text, self.now()), consulting=consulting)
         )
         self._last_route = (text, key, consulting, route)
         return route
@@ -244,29 +293,37 @@ class RouterDialogue:
         if original is not None and asks_for_original(text, original):
             yield ReadAloud(" ".join(original.text.split()), original.voice)  # its lines are one recitation
             return
-        routed = await self._route(text, conversation.tool_names, conversation.consults_knowledge)
+        routed = await self._route(text, conversation)
         if isinstance(routed, str):
             yield Say(routed)
             return
         if routed is not None:
             yield CallTools([routed])
             return
+        polite = about.courtesy(text)
+        if polite is not None:
+            yield Say(polite)
+            return
         if self.chat is None:
             yield Say("Sorry, I can only help with the time, sums, timers, reminders and notes right now.")
             return
         messages = conversation.chat_messages(self.persona, with_tools=False, limit=CHAT_HISTORY_TURNS)
-        async for event in self.chat.stream(messages, [], settings):
-            if not isinstance(event, ToolCalls):
-                yield Say(event.text)
+        async for said in guarded_chat(self.chat, messages, settings):
+            yield said
 
-    async def _route(self, text: str, declared: set[str], consulting: bool) -> FunctionCall | str | None:
-        """A call, a question for what is missing, or None for conversation."""
+    async def _route(self, text: str, conversation: Conversation) -> FunctionCall | str | None:
+        """A call, a sentence to say (a question for what is missing, an answer about itself), or None for chat."""
+        declared = conversation.tool_names
         awaited, self._awaiting = self._awaiting, None
         if awaited is not None and awaited.tool in declared:
             answer = self._arguments(awaited, text)
             if answer is not None:
                 return self._call(awaited, *answer)
-        route = await self._route_text(text, declared, consulting)
+        route = await self._route_text(text, declared, conversation.consults_knowledge)
+        if route.intent is not None and route.intent.name == FACTS and self.chat_knows_facts:
+            return None
+        if route.intent is not None and route.intent.self_answered:
+            return about.answer(route.intent.name, self.session_facts(conversation))
         if route.intent is None or route.intent.tool is None:
             return None
         answer = self._arguments(route.intent, text)
@@ -276,6 +333,17 @@ class RouterDialogue:
         if isinstance(answer, str):
             return answer
         return self._call(route.intent, *answer)
+
+    def session_facts(self, conversation: Conversation) -> about.SessionFacts:
+        """What this session has: the declared tools the router can call, the camera, the instruction."""
+        routable = {intent.tool for intent in self.router.intents if intent.tool}
+        return about.SessionFacts(
+            tools=conversation.tool_names & routable,
+            instruction=conversation.system_instruction,
+            video=conversation.video,
+            consulting=conversation.consults_knowledge,
+            chats=self.chat is not None,
+        )
 
     def _call(self, intent: Intent, args: dict[str, Any], details: dict[str, Any]) -> FunctionCall:
         assert intent.tool is not None
@@ -325,6 +393,40 @@ class RouterDialogue:
         if routed is not None:
             args.update(routed.details)
         return phrase_response(name, routed.intent.name if routed else None, args, response.response)
+
+
+async def guarded_chat(
+    chat: ChatModel, messages: list[ChatMessage], settings: GenerationSettings
+) -> AsyncIterator[Say]:
+    """The chat model's reply through a ``ReplyGuard``: a loop, an echo or noise stops the generation.
+
+    A reply stopped before it said anything useful ends with ``FALLBACK``
+    instead, so the user hears a sentence, not a stutter or silence.
+    """
+    said = messages[-1].content if messages and messages[-1].role == "user" else ""
+    guard = ReplyGuard(echo_of=said, max_sentences=CHAT_MAX_SENTENCES)
+    stream = chat.stream(messages, [], settings)
+    try:
+        async for event in stream:
+            if isinstance(event, ToolCalls):
+                continue
+            released = guard.feed(event.text)
+            if released:
+                yield Say(released)
+            if guard.stopped is not None:
+                logger.info("chat reply stopped: %s", guard.stopped)
+                break
+            if guard.complete:
+                break
+    finally:
+        close = getattr(stream, "aclose", None)  # stops the generation thread at once
+        if close is not None:
+            await close()
+    rest = guard.finish()
+    if rest:
+        yield Say(rest)
+    if guard.stopped is not None and not guard.said_enough:
+        yield Say(FALLBACK)
 
 
 class ModelDialogue:

@@ -325,6 +325,8 @@ class LlamaCppChat:
         stop = threading.Event()
 
         def put(item: str | BaseException | None) -> None:
+            if stop.is_set():
+                return  # the reader stopped early (a guard, a barge-in): its event loop may be gone too
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
         def generate() -> None:

@@ -23,6 +23,13 @@ talk, or when it is a sentence of some length that small talk does not
 claim; short acknowledgements ("okay", "no thanks") stay conversation. The
 counsel examples are inert in every other session, so the default
 assistant's small talk never becomes a search.
+
+Some intents call no tool (``self_answered``): questions about the assistant
+itself ("who are you", "what can you do"), asks it cannot serve offline
+("what's the weather like") and questions of general knowledge, which a
+capable chat model answers and the small one invents. The dialogue answers them from what the session
+really has, in every session, instead of leaving them to the small chat
+model, which invents both.
 """
 
 from __future__ import annotations
@@ -30,9 +37,11 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
+from assistant.backends.local import extract
 from assistant.embeddings import Embedder
 
 CHAT = "chat"
+FACTS = "facts"  # questions of general knowledge: the small offline model invents the answers
 COUNSEL = "counsel"
 ROUTE_THRESHOLD = 0.5  # a tool needs at least this similarity to its nearest example
 CHAT_MARGIN = 0.04  # and must beat the nearest small-talk example by this much
@@ -41,6 +50,9 @@ CHAT_MARGIN = 0.04  # and must beat the nearest small-talk example by this much
 SMALL_TALK_SCORE = 0.5
 # ...and a request of this many words that small talk does not claim is a question for the knowledge.
 CONSULT_MIN_WORDS = 5
+# A general question is one for facts unless it is closer to life counsel by more than this (measured: life
+# questions without "I" or "my" score 0.11-0.45 nearer the counsel examples than the facts ones).
+FACTS_MARGIN = 0.08
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +63,7 @@ class Intent:
     tool: str | None
     examples: tuple[str, ...]
     consulting_only: bool = False  # applies only to sessions that consult their knowledge first
+    self_answered: bool = False  # the dialogue answers it itself, without a tool, in every session
 
 
 INTENTS: tuple[Intent, ...] = (
@@ -65,6 +78,11 @@ INTENTS: tuple[Intent, ...] = (
             "what time is it in Tokyo",
             "current time please",
             "how late is it",
+            "got the time",
+            "can you tell me what time it is",
+            "i want to know the time",
+            "what time is it there in sydney",
+            "current local time in berlin",
         ),
     ),
     Intent(
@@ -77,6 +95,11 @@ INTENTS: tuple[Intent, ...] = (
             "which day of the week is it",
             "what's the date",
             "what month is it",
+            "what date is it today",
+            "tell me the date please",
+            "what day of the month is it",
+            "is it tuesday today",
+            "which year are we in",
         ),
     ),
     Intent(
@@ -104,6 +127,13 @@ INTENTS: tuple[Intent, ...] = (
             "count down two minutes",
             "set a timer",
             "wake me up in twenty minutes",
+            "put on a timer for twelve minutes",
+            "i need a five minute countdown",
+            "can you start a timer for an hour",
+            "please set a timer for 45 minutes",
+            "time twenty minutes for me",
+            "set the oven timer for 25 minutes",
+            "timer ten minutes",
         ),
     ),
     Intent(
@@ -115,6 +145,13 @@ INTENTS: tuple[Intent, ...] = (
             "set a reminder to check the oven in 15 minutes",
             "don't let me forget to water the plants at 5 pm",
             "remind me to buy milk",
+            "remind me at 7 pm to lock the door",
+            "in half an hour remind me to stretch",
+            "can you remind me to water the plants tomorrow",
+            "please set a reminder for 4 pm to call the dentist",
+            "give me a reminder in two hours to leave",
+            "nudge me in 20 minutes to check the stove",
+            "make sure I don't forget to take the bins out at 8",
         ),
     ),
     Intent(
@@ -126,6 +163,15 @@ INTENTS: tuple[Intent, ...] = (
             "note that the wifi password is blue banana",
             "keep in mind that I'm allergic to peanuts",
             "don't forget that my dentist appointment is on Friday",
+            "remember that my neighbour is called Tom",
+            "can you remember that my passport expires in March",
+            "please note that the boiler was serviced in June",
+            "make a note that my niece likes dinosaurs",
+            "save this: my seat is 14C",
+            "memorize that my bank is on King Street",
+            "i want you to remember my doctor is called doctor Lee",
+            "store the fact that the meeting room is on floor two",
+            "for the record, my favourite tea is earl grey",
         ),
     ),
     Intent(
@@ -139,6 +185,15 @@ INTENTS: tuple[Intent, ...] = (
             "do you remember what I said about the dentist",
             "what do you know about me",
             "am I allergic to anything",
+            "what's my neighbour called",
+            "when does my passport expire",
+            "what did I ask you to remember",
+            "where's my seat",
+            "what's the name of my doctor",
+            "do you remember my favourite tea",
+            "what did I save earlier",
+            "remind me where I put my glasses",
+            "who did I say my neighbour was",
         ),
     ),
     Intent(
@@ -153,7 +208,16 @@ INTENTS: tuple[Intent, ...] = (
             "describe what you see",
             "what does this say",
             "look at this",
-            "what colour is this",
+            "what colour is the thing I'm holding",
+            "what is this",
+            "what am I looking at",
+            "can you read the label",
+            "what's written here",
+            "read out the text in front of me",
+            "describe my surroundings",
+            "tell me what's on the screen",
+            "what does the sign say",
+            "check what's in front of the camera",
         ),
     ),
     Intent(
@@ -165,6 +229,13 @@ INTENTS: tuple[Intent, ...] = (
             "what do my documents say about holidays",
             "find the meeting notes in my files",
             "check my notes about the budget",
+            "look in my files for the invoice",
+            "search the documents for the lease end date",
+            "what do the notes say about the trip",
+            "find the section on refunds in my documents",
+            "is there anything in my documents about parking",
+            "check the knowledge base for the wifi setup",
+            "look up what the handbook says about sick leave",
         ),
     ),
     Intent(
@@ -192,6 +263,76 @@ INTENTS: tuple[Intent, ...] = (
         consulting_only=True,
     ),
     Intent(
+        "identity",
+        None,
+        (
+            "who are you",
+            "what is your name",
+            "what are you",
+            "tell me about yourself",
+            "introduce yourself",
+            "are you a robot",
+        ),
+        self_answered=True,
+    ),
+    Intent(
+        "capabilities",
+        None,
+        (
+            "what can you do",
+            "help",
+            "what are you able to do",
+            "how can you help me",
+            "what kind of things can I ask you",
+            "what are your features",
+            "what are you for",
+            "what can I do with you",
+            "how does this work",
+            "what functions do you have",
+            "i need help",
+            "how can I use this assistant",
+        ),
+        self_answered=True,
+    ),
+    Intent(
+        "weather",
+        None,
+        (
+            "what's the weather like",
+            "will it rain tomorrow",
+            "what's the forecast for the weekend",
+            "how hot is it outside",
+            "do I need an umbrella today",
+            "is it going to snow",
+        ),
+        self_answered=True,
+    ),
+    Intent(
+        FACTS,
+        None,
+        (
+            "what's the capital of France",
+            "why is the sky blue",
+            "how many days are in a year",
+            "how far away is the moon",
+            "who discovered penicillin",
+            "when was the Eiffel Tower built",
+            "how does electricity work",
+            "what is the biggest animal in the world",
+            "who was Albert Einstein",
+            "explain how the internet works",
+            "how deep is the ocean",
+            "what language is spoken in Egypt",
+            "who wrote Romeo and Juliet",
+            "when did the first man walk on the moon",
+            "what is gravity",
+            "where is the Sahara desert",
+            "tell me about the history of Japan",
+            "how many people live in India",
+        ),
+        self_answered=True,
+    ),
+    Intent(
         CHAT,
         None,
         (
@@ -200,17 +341,19 @@ INTENTS: tuple[Intent, ...] = (
             "thank you",
             "tell me a joke",
             "tell me a story about a dragon",
-            "who are you",
-            "what can you do",
-            "what's the capital of France",
-            "why is the sky blue",
             "I'm feeling tired today",
             "good morning",
-            "what is your name",
             "can you help me write a poem",
             "what do you think about music",
-            "how many days are in a year",
-            "how far away is the moon",
+            "what's your favourite food",
+            "what's your favourite animal",
+            "do you have a favourite song",
+            "do you like movies",
+            "okay thanks",
+            "hi",
+            "bye for now",
+            "let's talk",
+            "that's funny",
         ),
     ),
 )
@@ -242,7 +385,7 @@ class ToolRouter:
         *,
         consulting: bool = False,
     ) -> Route:
-        """The intent for ``text`` among tools in ``declared`` (None: make conversation).
+        """The intent for ``text`` among tools in ``declared`` and self-answered ones (None: make conversation).
 
         ``boosts`` add to an intent's score when a deterministic cue backs it
         (an arithmetic expression parses out of the request, say): embeddings
@@ -257,20 +400,33 @@ class ToolRouter:
             if score > best.get(intent.name, (-1.0, intent))[0]:
                 best[intent.name] = (score, intent)
         chat_score = best[CHAT][0] if CHAT in best else -1.0
+        # talk about the assistant itself is conversation too, neither knowledge nor facts
+        talk_score = max(
+            [chat_score, *(score for score, other in best.values() if other.self_answered and other.name != FACTS)]
+        )
         candidates = [
             (score, intent)
             for score, intent in best.values()
-            if intent.tool in declared and not intent.consulting_only
+            if (intent.self_answered or intent.tool in declared) and not intent.consulting_only
         ]
+        nearest = max((pair for pair in best.values() if not pair[1].consulting_only), key=lambda pair: pair[0])
         if candidates:
             score, intent = max(candidates, key=lambda pair: pair[0])
-            if score >= ROUTE_THRESHOLD and score >= chat_score + CHAT_MARGIN:
+            # the nearest intent must be this one: "what time is it" is not a timer because no clock is declared
+            if score >= ROUTE_THRESHOLD and score >= chat_score + CHAT_MARGIN and intent is nearest[1]:
                 return Route(intent, score, chat_score)
         counsel = best.get(COUNSEL)
         if consulting and counsel is not None and counsel[1].tool in declared:
             counsel_score, intent = counsel
-            small_talk = chat_score >= SMALL_TALK_SCORE or len(text.split()) < CONSULT_MIN_WORDS
-            if counsel_score > chat_score or not small_talk:
+            small_talk = talk_score >= SMALL_TALK_SCORE or len(text.split()) < CONSULT_MIN_WORDS
+            if counsel_score > talk_score or not small_talk:
                 return Route(intent, counsel_score, chat_score)
+        facts = best.get(FACTS)
+        if not consulting and facts is not None and extract.asks_about_the_world(text) and not boosts:
+            # general questions are too varied for their examples to reach the threshold; the shape of the
+            # question decides, unless small talk claims it or it is closer to life counsel than to facts
+            counsel_score = best[COUNSEL][0] if COUNSEL in best else -1.0
+            if talk_score < SMALL_TALK_SCORE and facts[0] >= counsel_score - FACTS_MARGIN:
+                return Route(facts[1], facts[0], chat_score)
         top = max((score for score, _ in candidates), default=chat_score)
         return Route(None, top, chat_score)

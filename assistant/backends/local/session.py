@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from assistant.backends.local.asr import Recognizer, SpeechWindow, StreamingTranscript, trim_window
+from assistant.backends.local.asr import Recognizer, SpeechWindow, StreamingTranscript, reply_prompt, trim_window
 from assistant.backends.local.dialogue import CallTools, Conversation, Dialogue, Say
 from assistant.backends.local.llm import GenerationSettings
 from assistant.backends.local.speech import PLAYOUT_LEAD_S, PlayoutClock, Speaker, SpokenRecord
@@ -505,6 +505,7 @@ class LocalSession(BackendSession):
             self._on_audio(event.pcm)
         elif isinstance(event, VideoFrame):
             self.latest_frame = event
+            self.conversation.video = True
         elif isinstance(event, TextInput):
             self._user_said(event.text)
         elif isinstance(event, ActivityStart):
@@ -588,7 +589,7 @@ class LocalSession(BackendSession):
         window.append(recent[-keep:] if 0 < keep < len(recent) else recent)
         self._recent.clear()
         self._recent_s = 0.0
-        self.user = UserTurn(self, window, self.conversation.last_text("model"))
+        self.user = UserTurn(self, window, reply_prompt(self.conversation.last_text("model")))
 
     def _end_user_turn(self) -> None:
         user, self.user = self.user, None
@@ -635,6 +636,7 @@ class LocalSession(BackendSession):
             self.conversation.system_instruction,
             [*self.conversation.turns, Content(role="user", parts=[Part(text=user_text)])],
             self.conversation.tools,
+            self.conversation.video,
         )
         return Reply(self, conversation, committed=False, user_text=user_text)
 
