@@ -223,7 +223,9 @@ BAD_INPUT = [
     ),
     pytest.param('{"setup": {"model": "again"}}', 1007, "setup was already sent", id="second-setup"),
     pytest.param(b"\x00\xff\xfe\x80garbage", 1007, "binary frame is not UTF-8 JSON", id="binary-garbage"),
-    pytest.param(b"x" * (20 * 1024 * 1024), 1009, "exceeds limit", id="20MB-frame"),
+    pytest.param(
+        b"x" * (20 * 1024 * 1024), 1009, "message too large: this server takes at most 8388608 bytes", id="20MB-frame"
+    ),
 ]
 
 
@@ -251,6 +253,15 @@ async def test_bad_input_closes_only_its_own_session(
             }
             assert await recv_json(bystander) == {"serverContent": {"turnComplete": True}}
         await eventually(lambda: not server.sessions)
+
+
+async def test_frame_errors_close_with_the_projects_words(live_server: ServerFactory) -> None:
+    """websockets' frame parser fails the connection; the reason is the server's, not the library's."""
+    async with live_server(ScriptedBackend(echo)) as server, connect(url(server)) as ws:
+        await ws.send(json.dumps({"setup": {"model": "m"}}))
+        await recv_json(ws)
+        await ws.send(b'{"realtimeInput": {"text": "\xff"}}', text=True)  # a text frame that is not UTF-8
+        assert await closed_with(ws) == (1007, "a text message is not valid UTF-8")
 
 
 async def test_audio_before_setup(live_server: ServerFactory) -> None:

@@ -13,6 +13,11 @@ handshake is websockets' unchanged frame parser. A request that cannot be
 parsed gets a 400 written here, not a dropped connection. websockets'
 ``open_timeout`` bounds the whole exchange, body included.
 
+After the handshake, frames are websockets' own parser's; only the reasons
+it gives when it fails a connection (an oversized message, bad UTF-8, a
+protocol violation) are replaced by the project's, so a client reads the
+server's words and limits, never a library's message.
+
 The parser is installed through ``serve(create_connection=...)``, the
 library's documented hook: ``LiveConnection`` replaces the protocol that
 ``serve`` built with a ``BodyReadingProtocol`` of the same settings.
@@ -27,6 +32,7 @@ from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import InvalidMessage, SecurityError
+from websockets.frames import CloseCode
 from websockets.http11 import Request, parse_headers, parse_line
 from websockets.protocol import CONNECTING, Protocol
 from websockets.server import ServerProtocol
@@ -34,6 +40,11 @@ from websockets.server import ServerProtocol
 from assistant.server.access import Credentials
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
+# Why websockets' frame parser failed a connection, in the project's words.
+FRAME_FAILURES: dict[int, str] = {
+    CloseCode.PROTOCOL_ERROR: "websocket protocol error: send standard RFC 6455 frames",
+    CloseCode.INVALID_DATA: "a text message is not valid UTF-8",
+}
 
 
 class BodyTooLarge(Exception):
@@ -84,6 +95,14 @@ class BodyReadingProtocol(ServerProtocol):
                 yield
             self.events.append(request)
         yield from Protocol.parse(self)
+
+    def fail(self, code: CloseCode | int, reason: str = "") -> None:
+        """Fail the connection as websockets does, with the project's reason for the frame errors it names."""
+        if code == CloseCode.MESSAGE_TOO_BIG:
+            reason = f"message too large: this server takes at most {self.max_message_size} bytes a message"
+        elif code in FRAME_FAILURES:
+            reason = FRAME_FAILURES[code]
+        super().fail(code, reason)
 
     def _refuse(self, status: http.HTTPStatus, text: str) -> None:
         self.handshake_exc = InvalidMessage(text.strip())
