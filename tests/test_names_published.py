@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +39,8 @@ from tests.support.audit import Recording, recording
 from tests.support.pipe_client import PipeClient
 from tests.support.scripted import ScriptedBackend, ScriptedSession, idle
 from tests.test_server_raw import closed_with, recv_json, url
+
+AUDIT_CHILD = "ASSISTANT_TEST_AUDIT_CHILD"  # set in the process that runs the hostile-names property test
 
 COACH = 'display_name = "Coach"\ninstruction = "You are a running coach."\ntools = []\n'
 GARDENER = """
@@ -180,8 +183,21 @@ async def set_up(
 
 
 def test_hostile_names_open_nothing_the_operator_did_not_publish(
-    published: dict[str, Path], private_data_dir: Path
+    published: dict[str, Path], private_data_dir: Path, request: pytest.FixtureRequest
 ) -> None:
+    if not os.environ.get(AUDIT_CHILD):
+        # The hook sees every thread of the process: in a fresh process no thread left behind by another
+        # test can open files while this one records.
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", request.node.nodeid],
+            cwd=request.config.rootpath,
+            env={**os.environ, AUDIT_CHILD: "1"},
+            capture_output=True,
+            text=True,
+            timeout=280,
+        )
+        assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+        return
     knowledge = KnowledgeService()
     profiles = PersonaProfiles(knowledge, "coach", folders=[published["persona_dir"]])
     roots = [published["user"], published["persona_dir"], BUILTIN_DIR, private_data_dir]
