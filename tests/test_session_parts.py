@@ -92,6 +92,19 @@ async def test_sqlite_store_survives_a_restart_and_expires(tmp_path: Path) -> No
     await reopened.aclose()
 
 
+async def test_sqlite_store_closes_after_a_cancelled_save_finishes(tmp_path: Path) -> None:
+    """A save cancelled mid-flight (a session torn down at shutdown) still runs before the close, never beside it."""
+    store = SqliteResumptionStore(tmp_path / "s.sqlite3")
+    saving = asyncio.create_task(store.save("h1", SAVED, ttl_s=60))
+    await asyncio.sleep(0)  # the DELETE of expired rows is on the store's thread now
+    saving.cancel()
+    await store.aclose()
+    await store.aclose()  # closing twice is harmless
+    reopened = SqliteResumptionStore(tmp_path / "s.sqlite3")
+    assert await reopened.load("h1") is None  # cancelled before its INSERT was queued: nothing half-written
+    await reopened.aclose()
+
+
 async def test_memory_store_round_trip() -> None:
     store = MemoryResumptionStore()
     await store.save("h", SAVED, ttl_s=10)

@@ -18,6 +18,7 @@ import sqlite3
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,13 @@ class MemoryResumptionStore(ResumptionStore):
 
 
 class SqliteResumptionStore(ResumptionStore):
-    """Handles in a SQLite file, so conversations survive a server restart."""
+    """Handles in a SQLite file, so conversations survive a server restart.
+
+    Every statement, and the close, runs on one worker thread of the store's
+    own, in order: a save whose task was cancelled still finishes on that
+    thread before the connection closes under it (closing a SQLite connection
+    while another thread executes on it crashes the process).
+    """
 
     def __init__(self, path: Path, clock: Clock = time.time) -> None:
         self.path = path
@@ -141,11 +148,12 @@ class SqliteResumptionStore(ResumptionStore):
             "CREATE TABLE IF NOT EXISTS resumption"
             " (handle TEXT PRIMARY KEY, expires_at REAL NOT NULL, payload TEXT NOT NULL)"
         )
-        self._lock = asyncio.Lock()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        self._closed = False
 
     async def _run(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
-        async with self._lock:
-            return await asyncio.to_thread(lambda: self._db.execute(sql, params).fetchall())
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, lambda: self._db.execute(sql, params).fetchall())
 
     async def save(self, handle: str, saved: SavedSession, ttl_s: float) -> None:
         now = self._clock()
@@ -167,5 +175,8 @@ class SqliteResumptionStore(ResumptionStore):
         await self._run("DELETE FROM resumption WHERE handle = ?", handle)
 
     async def aclose(self) -> None:
-        async with self._lock:
-            self._db.close()
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._db.close)
+        self._thread.shutdown(wait=False)
