@@ -30,7 +30,15 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from assistant.backends.local import extract
-from assistant.backends.local.llm import ChatMessage, ChatModel, ChatToolCall, GenerationSettings, ToolCalls, ToolSpec
+from assistant.backends.local.llm import (
+    ChatMessage,
+    ChatModel,
+    ChatToolCall,
+    GenerationSettings,
+    TokenUsage,
+    ToolCalls,
+    ToolSpec,
+)
 from assistant.backends.local.originals import SEARCH_TOOL, asks_for_original, last_original
 from assistant.backends.local.phrasing import ASK_FOR, phrase_response
 from assistant.backends.local.recollect import recollection
@@ -51,6 +59,9 @@ class Say:
     """Text to speak, as it is generated."""
 
     text: str
+    # a Live turnCompleteReason the turn ends with: NEED_MORE_INPUT for a question back to the user,
+    # MALFORMED_FUNCTION_CALL for a call that could not be made
+    ends_turn: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +79,7 @@ class CallTools:
     calls: list[FunctionCall]
 
 
-DialogueEvent = Say | ReadAloud | CallTools
+DialogueEvent = Say | ReadAloud | CallTools | TokenUsage  # TokenUsage: what a chat model's step cost
 
 
 @dataclass
@@ -246,7 +257,7 @@ class RouterDialogue:
             return
         routed = await self._route(text, conversation.tool_names, conversation.consults_knowledge)
         if isinstance(routed, str):
-            yield Say(routed)
+            yield Say(routed, ends_turn="NEED_MORE_INPUT" if self._awaiting is not None else None)
             return
         if routed is not None:
             yield CallTools([routed])
@@ -256,7 +267,9 @@ class RouterDialogue:
             return
         messages = conversation.chat_messages(self.persona, with_tools=False, limit=CHAT_HISTORY_TURNS)
         async for event in self.chat.stream(messages, [], settings):
-            if not isinstance(event, ToolCalls):
+            if isinstance(event, TokenUsage):
+                yield event
+            elif not isinstance(event, ToolCalls):
                 yield Say(event.text)
 
     async def _route(self, text: str, declared: set[str], consulting: bool) -> FunctionCall | str | None:
@@ -343,10 +356,12 @@ class ModelDialogue:
         async for event in self.chat.stream(messages, tools, settings):
             if isinstance(event, ToolCalls):
                 for name, problem in event.invalid:
-                    yield Say(f"Sorry, I couldn't use {name}: {problem}. ")
+                    yield Say(f"Sorry, I couldn't use {name}: {problem}. ", ends_turn="MALFORMED_FUNCTION_CALL")
                 if event.calls:
                     yield CallTools(
                         [FunctionCall(id=new_call_id(), name=name, args=args) for name, args in event.calls]
                     )
+            elif isinstance(event, TokenUsage):
+                yield event
             else:
                 yield Say(event.text)

@@ -18,13 +18,13 @@ HONOURED_GENERATION = frozenset(
     {"response_modalities", "speech_config", "temperature", "top_p", "top_k", "max_output_tokens", "seed"}
 )
 # Top-level setup fields the local stack has nothing for.
-UNHONOURED_SETUP = ("proactivity", "history_config", "safety_settings", "avatar_config", "explicit_vad_signal")
+UNHONOURED_SETUP = ("proactivity", "history_config", "safety_settings", "avatar_config")
 TRANSCRIPTION_OPTIONS = ("input_audio_transcription", "output_audio_transcription")
 SUMMARY = (
     "The local backend cannot honour Google tools (googleSearch, codeExecution, urlContext, ...), "
     "generationConfig fields other than responseModalities, speechConfig, temperature, topP, topK, "
     "maxOutputTokens and seed (thinkingConfig, mediaResolution, penalties, ...), transcription options, "
-    "proactivity, historyConfig, safetySettings, avatarConfig or explicitVadSignal; a session that sets "
+    "proactivity, historyConfig, safetySettings or avatarConfig; a session that sets "
     "them runs without them, and the log names them once."
 )
 
