@@ -19,8 +19,16 @@ import pytest
 from google.genai import types
 
 from assistant.backends.local import session as local_session
-from assistant.backends.local.dialogue import CallTools, Conversation, DialogueEvent, Say
-from assistant.backends.local.llm import GenerationSettings, TokenUsage
+from assistant.backends.local.dialogue import CallTools, Conversation, DialogueEvent, ModelDialogue, Say
+from assistant.backends.local.llm import (
+    ChatEvent,
+    ChatMessage,
+    GenerationSettings,
+    TextDelta,
+    TokenUsage,
+    ToolCalls,
+    ToolSpec,
+)
 from assistant.backends.local.session import LocalSession, SessionParts
 from assistant.backends.local.tts import Voices
 from assistant.protocol import (
@@ -36,6 +44,7 @@ from assistant.protocol import (
 )
 from assistant.protocol.models import Scheduling
 from assistant.session import SessionRequest
+from tests.test_sdk_corpus import sdk_reads
 
 FRAME_SAMPLES = 512  # Silero's frame at 16 kHz
 Script = list[DialogueEvent]
@@ -134,8 +143,8 @@ def open_session(
 
 
 def as_sdk(message: ServerMessage) -> types.LiveServerMessage:
-    """The message as the google-genai SDK parses it off the wire (it rejects unknown fields)."""
-    return types.LiveServerMessage.model_validate(json.loads(encode_message(message)))
+    """The message as the google-genai SDK reads it off the wire."""
+    return sdk_reads(encode_message(message))
 
 
 async def until(
@@ -202,6 +211,33 @@ async def test_a_question_back_ends_the_turn_waiting_for_input(executor: ThreadP
     assert asked.turn_complete_reason == types.TurnCompleteReason.NEED_MORE_INPUT and asked.waiting_for_input
     assert answered is not None and answered.turn_complete
     assert answered.turn_complete_reason is None and answered.waiting_for_input is None
+
+
+class MisCallingChat:
+    """A chat model that asks for a tool with arguments its schema refuses, as a small model may."""
+
+    name = "mis-calling"
+
+    async def stream(
+        self, messages: list[ChatMessage], tools: list[ToolSpec], settings: GenerationSettings
+    ) -> AsyncIterator[ChatEvent]:
+        yield TextDelta("")
+        yield ToolCalls([], invalid=[("lookup", "seconds must be a number")])
+        yield TokenUsage(31, 12)
+
+
+async def test_a_call_the_model_got_wrong_ends_the_turn_as_malformed(executor: ThreadPoolExecutor) -> None:
+    session = open_session(executor, ScriptedDialogue([]), {"tools": [{"functionDeclarations": [{"name": "lookup"}]}]})
+    session.dialogue = ModelDialogue(MisCallingChat())
+    await session.send(TextInput("look it up"))
+    messages = await until(session)
+    await session.close()
+    assert text_of(messages) == "Sorry, I couldn't use lookup: seconds must be a number. "
+    done = as_sdk(messages[-1])
+    assert done.server_content is not None and done.server_content.turn_complete
+    assert done.server_content.turn_complete_reason == types.TurnCompleteReason.MALFORMED_FUNCTION_CALL
+    assert not done.server_content.waiting_for_input
+    assert done.usage_metadata is not None and done.usage_metadata.total_token_count == 43
 
 
 def tone(seconds: float, loud: bool) -> bytes:

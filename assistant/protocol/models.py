@@ -515,8 +515,20 @@ def duration(seconds: float) -> str:
 class VoiceActivity(WireModel):
     """The server's voice activity detector heard speech start or end, at ``audioOffset`` into the input."""
 
-    voice_activity_type: str | None = None  # ACTIVITY_START, ACTIVITY_END (a str: newer kinds pass through)
+    # ACTIVITY_START or ACTIVITY_END (a str: newer kinds pass through); on the wire it is "type", which
+    # the SDK reads into its voice_activity_type
+    type: str | None = None
     audio_offset: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sdk_name(cls, value: Any) -> Any:
+        """Take the SDK's name for ``type`` too: the Gemini backend relays the SDK's dump of Gemini's message."""
+        if isinstance(value, dict):
+            for name in ("voiceActivityType", "voice_activity_type"):
+                if name in value and "type" not in value:
+                    value = {**{k: v for k, v in value.items() if k != name}, "type": value[name]}
+        return value
 
 
 class VoiceActivityDetectionSignal(WireModel):

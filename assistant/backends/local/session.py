@@ -616,7 +616,7 @@ class LocalSession(BackendSession):
         started = isinstance(event, SpeechStarted)
         kind = "ACTIVITY_START" if started else "ACTIVITY_END"
         offset = event.speech_end if isinstance(event, TurnEnded) else event.at
-        self.put(ServerMessage(voice_activity=VoiceActivity(voice_activity_type=kind, audio_offset=duration(offset))))
+        self.put(ServerMessage(voice_activity=VoiceActivity(type=kind, audio_offset=duration(offset))))
         if self.vad_signals:
             signal = "VAD_SIGNAL_TYPE_SOS" if started else "VAD_SIGNAL_TYPE_EOS"
             self.put(ServerMessage(voice_activity_detection_signal=VoiceActivityDetectionSignal(vad_signal_type=signal)))
