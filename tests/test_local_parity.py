@@ -87,14 +87,16 @@ class ScriptedDialogue:
 
 
 class LoudIsSpeech:
-    """A VAD: a 32 ms frame whose samples are loud is speech."""
+    """A VAD: a 32 ms frame whose samples are loud is speech. ``heard`` keeps every byte it was given."""
 
     frame_seconds = FRAME_SAMPLES / 16_000
 
     def __init__(self) -> None:
         self._pending = np.zeros(0, dtype=np.int16)
+        self.heard = bytearray()
 
     def process(self, pcm: bytes) -> list[float]:
+        self.heard += pcm
         self._pending = np.concatenate([self._pending, np.frombuffer(pcm, dtype="<i2")])
         frames = len(self._pending) // FRAME_SAMPLES
         chunks = [self._pending[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES] for i in range(frames)]
@@ -122,8 +124,12 @@ def executor() -> Iterator[ThreadPoolExecutor]:
 
 
 def open_session(
-    executor: ThreadPoolExecutor, dialogue: ScriptedDialogue, setup: Mapping[str, object], with_vad: bool = False
+    executor: ThreadPoolExecutor,
+    dialogue: ScriptedDialogue,
+    setup: Mapping[str, object],
+    vad: LoudIsSpeech | None = None,
 ) -> LocalSession:
+    """A local session over fakes; ``vad`` is None for manual turn-taking (as ``LocalBackend.open`` does)."""
     parts = SessionParts(
         recognizer=HearsHello(),
         asr_executor=executor,
@@ -138,7 +144,6 @@ def open_session(
     wire = {"setup": {"model": "local", "generationConfig": {"responseModalities": ["TEXT"]}, **setup}}
     parsed: Setup | None = parse_client_message(json.dumps(wire)).setup
     assert parsed is not None
-    vad = LoudIsSpeech() if with_vad else None
     return LocalSession(parts, SessionRequest(session_id="s", setup=parsed), vad)  # type: ignore[arg-type]
 
 
@@ -252,7 +257,7 @@ async def test_the_vad_reports_voice_activity_with_its_audio_offsets(
 ) -> None:
     dialogue = ScriptedDialogue([[Say("Hi.")]])
     setup = {"explicitVadSignal": True} if explicit else {}
-    session = open_session(executor, dialogue, setup, with_vad=True)
+    session = open_session(executor, dialogue, setup, LoudIsSpeech())
     for pcm in (tone(0.512, loud=False), tone(1.024, loud=True), tone(1.024, loud=False)):
         for start in range(0, len(pcm), 2048):
             await session.send(AudioChunk(pcm[start : start + 2048]))

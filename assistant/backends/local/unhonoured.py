@@ -20,10 +20,13 @@ HONOURED_GENERATION = frozenset(
 # Top-level setup fields the local stack has nothing for.
 UNHONOURED_SETUP = ("proactivity", "history_config", "safety_settings", "avatar_config")
 TRANSCRIPTION_OPTIONS = ("input_audio_transcription", "output_audio_transcription")
+# speechConfig fields beyond the voice: the recogniser listens for English, the voices are one speaker each.
+UNHONOURED_SPEECH = ("language_code", "multi_speaker_voice_config")
 SUMMARY = (
     "The local backend cannot honour Google tools (googleSearch, codeExecution, urlContext, ...), "
     "generationConfig fields other than responseModalities, speechConfig, temperature, topP, topK, "
-    "maxOutputTokens and seed (thinkingConfig, mediaResolution, penalties, ...), transcription options, "
+    "maxOutputTokens and seed (thinkingConfig, mediaResolution, penalties, ...), speechConfig's languageCode "
+    "and multiSpeakerVoiceConfig, transcription options, "
     "proactivity, historyConfig, safetySettings or avatarConfig; a session that sets "
     "them runs without them, and the log names them once."
 )
@@ -46,6 +49,12 @@ def unhonoured_fields(setup: Setup) -> list[str]:
             f"generationConfig.{_camel(field)}"
             for field in sorted(generation.model_fields_set - HONOURED_GENERATION)
             if getattr(generation, field) is not None
+        ]
+        speech = generation.speech_config
+        names += [
+            f"generationConfig.speechConfig.{_camel(field)}"
+            for field in UNHONOURED_SPEECH
+            if speech is not None and getattr(speech, field) is not None
         ]
     for field in TRANSCRIPTION_OPTIONS:
         options = getattr(setup, field)
