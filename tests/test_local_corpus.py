@@ -230,7 +230,7 @@ async def test_every_setup_field_is_acted_on_or_named(
         assert turns.automatic and not turns.interrupts and turns.silence_s == pytest.approx(0.3)
     finally:
         await session.close()
-    # sessionResumption and contextWindowCompression are the server's (for either backend), not the backend's
+    # sessionResumption is the server's (for either backend), not the backend's
     assert unhonoured_fields(setup) == [
         "tools.googleSearch",
         "tools.codeExecution",
@@ -239,6 +239,8 @@ async def test_every_setup_field_is_acted_on_or_named(
         "generationConfig.mediaResolution",
         "generationConfig.thinkingConfig",
         "generationConfig.speechConfig.languageCode",
+        "realtimeInputConfig.turnCoverage",
+        "contextWindowCompression",
         "proactivity",
         "historyConfig",
         "safetySettings",
