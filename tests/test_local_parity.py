@@ -3,8 +3,8 @@
 A real ``LocalSession`` with its real turn-taking, fed by fakes for the
 models (a scripted dialogue, a VAD that hears loud samples as speech, a
 recogniser with a fixed transcript), so each rule is checked in well under a
-second. Every message is encoded to the wire and parsed by the google-genai
-SDK, as a client would see it.
+second. The messages a check is about are encoded to the wire and read by the
+google-genai SDK's own converter, as a client would see them.
 """
 
 from __future__ import annotations
