@@ -28,7 +28,7 @@ NAMED = "named in the log, not acted on"
 
 # setup: what the Gemini backend does besides passing a field on; what the local backend does with one it honours.
 GEMINI_SETUP = {
-    "model": "the upstream model (`--model` pins one)",
+    "model": "the upstream model (`--gemini-model` pins one)",
     "session_resumption": "the server's own handles; upstream resumption is always on",
     "context_window_compression": "passed on; on by default",
     "input_audio_transcription": "passed on; on by default",
