@@ -19,7 +19,10 @@ BLOCK = re.compile(r"<!-- honoured-table:[^>]*-->\n(.*?)<!-- /honoured-table -->
 def test_the_readme_holds_the_table_the_code_writes() -> None:
     found = BLOCK.search(README.read_text(encoding="utf-8"))
     assert found is not None, "README.md lost its honoured-table block"
-    assert found.group(1) == markdown_table(), "README's table is stale: paste assistant/backends/honoured.py's output"
+    assert found.group(1) == markdown_table(), (
+        "README's table is stale: replace it with the output of "
+        "python -c 'from assistant.backends.honoured import markdown_table; print(markdown_table(), end=\"\")'"
+    )
 
 
 def setup_with(field: str) -> Setup:
