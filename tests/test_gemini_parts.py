@@ -156,6 +156,21 @@ def test_server_messages_keep_their_bytes_and_casing_through_the_sdk() -> None:
     assert json.loads(encode_message(message)) == wire
 
 
+@pytest.mark.parametrize(
+    "wire",
+    [
+        {"voiceActivity": {"type": "ACTIVITY_END", "audioOffset": "2.5s"}},
+        {"voiceActivityDetectionSignal": {"vadSignalType": "VAD_SIGNAL_TYPE_SOS"}},
+    ],
+)
+def test_gemini_voice_activity_reaches_the_client_as_gemini_wrote_it(wire: dict[str, object]) -> None:
+    """The SDK reads voiceActivity.type as voice_activity_type; relayed, it is "type" on the wire again."""
+    received = types.LiveServerMessage._from_response(
+        response=live_converters._LiveServerMessage_from_mldev(wire), kwargs={}
+    )
+    assert json.loads(encode_message(from_sdk_message(received))) == wire
+
+
 def test_a_server_field_a_newer_sdk_knows_is_dropped_not_the_message() -> None:
     class NewerSdkMessage:
         def model_dump(self, **options: object) -> dict[str, object]:

@@ -74,7 +74,9 @@ async def test_the_answer_is_phrased_from_the_response(router: ToolRouter) -> No
 async def test_a_missing_argument_is_asked_for_then_taken_from_the_answer(router: ToolRouter) -> None:
     dialogue = RouterDialogue(router, None)
     conversation = Conversation(None, [user("Set a timer.")], TOOLS)
-    assert await events(dialogue, conversation) == [Say("For how long should I set the timer?")]
+    assert await events(dialogue, conversation) == [
+        Say("For how long should I set the timer?", ends_turn="NEED_MORE_INPUT")
+    ]
     conversation.turns += [Content(role="model", parts=[Part(text="For how long?")]), user("Ten minutes.")]
     [event] = await events(dialogue, conversation)
     assert isinstance(event, CallTools) and event.calls[0].args == {"seconds": 600}

@@ -271,6 +271,11 @@ async def test_spoken_questions_through_assistant_serve(
     assert inputs[-1].finished
     heard = "".join(t.text or "" for t in inputs).lower()
     assert "tell me" in heard and "time" in heard
+    activity = [m.voice_activity for m in first if m.voice_activity]  # Silero's verdicts, as Gemini sends its own
+    kinds = [a.voice_activity_type for a in activity]
+    assert kinds == [types.VoiceActivityType.ACTIVITY_START, types.VoiceActivityType.ACTIVITY_END]
+    start, end = (float((a.audio_offset or "").removesuffix("s")) for a in activity)
+    assert 1.0 < end - start < 8.0, f"speech from {start} s to {end} s"
     [call] = [c for m in first if m.tool_call for c in m.tool_call.function_calls or []]
     assert call.name == "get_current_time" and call.id
     said = transcript(first, "output_transcription")

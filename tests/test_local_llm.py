@@ -30,6 +30,7 @@ from assistant.backends.local.llm import (
     LlamaCppChat,
     OpenAIChat,
     TextDelta,
+    TokenUsage,
     ToolCalls,
     ToolSpec,
     resolve_gguf,
@@ -95,7 +96,25 @@ async def test_grammar_calls_are_valid_by_construction(smollm: LlamaCppChat, req
 async def test_without_tools_the_model_streams_text(smollm: LlamaCppChat) -> None:
     settings = GenerationSettings(max_tokens=24)
     events = [event async for event in smollm.stream([ChatMessage("user", "Say hello to Ada.")], [], settings)]
-    assert len(events) > 3 and all(isinstance(event, TextDelta) for event in events)
+    *text, usage = events
+    assert len(text) > 3 and all(isinstance(event, TextDelta) for event in text)
+    assert isinstance(usage, TokenUsage)
+
+
+@pytest.mark.parametrize("max_tokens", [40, 5])  # ends by itself; cut at max_tokens
+async def test_a_reply_counts_its_tokens_as_llama_cpp_does(smollm: LlamaCppChat, max_tokens: int) -> None:
+    """The streamed reply's usage equals what llama.cpp reports for the same generation unstreamed."""
+    messages = [ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", "Say hello in five words.")]
+    settings = GenerationSettings(max_tokens=max_tokens, temperature=0.0, seed=1)
+    events = [event async for event in smollm.stream(messages, [], settings)]
+    reference = smollm._llama.create_chat_completion(
+        messages=[{"role": m.role, "content": m.content} for m in messages],  # type: ignore[misc]
+        max_tokens=max_tokens,
+        temperature=0.0,
+        seed=1,
+    )
+    counted = reference["usage"]  # type: ignore[index]
+    assert events[-1] == TokenUsage(counted["prompt_tokens"], counted["completion_tokens"])
 
 
 def test_generation_settings_follow_the_clients_generation_config() -> None:
@@ -147,6 +166,7 @@ class OpenAIServer(ThreadingHTTPServer):
         )
         self.lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
+        self.usages: list[dict[str, int]] = []
 
     @property
     def url(self) -> str:
@@ -183,8 +203,15 @@ class OpenAIHandler(BaseHTTPRequestHandler):
                 max_tokens=body.get("max_tokens"),
                 temperature=body.get("temperature", 0.2),
             )
+            generated = 0
             for chunk in chunks:
+                generated += 1
                 self._event(json.dumps(chunk))
+            if (body.get("stream_options") or {}).get("include_usage"):
+                # OpenAI's last chunk: no choices, the counts (llama-cpp-python streams none of its own)
+                usage = {"prompt_tokens": self.server.llama.n_tokens - generated, "completion_tokens": generated}
+                self.server.usages.append(usage)
+                self._event(json.dumps({"choices": [], "usage": usage}))
         self._event("[DONE]")
         self.wfile.write(b"0\r\n\r\n")
 
@@ -212,7 +239,10 @@ async def test_openai_endpoint_streams_text(openai_server: OpenAIServer) -> None
         events = [event async for event in chat.stream(messages, [], settings)]
     finally:
         await chat.aclose()
-    assert len(events) > 3 and all(isinstance(event, TextDelta) for event in events)
+    *text, usage = events
+    assert len(text) > 3 and all(isinstance(event, TextDelta) for event in text)
+    sent = openai_server.usages[-1]
+    assert usage == TokenUsage(sent["prompt_tokens"], sent["completion_tokens"]) and usage.prompt_tokens > 0
     body = openai_server.requests[-1]
     assert body["stream"] is True and "tools" not in body
     assert (body["top_p"], body["seed"], body["max_tokens"]) == (0.9, 5, 24) and "top_k" not in body

@@ -40,6 +40,8 @@ from assistant.protocol import (
     Transcription,
     UsageMetadata,
     VideoFrame,
+    VoiceActivity,
+    VoiceActivityDetectionSignal,
     client_events,
     encode_message,
     parse_client_message,
@@ -216,6 +218,17 @@ SERVER_CORPUS: list[tuple[str, ServerMessage]] = [
     ("interrupted", ServerMessage.interrupted_turn()),
     ("generation-complete", ServerMessage.generation_done()),
     ("turn-complete-with-usage", ServerMessage.turn_done(UsageMetadata(prompt_token_count=3, total_token_count=5))),
+    (
+        "turn-complete-needs-input",
+        ServerMessage.turn_done(
+            UsageMetadata(prompt_token_count=3, response_token_count=2, total_token_count=5), "NEED_MORE_INPUT"
+        ),
+    ),
+    ("voice-activity", ServerMessage(voice_activity=VoiceActivity(type="ACTIVITY_START", audio_offset="1.5s"))),
+    (
+        "vad-signal",
+        ServerMessage(voice_activity_detection_signal=VoiceActivityDetectionSignal(vad_signal_type="VAD_SIGNAL_TYPE_EOS")),
+    ),
     ("tool-call", ServerMessage.calls([FunctionCall(id="1", name="f", args={"room_name": "x"})])),
     ("tool-call-cancellation", ServerMessage(tool_call_cancellation=ToolCallCancellation(ids=["1", "2"]))),
     ("go-away", ServerMessage(go_away=GoAway.after(5))),

@@ -39,6 +39,8 @@ from assistant.protocol.models import (
     Tool,
     Transcription,
     UsageMetadata,
+    VoiceActivity,
+    VoiceActivityDetectionSignal,
 )
 
 __all__ = [
@@ -71,6 +73,8 @@ __all__ = [
     "Transcription",
     "UsageMetadata",
     "VideoFrame",
+    "VoiceActivity",
+    "VoiceActivityDetectionSignal",
     "client_events",
     "decode_server_message",
     "encode_message",

@@ -482,8 +482,7 @@ class GoAway(WireModel):
     @classmethod
     def after(cls, seconds: float) -> GoAway:
         """A goAway whose ``timeLeft`` is ``seconds``, written as a protobuf Duration ("5s", "2.5s")."""
-        text = f"{max(0.0, seconds):.3f}".rstrip("0").rstrip(".")
-        return cls(time_left=f"{text}s")
+        return cls(time_left=duration(seconds))
 
 
 class SessionResumptionUpdate(WireModel):
@@ -505,6 +504,37 @@ class UsageMetadata(WireModel):
     tool_use_prompt_tokens_details: Any = None
     traffic_type: Any = None
     service_tier: Any = None
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` written as a protobuf Duration ("5s", "2.5s"), as ``timeLeft`` and ``audioOffset`` are."""
+    text = f"{max(0.0, seconds):.3f}".rstrip("0").rstrip(".")
+    return f"{text}s"
+
+
+class VoiceActivity(WireModel):
+    """The server's voice activity detector heard speech start or end, at ``audioOffset`` into the input."""
+
+    # ACTIVITY_START or ACTIVITY_END (a str: newer kinds pass through); on the wire it is "type", which
+    # the SDK reads into its voice_activity_type
+    type: str | None = None
+    audio_offset: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sdk_name(cls, value: Any) -> Any:
+        """Take the SDK's name for ``type`` too: the Gemini backend relays the SDK's dump of Gemini's message."""
+        if isinstance(value, dict):
+            for name in ("voiceActivityType", "voice_activity_type"):
+                if name in value and "type" not in value:
+                    value = {**{k: v for k, v in value.items() if k != name}, "type": value[name]}
+        return value
+
+
+class VoiceActivityDetectionSignal(WireModel):
+    """Start (SOS) or end (EOS) of speech, sent when the setup asks with ``explicitVadSignal``."""
+
+    vad_signal_type: str | None = None  # VAD_SIGNAL_TYPE_SOS, VAD_SIGNAL_TYPE_EOS
 
 
 class ServerToolActivity(WireModel):
@@ -538,8 +568,8 @@ class ServerMessage(WireModel):
     usage_metadata: UsageMetadata | None = None
     go_away: GoAway | None = None
     session_resumption_update: SessionResumptionUpdate | None = None
-    voice_activity_detection_signal: Any = None
-    voice_activity: Any = None
+    voice_activity_detection_signal: VoiceActivityDetectionSignal | None = None
+    voice_activity: VoiceActivity | None = None
     server_tool_activity: ServerToolActivity | None = None  # opt-in extension, see ServerToolActivity
 
     @classmethod
@@ -572,8 +602,12 @@ class ServerMessage(WireModel):
         return cls(server_content=ServerContent(generation_complete=True))
 
     @classmethod
-    def turn_done(cls, usage: UsageMetadata | None = None) -> ServerMessage:
-        return cls(server_content=ServerContent(turn_complete=True), usage_metadata=usage)
+    def turn_done(cls, usage: UsageMetadata | None = None, reason: str | None = None) -> ServerMessage:
+        """The end of a turn; ``reason`` is a ``turnCompleteReason`` (NEED_MORE_INPUT also means waitingForInput)."""
+        content = ServerContent(
+            turn_complete=True, turn_complete_reason=reason, waiting_for_input=(reason == "NEED_MORE_INPUT") or None
+        )
+        return cls(server_content=content, usage_metadata=usage)
 
     @classmethod
     def calls(cls, calls: list[FunctionCall]) -> ServerMessage:

@@ -35,7 +35,15 @@ from typing import Any, Protocol
 
 from assistant.backends.local import about, extract
 from assistant.backends.local.guard import ReplyGuard
-from assistant.backends.local.llm import ChatMessage, ChatModel, ChatToolCall, GenerationSettings, ToolCalls, ToolSpec
+from assistant.backends.local.llm import (
+    ChatMessage,
+    ChatModel,
+    ChatToolCall,
+    GenerationSettings,
+    TokenUsage,
+    ToolCalls,
+    ToolSpec,
+)
 from assistant.backends.local.originals import SEARCH_TOOL, asks_for_original, last_original
 from assistant.backends.local.phrasing import ASK_FOR, phrase_response
 from assistant.backends.local.recollect import recollection
@@ -65,6 +73,9 @@ class Say:
     """Text to speak, as it is generated."""
 
     text: str
+    # a Live turnCompleteReason the turn ends with: NEED_MORE_INPUT for a question back to the user,
+    # MALFORMED_FUNCTION_CALL for a call that could not be made
+    ends_turn: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +93,7 @@ class CallTools:
     calls: list[FunctionCall]
 
 
-DialogueEvent = Say | ReadAloud | CallTools
+DialogueEvent = Say | ReadAloud | CallTools | TokenUsage  # TokenUsage: what a chat model's step cost
 
 
 @dataclass
@@ -295,7 +306,7 @@ class RouterDialogue:
             return
         routed = await self._route(text, conversation)
         if isinstance(routed, str):
-            yield Say(routed)
+            yield Say(routed, ends_turn="NEED_MORE_INPUT" if self._awaiting is not None else None)
             return
         if routed is not None:
             yield CallTools([routed])
@@ -397,17 +408,21 @@ class RouterDialogue:
 
 async def guarded_chat(
     chat: ChatModel, messages: list[ChatMessage], settings: GenerationSettings
-) -> AsyncIterator[Say]:
+) -> AsyncIterator[Say | TokenUsage]:
     """The chat model's reply through a ``ReplyGuard``: a loop, an echo or noise stops the generation.
 
     A reply stopped before it said anything useful ends with ``FALLBACK``
-    instead, so the user hears a sentence, not a stutter or silence.
+    instead, so the user hears a sentence, not a stutter or silence. The
+    model's token counts pass through (a generation the guard stops reports none).
     """
     said = messages[-1].content if messages and messages[-1].role == "user" else ""
     guard = ReplyGuard(echo_of=said, max_sentences=CHAT_MAX_SENTENCES)
     stream = chat.stream(messages, [], settings)
     try:
         async for event in stream:
+            if isinstance(event, TokenUsage):
+                yield event
+                continue
             if isinstance(event, ToolCalls):
                 continue
             released = guard.feed(event.text)
@@ -445,10 +460,12 @@ class ModelDialogue:
         async for event in self.chat.stream(messages, tools, settings):
             if isinstance(event, ToolCalls):
                 for name, problem in event.invalid:
-                    yield Say(f"Sorry, I couldn't use {name}: {problem}. ")
+                    yield Say(f"Sorry, I couldn't use {name}: {problem}. ", ends_turn="MALFORMED_FUNCTION_CALL")
                 if event.calls:
                     yield CallTools(
                         [FunctionCall(id=new_call_id(), name=name, args=args) for name, args in event.calls]
                     )
+            elif isinstance(event, TokenUsage):
+                yield event
             else:
                 yield Say(event.text)

@@ -104,7 +104,15 @@ class ToolCalls:
     invalid: list[tuple[str, str]] = field(default_factory=list)
 
 
-ChatEvent = TextDelta | ToolCalls
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """What one generation cost, as the model counts tokens: the Live API's ``usageMetadata`` for a turn."""
+
+    prompt_tokens: int
+    response_tokens: int
+
+
+ChatEvent = TextDelta | ToolCalls | TokenUsage
 
 
 DEFAULT_MAX_TOKENS = 160  # a spoken reply: a few sentences
@@ -321,10 +329,10 @@ class LlamaCppChat:
         self, messages: list[ChatMessage], tools: list[ToolSpec], settings: GenerationSettings
     ) -> AsyncIterator[ChatEvent]:
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
+        queue: asyncio.Queue[str | TokenUsage | BaseException | None] = asyncio.Queue()
         stop = threading.Event()
 
-        def put(item: str | BaseException | None) -> None:
+        def put(item: str | TokenUsage | BaseException | None) -> None:
             if stop.is_set():
                 return  # the reader stopped early (a guard, a barge-in): its event loop may be gone too
             loop.call_soon_threadsafe(queue.put_nowait, item)
@@ -345,10 +353,14 @@ class LlamaCppChat:
         worker.start()
         text = ""
         calling: bool | None = None if tools else False
+        usage: TokenUsage | None = None
         try:
             while (item := await queue.get()) is not None:
                 if isinstance(item, BaseException):
                     raise ChatError(f"{self.name} failed: {item}") from item
+                if isinstance(item, TokenUsage):
+                    usage = item
+                    continue
                 text += item
                 if calling is None and text.lstrip():
                     calling = text.lstrip().startswith("<")
@@ -359,12 +371,15 @@ class LlamaCppChat:
                     yield TextDelta(item)
             if calling:
                 yield ToolCalls(parse_tool_blocks(text))
+            if usage is not None:
+                yield usage
         finally:
             stop.set()
 
     def _pieces(
         self, messages: list[ChatMessage], tools: list[ToolSpec], settings: GenerationSettings
-    ) -> Iterator[str]:
+    ) -> Iterator[str | TokenUsage]:
+        """The reply's text as it is generated, then (if it ran to its end) its ``TokenUsage``."""
         grammar = None
         if tools:
             from llama_cpp import LlamaGrammar
@@ -378,10 +393,27 @@ class LlamaCppChat:
             grammar=grammar,
             **settings.sampling(),
         )
+        text = ""
+        finish: str | None = None
         for chunk in chunks:
-            delta: dict[str, Any] = dict(chunk["choices"][0]["delta"])  # type: ignore[index, arg-type]
+            choice = chunk["choices"][0]  # type: ignore[index]
+            finish = choice.get("finish_reason") or finish  # type: ignore[union-attr]
+            delta: dict[str, Any] = dict(choice["delta"])  # type: ignore[index, arg-type]
             if delta.get("content"):
+                text += str(delta["content"])
                 yield str(delta["content"])
+        yield self._usage(text, finish)
+
+    def _usage(self, text: str, finish: str | None) -> TokenUsage:
+        """The generation's token counts; llama-cpp-python reports them only when not streaming.
+
+        The context now holds the prompt and the reply; the reply's last token is
+        evaluated only if the model went on to sample its end, so a reply cut at
+        ``max_tokens`` ("length") holds one token fewer.
+        """
+        response = len(self._llama.tokenize(text.encode(), add_bos=False, special=True))
+        unevaluated = 1 if finish == "length" and response else 0
+        return TokenUsage(max(0, self._llama.n_tokens - response + unevaluated), response)
 
     @staticmethod
     def _with_tools_prompt(messages: list[ChatMessage], tools: list[ToolSpec]) -> list[ChatMessage]:
@@ -434,6 +466,7 @@ class OpenAIChat:
             "max_tokens": settings.max_tokens,
             "temperature": settings.temperature,
             **settings.sampling(),  # top_k is not OpenAI's, but llama.cpp server, vLLM and Ollama take it
+            "stream_options": {"include_usage": True},  # a last chunk with the token counts
         }
         if tools:
             body["tools"] = [
@@ -445,6 +478,7 @@ class OpenAIChat:
             ]
             body["tool_choice"] = "required" if settings.require_tool else "auto"
         pending: dict[int, dict[str, str]] = {}
+        usage: TokenUsage | None = None
         try:
             async with self._client.stream("POST", "/chat/completions", json=body) as response:
                 if response.status_code != 200:
@@ -456,7 +490,11 @@ class OpenAIChat:
                     data = line[5:].strip()
                     if data == "[DONE]":
                         break
-                    for choice in json.loads(data).get("choices", []):
+                    chunk = json.loads(data)
+                    if chunk.get("usage"):
+                        counts = chunk["usage"]
+                        usage = TokenUsage(int(counts.get("prompt_tokens", 0)), int(counts.get("completion_tokens", 0)))
+                    for choice in chunk.get("choices") or []:
                         delta = choice.get("delta") or {}
                         if delta.get("content"):
                             yield TextDelta(delta["content"])
@@ -472,6 +510,8 @@ class OpenAIChat:
             raise ChatError(f"{self.name} is unreachable: {exc}") from exc
         if pending:
             yield self._checked_calls([pending[index] for index in sorted(pending)], tools)
+        if usage is not None:
+            yield usage
 
     @staticmethod
     def _checked_calls(raw: list[dict[str, str]], tools: list[ToolSpec]) -> ToolCalls:

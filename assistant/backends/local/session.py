@@ -22,6 +22,12 @@ INTERRUPT``) are spoken when they arrive, interrupting a reply but never the
 user; ``WHEN_IDLE`` waits for a quiet moment, ``SILENT`` only joins the
 history.
 
+What Gemini reports, this does too: ``voiceActivity`` when the VAD hears
+speech start and the turn end (and ``voiceActivityDetectionSignal`` if the
+setup sets ``explicitVadSignal``), ``usageMetadata`` with the chat model's
+token counts on ``turnComplete``, and ``turnCompleteReason`` with
+``waitingForInput`` when the reply asks the user for something it needs.
+
 All timing decisions use audio time (seconds of input received) or an
 injected clock, so the rules are testable without sleeps; blocking model
 calls run on the backend's executor threads.
@@ -42,7 +48,7 @@ import numpy as np
 
 from assistant.backends.local.asr import Recognizer, SpeechWindow, StreamingTranscript, reply_prompt, trim_window
 from assistant.backends.local.dialogue import CallTools, Conversation, Dialogue, Say
-from assistant.backends.local.llm import GenerationSettings
+from assistant.backends.local.llm import GenerationSettings, TokenUsage
 from assistant.backends.local.speech import PLAYOUT_LEAD_S, PlayoutClock, Speaker, SpokenRecord
 from assistant.backends.local.tts import Synthesizer, Voices
 from assistant.backends.local.turns import (
@@ -70,9 +76,12 @@ from assistant.protocol import (
     ServerMessage,
     TextInput,
     ToolResponses,
+    UsageMetadata,
     VideoFrame,
+    VoiceActivity,
+    VoiceActivityDetectionSignal,
 )
-from assistant.protocol.models import ContextUpdate
+from assistant.protocol.models import ContextUpdate, duration
 from assistant.session import BackendError, BackendSession, SessionRequest
 from audio.vad import SileroVad
 
@@ -229,6 +238,8 @@ class Reply:
         self._text_turns: list[tuple[int, int, int]] = []  # conversation index, first and last piece
         self._milestones: list[tuple[str, float]] = []  # reached before the commit, reported at it
         self._reached: set[str] = set()
+        self._tokens: TokenUsage | None = None  # summed over the reply's chat model steps
+        self._ends_turn: str | None = None  # the turnCompleteReason the dialogue gave
         if committed:
             self._committed.set()
         self.task = session.spawn(self._run(), "reply")
@@ -256,6 +267,19 @@ class Reply:
             self._send(message, seconds)
         self._buffer.clear()
         self._buffered_s = 0.0
+
+    def usage(self) -> UsageMetadata | None:
+        """The chat model's token counts for this reply, as Live's ``usageMetadata``; None if no model ran."""
+        if self._tokens is None:
+            return None
+        prompt, response = self._tokens.prompt_tokens, self._tokens.response_tokens
+        return UsageMetadata(
+            prompt_token_count=prompt, response_token_count=response, total_token_count=prompt + response
+        )
+
+    def turn_done(self) -> ServerMessage:
+        """This reply's ``turnComplete``, with its token counts and the reason the dialogue gave, if any."""
+        return ServerMessage.turn_done(self.usage(), self._ends_turn)
 
     def waiting_for(self, call_id: str | None) -> bool:
         future = self.pending.get(call_id or "")
@@ -322,13 +346,13 @@ class Reply:
             await self.emit(ServerMessage.generation_done())
             await self._committed.wait()
             await asyncio.sleep(self.playout.ahead())  # barge-in still applies until playback ends
-            await self.emit(ServerMessage.turn_done())
+            await self.emit(self.turn_done())
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("reply failed")
             if not self.stopped:
-                await self.emit(ServerMessage.turn_done())
+                await self.emit(self.turn_done())
         finally:
             session.reply_finished(self)
 
@@ -342,6 +366,14 @@ class Reply:
             if isinstance(event, CallTools):
                 calls.extend(event.calls)
                 continue
+            if isinstance(event, TokenUsage):
+                spent = self._tokens or TokenUsage(0, 0)
+                self._tokens = TokenUsage(
+                    spent.prompt_tokens + event.prompt_tokens, spent.response_tokens + event.response_tokens
+                )
+                continue
+            if isinstance(event, Say) and event.ends_turn:
+                self._ends_turn = event.ends_turn
             self.milestone("first_token")
             text += event.text
             if not session.speak_audio:
@@ -424,6 +456,7 @@ class LocalSession(BackendSession):
             setup.realtime_input_config, parts.default_silence_ms, parts.eager_end_ms
         )
         self.speak_audio = "AUDIO" in setup.response_modalities()
+        self.vad_signals = bool(setup.explicit_vad_signal)
         self.input_transcripts = setup.input_audio_transcription is not None
         self.output_transcripts = setup.output_audio_transcription is not None
         self.voice = parts.voices.select(setup.voice_name())
@@ -568,6 +601,8 @@ class LocalSession(BackendSession):
             self._recent_s -= len(self._recent.popleft()) / SAMPLE_RATE
 
     def _on_turn_event(self, event: TurnEvent) -> None:
+        if isinstance(event, SpeechStarted | TurnEnded):
+            self._voice_activity(event)
         if isinstance(event, SpeechStarted):
             self._on_speech_start(event.at)
         elif isinstance(event, SpeechPaused) and self.user is not None:
@@ -576,6 +611,16 @@ class LocalSession(BackendSession):
             self.user.resume()
         elif isinstance(event, TurnEnded):
             self._end_user_turn()
+
+    def _voice_activity(self, event: SpeechStarted | TurnEnded) -> None:
+        """Tell the client what the VAD heard: ``voiceActivity``, and the VAD signal if the setup asked for it."""
+        started = isinstance(event, SpeechStarted)
+        kind = "ACTIVITY_START" if started else "ACTIVITY_END"
+        offset = event.speech_end if isinstance(event, TurnEnded) else event.at
+        self.put(ServerMessage(voice_activity=VoiceActivity(type=kind, audio_offset=duration(offset))))
+        if self.vad_signals:
+            signal = "VAD_SIGNAL_TYPE_SOS" if started else "VAD_SIGNAL_TYPE_EOS"
+            self.put(ServerMessage(voice_activity_detection_signal=VoiceActivityDetectionSignal(vad_signal_type=signal)))
 
     def _on_speech_start(self, at: float) -> None:
         """The user started speaking (VAD onset or activityStart): barge in, open a turn."""
@@ -675,7 +720,7 @@ class LocalSession(BackendSession):
         self.put(ServerMessage.interrupted_turn())
         if unanswered:
             self.put(ServerMessage.cancel_calls(unanswered))
-        self.put(ServerMessage.turn_done())
+        self.put(ServerMessage.turn_done(reply.usage()))
         logger.info("[%s] barge-in: reply stopped after %.1f s of audio", self.id, reply.playout.played())
 
     # -- other client events --------------------------------------------------------------

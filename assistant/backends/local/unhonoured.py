@@ -18,13 +18,25 @@ HONOURED_GENERATION = frozenset(
     {"response_modalities", "speech_config", "temperature", "top_p", "top_k", "max_output_tokens", "seed"}
 )
 # Top-level setup fields the local stack has nothing for.
-UNHONOURED_SETUP = ("proactivity", "history_config", "safety_settings", "avatar_config", "explicit_vad_signal")
+UNHONOURED_SETUP = (
+    "context_window_compression",  # the chat model sees a fixed window of recent turns
+    "proactivity",
+    "history_config",
+    "safety_settings",
+    "avatar_config",
+    "labels",
+)
+# realtimeInputConfig fields beyond turn-taking: only speech turns reach the recogniser, whatever turnCoverage says.
+UNHONOURED_REALTIME = ("turn_coverage",)
 TRANSCRIPTION_OPTIONS = ("input_audio_transcription", "output_audio_transcription")
+# speechConfig fields beyond the voice: the recogniser listens for English, the voices are one speaker each.
+UNHONOURED_SPEECH = ("language_code", "multi_speaker_voice_config")
 SUMMARY = (
     "The local backend cannot honour Google tools (googleSearch, codeExecution, urlContext, ...), "
     "generationConfig fields other than responseModalities, speechConfig, temperature, topP, topK, "
-    "maxOutputTokens and seed (thinkingConfig, mediaResolution, penalties, ...), transcription options, "
-    "proactivity, historyConfig, safetySettings, avatarConfig or explicitVadSignal; a session that sets "
+    "maxOutputTokens and seed (thinkingConfig, mediaResolution, penalties, ...), speechConfig's languageCode "
+    "and multiSpeakerVoiceConfig, realtimeInputConfig's turnCoverage, transcription options, "
+    "contextWindowCompression, proactivity, historyConfig, safetySettings, avatarConfig or labels; a session that sets "
     "them runs without them, and the log names them once."
 )
 
@@ -47,6 +59,18 @@ def unhonoured_fields(setup: Setup) -> list[str]:
             for field in sorted(generation.model_fields_set - HONOURED_GENERATION)
             if getattr(generation, field) is not None
         ]
+        speech = generation.speech_config
+        names += [
+            f"generationConfig.speechConfig.{_camel(field)}"
+            for field in UNHONOURED_SPEECH
+            if speech is not None and getattr(speech, field) is not None
+        ]
+    realtime = setup.realtime_input_config
+    names += [
+        f"realtimeInputConfig.{_camel(field)}"
+        for field in UNHONOURED_REALTIME
+        if realtime is not None and getattr(realtime, field) is not None
+    ]
     for field in TRANSCRIPTION_OPTIONS:
         options = getattr(setup, field)
         if options is not None and options.model_dump(exclude_none=True):
