@@ -27,9 +27,11 @@ from assistant.protocol import FunctionCall, ServerMessage
 from assistant.server import DEFAULT_LIVE_PATH
 from tests.conftest import Certificate
 from tests.support.balanced import HAProxy, ServeProcess
+from tests.support.browser import chromium
 from tests.support.fake_gemini import DEFAULT_KEY, FakeConnection, FakeGemini, Script
 from tests.support.redis_server import RedisServer, free_port
 from tests.test_gemini_conversations import MODEL
+from tests.test_web_scripted import start_talking
 
 TIMER_S = 6  # long enough for the client to move to the other process before it fires
 DRAIN_S = 2
@@ -235,3 +237,51 @@ async def eventually_holder(processes: list[ServeProcess], names: list[str]) -> 
     async with asyncio.timeout(10):
         while sorted(holder(processes)) != names:
             await asyncio.sleep(0.05)
+
+
+@pytest.mark.slow  # four real processes and Chromium start
+async def test_the_page_conversation_survives_its_process_being_drained_behind_the_balancer(
+    tls_certificate: Certificate, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The browser page, served and connected through HAProxy, moves on the goAway of the drained process."""
+
+    upstream_handles: list[str | None] = []
+
+    async def before_the_drain(c: FakeConnection) -> None:
+        upstream_handles.append(await c.exchange("Hi", "Hello."))
+        await c.wait_closed()  # by the draining process
+
+    async def after_the_drain(c: FakeConnection) -> None:
+        assert c.presented_handle == upstream_handles[0]  # resumed, not started afresh
+        assert await c.text(timeout=60) == "What did I say first?"
+        await c.reply("You said hi.")
+
+    drain = ("--drain-seconds", str(DRAIN_S))
+    scripts = [before_the_drain, after_the_drain]
+    async with deployment(tls_certificate, redis_server, tmp_path, scripts, *drain) as (processes, balancer):
+        async with chromium(f"http://127.0.0.1:{balancer.port}/") as browsing:
+            page = browsing.page
+            await start_talking(browsing)
+            await page.fill("#text-input", "Hi")
+            await page.press("#text-input", "Enter")
+            before = await browsing.wait_for_stats(lambda s: s["handle"], "the first turn's handle")
+            [drained] = [p for p in processes if p.name in holder(processes)]
+            drained.terminate()
+            assert await drained.exit_code() == 0, "\n".join(drained.log)
+            await browsing.wait_for_stats(
+                lambda s: s["state"] == "open" and s["sessionId"] != before["sessionId"],
+                "the page to reconnect through the balancer",
+                timeout=60,
+            )
+            [survivor] = [p for p in processes if p is not drained]
+            assert holder([survivor]) == [survivor.name]
+            await page.fill("#text-input", "What did I say first?")
+            await page.press("#text-input", "Enter")
+            await page.locator("#log .message.model").nth(1).wait_for()
+            assert await browsing.bubbles("user") == ["Hi", "What did I say first?"]
+            assert await browsing.bubbles("model") == ["Hello.", "You said hi."]
+            events = await page.locator("#log .event").all_inner_texts()
+            assert "The server is moving this conversation to a new connection." in events
+            assert "The server no longer knows the previous conversation; starting a new one." not in events
+            assert browsing.errors == []
+        assert any("resumed after 1 turns" in line for line in survivor.log), "\n".join(survivor.log)
