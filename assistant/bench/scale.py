@@ -158,9 +158,10 @@ async def background(*argv: str, env: dict[str, str] | None = None) -> AsyncIter
 
 
 def tool(name: str) -> str:
+    """The program ``name`` (redis-server, haproxy: both Debian packages of that name), or BenchUnavailable."""
     found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
     if found is None:
-        raise BenchUnavailable(f"{name} is missing: install the Debian package {name.split('-')[0]}")
+        raise BenchUnavailable(f"{name} is missing: install the Debian package {name} (scripts/debian-test.txt)")
     return found
 
 
