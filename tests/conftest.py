@@ -16,6 +16,7 @@ import pytest
 from assistant.server import LiveServer, ServerConfig
 from assistant.server.tokens import TokenStore
 from assistant.session import Backend, MemoryResumptionStore, ProfileResolver, ResumptionStore, ServerTools
+from assistant.session.counts import SessionCounter
 from tests.support.redis_server import RedisServer
 
 
@@ -117,6 +118,7 @@ def live_server() -> ServerFactory:
         profiles: ProfileResolver | None = None,
         persona_catalog: Callable[[], dict[str, Any]] | None = None,
         tokens: TokenStore | None = None,
+        session_counts: SessionCounter | None = None,
         **overrides: object,
     ) -> AsyncIterator[LiveServer]:
         base = config or ServerConfig()
@@ -128,6 +130,7 @@ def live_server() -> ServerFactory:
             profiles=profiles,
             persona_catalog=persona_catalog,
             tokens=tokens,
+            session_counts=session_counts,
         )
         await server.start()
         try:

@@ -23,10 +23,12 @@ from websockets.exceptions import InvalidStatus
 
 from assistant.server import DEFAULT_LIVE_PATH, LiveServer
 from assistant.server.access import AccessPolicy, certificate_names, default_allowed_hosts, host_name
-from assistant.server.admission import SessionLimits
+from assistant.server.admission import TRY_AGAIN_KEY_REASON, SessionLimits
 from assistant.server.app import HANDSHAKE_TIMEOUT_S
 from assistant.server.tokens import MemoryTokenStore, TokenRefused, TokenRequestError
+from assistant.session.redis_store import RedisConversationStore
 from tests.conftest import ServerFactory
+from tests.support.redis_server import RedisServer
 from tests.support.scripted import ScriptedBackend, ScriptedSession
 from tests.test_server_raw import closed_with, echo, eventually, recv_json
 
@@ -418,14 +420,46 @@ async def test_per_key_limit_counts_tokens_against_the_key_that_minted_them(live
                 assert await closed_with(b) == (1013, "too many sessions for this key or address; try again later")
 
 
-def test_session_limits_count_per_principal() -> None:
+async def test_session_limits_count_per_principal() -> None:
     limits = SessionLimits(total=3, per_principal=2)
-    admitted = [limits.admit("a"), limits.admit("a"), limits.admit("a")]
+    admitted = [await limits.admit("a"), await limits.admit("a"), await limits.admit("a")]
     assert admitted == [None, None, "too many sessions for this key or address; try again later"]
-    assert limits.admit("b") is None
-    assert limits.admit("c") == "server busy: too many sessions; try again later"
-    limits.release("a")
-    assert limits.admit("c") is None and limits.live() == 3 and limits.live("a") == 1
+    assert await limits.admit("b") is None
+    assert await limits.admit("c") == "server busy: too many sessions; try again later"
+    await limits.release("a")
+    assert await limits.admit("c") is None and limits.live() == 3 and limits.live("a") == 1
+    assert await limits.counter.count("a") == 1  # the per-key count lives in the counter, released with the session
+
+
+async def test_the_per_key_limit_holds_across_servers_sharing_the_redis_store(
+    live_server: ServerFactory, redis_server: RedisServer
+) -> None:
+    stores = [RedisConversationStore(redis_server.url) for _ in range(2)]
+    for store in stores:
+        await store.start()
+    try:
+        limited = {"api_key": KEY, "max_sessions_per_key": 1}
+        async with (
+            live_server(ScriptedBackend(echo), session_counts=stores[0].session_counts, **limited) as one,
+            live_server(ScriptedBackend(echo), session_counts=stores[1].session_counts, **limited) as two,
+        ):
+            keyed = {"x-goog-api-key": KEY}
+            async with connect(live_url(one), additional_headers=keyed) as first:
+                assert "setupComplete" in await setup_answer(first)
+                async with connect(live_url(two), additional_headers=keyed) as second:  # the other process
+                    await second.send(json.dumps({"setup": {"model": "m"}}))
+                    assert await closed_with(second) == (1013, TRY_AGAIN_KEY_REASON)
+                label = one.access.key_label()
+                assert KEY not in label and await stores[1].session_counts.count(label) == 1
+                held = await stores[0].connection.client.keys("*")
+                assert held and not any(KEY in key for key in held)  # Redis never holds the key itself
+            await eventually(lambda: one.limits.live() == 0)
+            assert await stores[1].session_counts.count(label) == 0  # the slot went back to the shared count
+            async with connect(live_url(two), additional_headers=keyed) as third:
+                assert "setupComplete" in await setup_answer(third)
+    finally:
+        for store in stores:
+            await store.aclose()
 
 
 def test_the_certificates_names_are_allowed_hosts(tmp_path: Path) -> None:

@@ -60,6 +60,11 @@ def add_relay_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-pin", action="store_true", help="do not pin the server to one CPU")
 
 
+def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sessions", type=int, help="conversations at once (default 8; 4 with --quick)")
+    parser.add_argument("--duration", type=float, help="seconds each run lasts (default 20; 6 with --quick)")
+
+
 def add_vision_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ocr", choices=("rapidocr", "tesseract"), default="rapidocr", help="text reader (default %(default)s)"
@@ -73,4 +78,5 @@ ADD_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "tools": lambda parser: None,
     "vision": add_vision_arguments,
     "routing": lambda parser: None,
+    "scale": add_scale_arguments,
 }

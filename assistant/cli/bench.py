@@ -43,6 +43,14 @@ BENCHMARKS = {
         "Time the tool registry's overhead per call, a call to an MCP server over stdio, and the memory tool's "
         "remember and recall over hundreds of facts.",
     ),
+    "scale": (
+        "scale",
+        "conversations through HAProxy across two processes sharing Redis: a kill, the store's latency",
+        "Hold N conversations through HAProxy (deploy/haproxy.cfg) across two `assistant serve --backend gemini "
+        "--store redis://` processes and a private redis-server, kill one process half-way (SIGKILL) and count "
+        "the sessions held and the turns lost; then the same on one process with SQLite, for the store's added "
+        "latency per turn.",
+    ),
     "vision": (
         "vision",
         "each local image analyser's cost per frame, and OCR accuracy",

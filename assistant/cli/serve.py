@@ -135,7 +135,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         metavar="N",
         help="live sessions at most per access key or the key that minted a token (per client address without "
-        "a key); more are closed with 1013 (default: no limit)",
+        "a key), counted across the processes sharing --store; more are closed with 1013 (default: no limit)",
     )
     parser.add_argument(
         "--max-message-bytes",
@@ -403,6 +403,7 @@ async def serve_with(
         backend,
         store=store.resumption,
         late_results=store.late_results,
+        session_counts=store.session_counts,
         tools=tools,
         profiles=profiles,
         persona_catalog=profiles.catalog,

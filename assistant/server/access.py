@@ -168,6 +168,11 @@ class AccessPolicy:
             return False
         return hmac.compare_digest(key.encode(), self.api_key.encode())
 
+    def key_label(self) -> str:
+        """Who a valid key's sessions count as: a label derived from the key, never the key, for shared counters."""
+        assert self.api_key is not None
+        return "key:" + hmac.new(self.api_key.encode(), b"assistant session label", hashlib.sha256).hexdigest()[:16]
+
     def cookie_value(self) -> str:
         """What the page's HttpOnly cookie holds: derived from the key, so the key itself never rests there."""
         assert self.api_key is not None

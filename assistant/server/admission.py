@@ -2,7 +2,10 @@
 
 ``SessionLimits`` counts live sessions, in all and per principal (the access
 key, the key that minted a token, or the client's address when the server
-has no key), so one client cannot take every slot. ``TokenGate`` reads the
+has no key), so one client cannot take every slot. The count per principal
+sits in the conversation store's ``SessionCounter``, so behind a load
+balancer ``--max-sessions-per-key`` holds across every process that shares
+the store; the total is this process's own (what its machine can carry). ``TokenGate`` reads the
 first message of a token's connection, spends a use (a resumption spends
 none, as on Gemini), puts the token's constraints over the client's setup,
 and hands the session that setup as if the client had sent it.
@@ -15,34 +18,64 @@ from collections import Counter
 
 from assistant.server.tokens import EphemeralToken, TokenStore
 from assistant.session import Transport
+from assistant.session.counts import MemorySessionCounter, SessionCounter, SessionSlot
 
 TRY_AGAIN_REASON = "server busy: too many sessions; try again later"
 TRY_AGAIN_KEY_REASON = "too many sessions for this key or address; try again later"
 
 
 class SessionLimits:
-    """At most ``total`` live sessions, and at most ``per_principal`` for any one principal (None: no limit)."""
+    """At most ``total`` live sessions here, and at most ``per_principal`` for any one principal (None: no limit).
 
-    def __init__(self, total: int | None = None, per_principal: int | None = None) -> None:
+    ``counter`` counts sessions per principal; give it the conversation
+    store's so that processes sharing the store share the limit. Principals
+    must be labels, never secrets: a shared counter may keep them.
+    """
+
+    def __init__(
+        self, total: int | None = None, per_principal: int | None = None, counter: SessionCounter | None = None
+    ) -> None:
         self.total = total
         self.per_principal = per_principal
+        self.counter = counter if counter is not None else MemorySessionCounter()
         self._live: Counter[str] = Counter()
+        self._slots: dict[str, list[SessionSlot]] = {}
 
-    def admit(self, principal: str) -> str | None:
+    async def admit(self, principal: str) -> str | None:
         """Count a new session for ``principal``; the refusal reason (close 1013) when over a limit."""
         if self.total is not None and sum(self._live.values()) >= self.total:
             return TRY_AGAIN_REASON
-        if self.per_principal is not None and self._live[principal] >= self.per_principal:
+        self._live[principal] += 1  # before the shared count is asked, so admissions meanwhile see it
+        if self.per_principal is None:
+            return None
+        slot = None
+        try:
+            slot = await self.counter.acquire(principal, self.per_principal)
+        finally:
+            if slot is None:
+                self._uncount(principal)
+        if slot is None:
             return TRY_AGAIN_KEY_REASON
-        self._live[principal] += 1
+        self._slots.setdefault(principal, []).append(slot)
         return None
 
-    def release(self, principal: str) -> None:
+    async def release(self, principal: str) -> None:
+        """One of ``principal``'s sessions ended (its shared slot goes back too)."""
+        self._uncount(principal)
+        slots = self._slots.get(principal)
+        if slots:
+            slot = slots.pop()  # a principal's slots are alike: any one gives its place back
+            if not slots:
+                del self._slots[principal]
+            await slot.release()
+
+    def _uncount(self, principal: str) -> None:
         self._live[principal] -= 1
         if self._live[principal] <= 0:
             del self._live[principal]
 
     def live(self, principal: str | None = None) -> int:
+        """Sessions live in this process, for ``principal`` or in all."""
         return self._live[principal] if principal is not None else sum(self._live.values())
 
 

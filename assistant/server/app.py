@@ -50,6 +50,7 @@ from assistant.session import (
     Transport,
     TransportClosed,
 )
+from assistant.session.counts import SessionCounter
 
 logger = logging.getLogger("assistant.server")
 
@@ -194,10 +195,12 @@ class LiveServer:
         persona_catalog: Callable[[], dict[str, Any]] | None = None,
         tokens: TokenStore | None = None,
         late_results: LateResultRouter | None = None,
+        session_counts: SessionCounter | None = None,
     ) -> None:
         """``persona_catalog`` lists the personas clients may choose, served as ``/personas.json``;
-        ``tokens`` keeps ephemeral tokens (in this process unless given); ``late_results`` is shared
-        with other processes when the conversation store is (Redis)."""
+        ``tokens`` keeps ephemeral tokens (in this process unless given); ``late_results`` and
+        ``session_counts`` (for ``--max-sessions-per-key``) are shared with other processes when the
+        conversation store is (Redis)."""
         self.config = config
         self.backend = backend
         self.store = store
@@ -209,7 +212,7 @@ class LiveServer:
         self.readiness = Readiness(store)  # /readyz; drain sets readiness.draining
         self.access = config.access_policy()
         self.tokens: TokenStore = tokens if tokens is not None else MemoryTokenStore()
-        self.limits = SessionLimits(config.max_sessions, config.max_sessions_per_key)
+        self.limits = SessionLimits(config.max_sessions, config.max_sessions_per_key, session_counts)
         self._server: Server | None = None
         self.draining = False
         self._drain_until = 0.0  # loop time when draining sessions must be gone
@@ -398,7 +401,7 @@ class LiveServer:
             address = connection.remote_address
             principal = f"address:{address[0] if address else 'unknown'}"
         elif self.access.key_valid(credentials.key) or self.access.page_cookie_valid(request.headers):
-            principal = "key"
+            principal = self.access.key_label()
         else:
             logger.warning("refused a token request from %s: bad or missing access key", connection.remote_address)
             return _google_error(HTTPStatus.UNAUTHORIZED, BAD_KEY_REASON)
@@ -453,7 +456,7 @@ class LiveServer:
         if token is not None:
             principal = token.minted_by  # a token's sessions count against the key that minted it
         elif self.access.key_valid(credentials.key):
-            principal = "key"
+            principal = self.access.key_label()
         elif self.config.api_key is None:
             address = connection.remote_address
             principal = f"address:{address[0] if address else 'unknown'}"
@@ -461,7 +464,7 @@ class LiveServer:
             logger.warning("refused %s: bad or missing access key", connection.remote_address)
             await self._refuse(connection, CloseCode.POLICY_VIOLATION, BAD_KEY_REASON)
             return
-        refusal = self.limits.admit(principal)
+        refusal = await self.limits.admit(principal)
         if refusal is not None:
             logger.warning("refused %s: %s", connection.remote_address, refusal)
             await self._refuse(connection, CloseCode.TRY_AGAIN_LATER, refusal)
@@ -469,7 +472,7 @@ class LiveServer:
         try:
             await self._run_session(connection, request, token.name if token is not None else None)
         finally:
-            self.limits.release(principal)
+            await self.limits.release(principal)
 
     async def _refuse(self, connection: ServerConnection, code: int, reason: str) -> None:
         # Like the real service, answer the setup with the close, so a client that sends

@@ -533,7 +533,9 @@ class Session:
                 len(self._server_calls),
             )
         if self._resumption_requested():
-            await self._issue_handle()
+            # The previous handle stays valid: a client that moved on the goAway (as the page and
+            # Gemini's clients do) may be resuming with it on another process right now.
+            await self._issue_handle(retire_previous=False)
 
     # -- client -> backend ---------------------------------------------------
 
@@ -808,7 +810,7 @@ class Session:
     def _resumption_requested(self) -> bool:
         return self.client_setup is not None and self.client_setup.session_resumption is not None
 
-    async def _issue_handle(self) -> None:
+    async def _issue_handle(self, *, retire_previous: bool = True) -> None:
         """Save the conversation so far under a fresh handle, retire the old one, tell the client.
 
         Client calls still waiting for an answer are saved with it, so the
@@ -839,7 +841,7 @@ class Session:
         await self._send(
             ServerMessage(session_resumption_update=SessionResumptionUpdate(new_handle=handle, resumable=True))
         )
-        if previous is not None:
+        if previous is not None and retire_previous:
             with contextlib.suppress(StoreUnavailable):  # then the superseded handle expires by itself
                 await self.store.delete(previous)
 

@@ -65,6 +65,16 @@ class ServeProcess:
         assert self._process is not None
         self._process.send_signal(signal.SIGKILL)
 
+    def terminate(self) -> None:
+        """SIGTERM: the process drains (``--drain-seconds``) and exits, as a deploy restarts it."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGTERM)
+
+    async def exit_code(self, timeout: float = 30.0) -> int:
+        """Wait for the process to end; its exit status."""
+        assert self._process is not None
+        return await asyncio.wait_for(self._process.wait(), timeout)
+
     async def stop(self) -> None:
         if self._process is not None and self._process.returncode is None:
             self._process.terminate()
