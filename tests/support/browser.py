@@ -114,8 +114,12 @@ class Browsing:
         self.requests.append(request.url)
 
     def _console(self, message: ConsoleMessage) -> None:
-        # A refused reconnection attempt while a server restarts is logged by the browser, not the page.
-        if message.type == "error" and not message.text.startswith("WebSocket connection to"):
+        # A refused reconnection attempt while a server restarts is logged by the browser, not the page: the
+        # websocket, and the page's fetch of /config.json before it asks for a token.
+        refused = message.text.startswith("WebSocket connection to") or message.text.startswith(
+            "Failed to load resource: net::ERR_CONNECTION_REFUSED"
+        )
+        if message.type == "error" and not refused:
             self.errors.append(f"console: {message.text}")
 
     async def stats(self) -> dict[str, Any]:
