@@ -14,10 +14,9 @@ import os
 from dataclasses import dataclass
 
 # The Live models used when neither the client nor --gemini-model names one, as each API names them:
-# the Developer API's stable Live model (since 2026-09; see ``quirks`` for how it differs), and
-# Vertex AI's native-audio Live model.
+# gemini-3.8-live, generally available on both since 2026-09 (see ``quirks`` for how it differs).
 DEFAULT_MODEL = "gemini-3.8-live"
-DEFAULT_VERTEX_MODEL = "gemini-live-2.5-flash-native-audio"
+DEFAULT_VERTEX_MODEL = "gemini-3.8-live"
 DEFAULT_VOICE = "Puck"
 # The Developer API serves the Live API of native-audio models on v1beta; Vertex AI's is GA on v1.
 DEFAULT_API_VERSION = "v1beta"
