@@ -29,6 +29,7 @@ from assistant.backends.local.llm import (
     GenerationSettings,
     LlamaCppChat,
     OpenAIChat,
+    StopGeneration,
     TextDelta,
     TokenUsage,
     ToolCalls,
@@ -115,6 +116,19 @@ async def test_a_reply_counts_its_tokens_as_llama_cpp_does(smollm: LlamaCppChat,
     )
     counted = reference["usage"]  # type: ignore[index]
     assert events[-1] == TokenUsage(counted["prompt_tokens"], counted["completion_tokens"])
+
+
+async def test_a_reply_stopped_early_still_says_what_it_cost(smollm: LlamaCppChat) -> None:
+    """A guard that has heard enough throws ``StopGeneration`` in: generation stops, and its count comes back."""
+    settings = GenerationSettings(max_tokens=120, temperature=0.0, seed=1)
+    stream = smollm.stream([ChatMessage("user", "Count slowly from one to thirty in words.")], [], settings)
+    first = await anext(stream)
+    assert isinstance(first, TextDelta)
+    spent = await stream.athrow(StopGeneration())
+    assert isinstance(spent, TokenUsage)
+    assert spent.prompt_tokens > 0 and 1 <= spent.response_tokens < 120  # stopped long before max_tokens
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
 
 
 def test_generation_settings_follow_the_clients_generation_config() -> None:

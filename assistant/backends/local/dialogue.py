@@ -36,10 +36,12 @@ from typing import Any, Protocol
 from assistant.backends.local import about, extract
 from assistant.backends.local.guard import ReplyGuard
 from assistant.backends.local.llm import (
+    ChatEvent,
     ChatMessage,
     ChatModel,
     ChatToolCall,
     GenerationSettings,
+    StopGeneration,
     TokenUsage,
     ToolCalls,
     ToolSpec,
@@ -413,7 +415,8 @@ async def guarded_chat(
 
     A reply stopped before it said anything useful ends with ``FALLBACK``
     instead, so the user hears a sentence, not a stutter or silence. The
-    model's token counts pass through (a generation the guard stops reports none).
+    model's token counts pass through; a generation the guard stops is asked
+    for its count so far (``StopGeneration``), so the turn's usage stays whole.
     """
     said = messages[-1].content if messages and messages[-1].role == "user" else ""
     guard = ReplyGuard(echo_of=said, max_sentences=CHAT_MAX_SENTENCES)
@@ -430,8 +433,10 @@ async def guarded_chat(
                 yield Say(released)
             if guard.stopped is not None:
                 logger.info("chat reply stopped: %s", guard.stopped)
-                break
-            if guard.complete:
+            if guard.stopped is not None or guard.complete:
+                spent = await _stop_generation(stream)
+                if spent is not None:
+                    yield spent
                 break
     finally:
         close = getattr(stream, "aclose", None)  # stops the generation thread at once
@@ -442,6 +447,18 @@ async def guarded_chat(
         yield Say(rest)
     if guard.stopped is not None and not guard.said_enough:
         yield Say(FALLBACK)
+
+
+async def _stop_generation(stream: AsyncIterator[ChatEvent]) -> TokenUsage | None:
+    """Stop a chat stream early and get what it cost (``StopGeneration``); None where it does not say."""
+    throw = getattr(stream, "athrow", None)
+    if throw is None:
+        return None
+    try:
+        event = await throw(StopGeneration())
+    except (StopGeneration, StopAsyncIteration):
+        return None
+    return event if isinstance(event, TokenUsage) else None
 
 
 class ModelDialogue:

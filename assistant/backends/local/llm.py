@@ -115,6 +115,14 @@ class TokenUsage:
 ChatEvent = TextDelta | ToolCalls | TokenUsage
 
 
+class StopGeneration(Exception):
+    """Thrown into a chat stream (``athrow``) to end the reply early; the stream then yields what it cost.
+
+    A reply guard that has heard enough still owes the client the turn's
+    ``usageMetadata``: closing the stream would lose the count.
+    """
+
+
 DEFAULT_MAX_TOKENS = 160  # a spoken reply: a few sentences
 DEFAULT_TEMPERATURE = 0.6
 
@@ -155,7 +163,11 @@ class ChatModel(Protocol):
     def stream(
         self, messages: list[ChatMessage], tools: list[ToolSpec], settings: GenerationSettings
     ) -> AsyncIterator[ChatEvent]:
-        """Generate a reply; cancelling the iteration stops the generation."""
+        """Generate a reply; cancelling the iteration stops the generation.
+
+        ``athrow(StopGeneration())`` stops it too, and answers with the
+        ``TokenUsage`` of what was generated, where the model counts tokens.
+        """
         ...
 
 
@@ -332,17 +344,21 @@ class LlamaCppChat:
         queue: asyncio.Queue[str | TokenUsage | BaseException | None] = asyncio.Queue()
         stop = threading.Event()
 
+        abandoned = threading.Event()  # the reader left (a barge-in): its event loop may be gone too
+
         def put(item: str | TokenUsage | BaseException | None) -> None:
-            if stop.is_set():
-                return  # the reader stopped early (a guard, a barge-in): its event loop may be gone too
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+            if not abandoned.is_set():
+                loop.call_soon_threadsafe(queue.put_nowait, item)
 
         def generate() -> None:
+            said = ""
             try:
                 with self._lock:
                     for piece in self._pieces(messages, tools, settings):
                         if stop.is_set():
+                            put(self._usage(said, None))  # asked to stop (StopGeneration): what it cost so far
                             break
+                        said += piece if isinstance(piece, str) else ""
                         put(piece)
             except BaseException as exc:  # handed to the event loop, raised there
                 put(exc)
@@ -355,26 +371,35 @@ class LlamaCppChat:
         calling: bool | None = None if tools else False
         usage: TokenUsage | None = None
         try:
-            while (item := await queue.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise ChatError(f"{self.name} failed: {item}") from item
-                if isinstance(item, TokenUsage):
-                    usage = item
-                    continue
-                text += item
-                if calling is None and text.lstrip():
-                    calling = text.lstrip().startswith("<")
-                    if not calling:
-                        yield TextDelta(text)
-                    continue
-                if calling is False:
-                    yield TextDelta(item)
+            try:
+                while (item := await queue.get()) is not None:
+                    if isinstance(item, BaseException):
+                        raise ChatError(f"{self.name} failed: {item}") from item
+                    if isinstance(item, TokenUsage):
+                        usage = item
+                        continue
+                    text += item
+                    if calling is None and text.lstrip():
+                        calling = text.lstrip().startswith("<")
+                        if not calling:
+                            yield TextDelta(text)
+                        continue
+                    if calling is False:
+                        yield TextDelta(item)
+            except StopGeneration:
+                stop.set()
+                while (item := await queue.get()) is not None:
+                    usage = item if isinstance(item, TokenUsage) else usage
+                if usage is not None:
+                    yield usage
+                return
             if calling:
                 yield ToolCalls(parse_tool_blocks(text))
             if usage is not None:
                 yield usage
         finally:
             stop.set()
+            abandoned.set()
 
     def _pieces(
         self, messages: list[ChatMessage], tools: list[ToolSpec], settings: GenerationSettings
