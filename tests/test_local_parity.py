@@ -112,6 +112,13 @@ class HearsHello:
         return []
 
 
+class HearsNothing(HearsHello):
+    """A recogniser that finds no words: the sound was a noise."""
+
+    def transcribe(self, audio: np.ndarray, prefix: str = "", context: str = "") -> str:
+        return ""
+
+
 class SilentVoice:
     name = "silent"
     sample_rate = 22_050
@@ -128,10 +135,11 @@ def open_session(
     dialogue: ScriptedDialogue,
     setup: Mapping[str, object],
     vad: LoudIsSpeech | None = None,
+    recognizer: HearsHello | None = None,
 ) -> LocalSession:
     """A local session over fakes; ``vad`` is None for manual turn-taking (as ``LocalBackend.open`` does)."""
     parts = SessionParts(
-        recognizer=HearsHello(),
+        recognizer=recognizer or HearsHello(),
         asr_executor=executor,
         tts_executor=executor,
         voices=Voices(SilentVoice(), []),  # type: ignore[arg-type]
@@ -353,3 +361,25 @@ async def test_interrupt_stops_the_reply_in_progress_and_speaks_now(
     assert text_of(story) == "Let me tell you a story."
     assert [m.is_interrupted for m in cut] == [True, False] and cut[-1].is_turn_complete
     assert text_of(announced) == 'result {"output": 7}. ' and announced[-1].is_turn_complete
+
+
+async def test_a_noise_that_held_the_floor_lets_a_waiting_announcement_go(
+    executor: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sound with no words in it opens a user turn; what waited for the floor (an alarm) is spoken after it."""
+    monkeypatch.setattr(local_session, "NON_BLOCKING_GRACE_S", 0.05)
+    call = FunctionCall(id="bg", name="slow", args={})
+    dialogue = ScriptedDialogue([[Say("Started. "), CallTools([call])]], after_call=[Say("The alarm rang. ")])
+    session = open_session(executor, dialogue, SLOW, LoudIsSpeech(), recognizer=HearsNothing())
+    await session.send(TextInput("start it"))
+    assert text_of(await until(session)) == "Started. "
+    noise = tone(1.024, loud=True)
+    for start in range(0, len(noise), 2048):
+        await session.send(AudioChunk(noise[start : start + 2048]))  # the floor is the user's
+    await session.send(late_answer("WHEN_IDLE"))
+    quiet = tone(1.024, loud=False)
+    for start in range(0, len(quiet), 2048):
+        await session.send(AudioChunk(quiet[start : start + 2048]))  # the turn ends, with no words in it
+    announced = await until(session)
+    await session.close()
+    assert text_of(announced) == "The alarm rang. " and announced[-1].is_turn_complete

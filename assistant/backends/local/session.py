@@ -649,6 +649,7 @@ class LocalSession(BackendSession):
             self.emit_input(fragment, finished=True)
         if not text:
             user.drop_speculative_reply()
+            self._start_waiting()  # a noise held the floor: what waited for it (a timer's alarm) goes on now
             return
         if self.user is not None:
             # the user ran on into a new turn while this one was being finished: one utterance
