@@ -82,14 +82,14 @@ def _is_ip(name: str) -> bool:
     return True
 
 
-def certificate_names(cert: Path) -> set[str]:
+def certificate_names(cert: Path | str) -> set[str]:
     """DNS and IP names of a PEM certificate's subjectAltName, to serve under without --allow-host."""
     try:
         from cryptography import x509
     except ModuleNotFoundError:
         logger.warning("cryptography is missing: the TLS certificate's names are not allowed hosts; use --allow-host")
         return set()
-    certificate = x509.load_pem_x509_certificate(cert.read_bytes())
+    certificate = x509.load_pem_x509_certificate(Path(cert).read_bytes())
     try:
         names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -99,7 +99,7 @@ def certificate_names(cert: Path) -> set[str]:
     }
 
 
-def default_allowed_hosts(listen: str, cert: Path | None, extra: Iterable[str]) -> frozenset[str]:
+def default_allowed_hosts(listen: str, cert: Path | str | None, extra: Iterable[str]) -> frozenset[str]:
     """Loopback names, the listen address (unless a wildcard), the certificate's names and ``extra``."""
     hosts = set(LOOPBACK_NAMES) | {host_name(name) if ":" in name else name.lower() for name in extra}
     if listen not in WILDCARD_ADDRESSES:
