@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import ssl
 import subprocess
@@ -166,3 +167,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def model_device(request: pytest.FixtureRequest) -> str:
     """The device of ``--device``: the transformers engine tests run there for real, on any machine."""
     return str(request.config.getoption("--device"))
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """Undo what a test's in-process command (``main(["serve", ...])``) did to logging.
+
+    ``configure_logging`` points the root logger at the stderr pytest captured
+    for that test, which is closed afterwards: every later log record then
+    printed a "Logging error" traceback, and the load made the spoken tests
+    that followed mishear their questions.
+    """
+    root, websockets = logging.getLogger(), logging.getLogger("websockets")
+    handlers, level, websockets_level = root.handlers[:], root.level, websockets.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        websockets.setLevel(websockets_level)

@@ -8,7 +8,6 @@ import json
 import logging
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -143,18 +142,6 @@ async def test_readiness_follows_the_redis_store(redis_server: RedisServer, monk
         await store.aclose()
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        yield
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-
-
-@pytest.mark.usefixtures("restore_logging")
 def test_json_logs_are_one_object_a_line_with_the_session_as_fields(monkeypatch: pytest.MonkeyPatch) -> None:
     stream = io.StringIO()
     monkeypatch.setattr("sys.stderr", stream)
