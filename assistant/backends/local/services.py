@@ -236,7 +236,25 @@ class WyomingRecognizer:
         return []
 
 
-class WyomingVoice:
+class ServiceVoice:
+    """A voice on a speech service: whatever rate a reply comes at, it is spoken at the rate the probe found."""
+
+    sample_rate: int
+
+    def synthesize(self, text: str) -> np.ndarray:
+        if not text.strip():
+            return np.zeros(0, dtype=np.int16)
+        rate, samples = self._synthesize(text)
+        if rate != self.sample_rate:
+            return np.frombuffer(resample(samples.tobytes(), rate, self.sample_rate), dtype="<i2").copy()
+        return samples
+
+    def _synthesize(self, text: str) -> tuple[int, np.ndarray]:
+        """The rate and samples of ``text`` as the service sends them."""
+        raise NotImplementedError
+
+
+class WyomingVoice(ServiceVoice):
     """A ``Synthesizer`` backed by a Wyoming text-to-speech service (``wyoming-piper``)."""
 
     def __init__(self, url: str, voice: str | None = None) -> None:
@@ -247,14 +265,6 @@ class WyomingVoice:
             raise self._client.fail("serves no voices")
         self.name = voice or "service"
         self.sample_rate, _ = self._synthesize(PROBE_TEXT)  # proves the voice works, and tells its rate
-
-    def synthesize(self, text: str) -> np.ndarray:
-        if not text.strip():
-            return np.zeros(0, dtype=np.int16)
-        rate, samples = self._synthesize(text)
-        if rate != self.sample_rate:
-            return np.frombuffer(resample(samples.tobytes(), rate, self.sample_rate), dtype="<i2").copy()
-        return samples
 
     def _synthesize(self, text: str) -> tuple[int, np.ndarray]:
         """The rate and samples of ``text`` as the service sends them."""
@@ -372,7 +382,7 @@ class OpenAIRecognizer:
         self._endpoint.close()
 
 
-class OpenAIVoice:
+class OpenAIVoice(ServiceVoice):
     """A ``Synthesizer`` backed by ``POST /audio/speech``, asking for WAV (it says its own rate)."""
 
     def __init__(
@@ -383,14 +393,6 @@ class OpenAIVoice:
         self.model = model or OPENAI_DEFAULT_MODEL["tts"]
         self.name = self.voice
         self.sample_rate, _ = self._synthesize(PROBE_TEXT)
-
-    def synthesize(self, text: str) -> np.ndarray:
-        if not text.strip():
-            return np.zeros(0, dtype=np.int16)
-        rate, samples = self._synthesize(text)
-        if rate != self.sample_rate:
-            return np.frombuffer(resample(samples.tobytes(), rate, self.sample_rate), dtype="<i2").copy()
-        return samples
 
     def _synthesize(self, text: str) -> tuple[int, np.ndarray]:
         body = self._endpoint.post(
