@@ -79,6 +79,25 @@ def _text(value: str | bytes) -> str:
     return value if isinstance(value, str) else value.decode()
 
 
+def _cancel_requests() -> int:
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
+
+
+def _raise_if_cancel_was_swallowed(requests_before: int) -> None:
+    """Stop a task whose cancellation redis-py swallowed.
+
+    redis-py 8.1's asyncio client returns normally from a command cancelled at
+    the wrong moment (seen on about half of cancellations landing inside a
+    command), leaving the task running with the cancellation pending. A
+    session ending while it saved a handle then went on reading its backend
+    forever, and its connection never closed. The request count tells.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling() > requests_before:
+        raise asyncio.CancelledError
+
+
 class RedisConnection:
     """The process's Redis client, and the two log lines of an outage: when it starts and when it ends."""
 
@@ -98,11 +117,14 @@ class RedisConnection:
 
     async def run(self, what: str, operation: Callable[[Redis], Awaitable[T]]) -> T:
         """``operation`` on the client; ``StoreUnavailable`` (logged once per outage) when Redis does not answer."""
+        cancel_requests = _cancel_requests()
         try:
             result = await operation(self.client)
         except (RedisError, OSError) as exc:
+            _raise_if_cancel_was_swallowed(cancel_requests)
             self.failed(what, exc)
             raise StoreUnavailable(f"{what}: Redis unreachable") from exc
+        _raise_if_cancel_was_swallowed(cancel_requests)
         self.succeeded()
         return result
 
@@ -333,7 +355,9 @@ class RedisLateResults(LateResultRouter):
                 self.listening.set()
                 pause = 0.2
                 while True:
+                    cancel_requests = _cancel_requests()
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    _raise_if_cancel_was_swallowed(cancel_requests)
                     if message is not None and message["type"] == "message":
                         self._dispatch(message["data"])
             except (RedisError, OSError) as exc:
