@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
 
 from assistant.protocol import FunctionCall, FunctionResponse, ServerMessage
-from assistant.session import LateResults, MemoryResumptionStore, Session
-from assistant.session.pipe import pipe
+from assistant.session import LateResults, MemoryResumptionStore
 from assistant.tools import ToolRegistry
 from assistant.tools.builtin.timers import Timers
-from tests.support.scripted import Script, ScriptedBackend, ScriptedSession
-from tests.support.tools import Client, ManualClock, answer_texts, collect_responses
+from tests.support.scripted import ScriptedSession
+from tests.support.tools import ManualClock, answer_texts, collect_responses, scripted_connection
 
 
 def response(name: str, n: int = 0) -> FunctionResponse:
@@ -73,26 +69,6 @@ async def test_results_nobody_can_come_back_for_are_let_go(caplog: pytest.LogCap
     assert await late.attach("resumable", Inbox()) == []
 
 
-@asynccontextmanager
-async def connection(
-    script: Script, setup: dict[str, object], store: MemoryResumptionStore, registry: ToolRegistry, late: LateResults
-) -> AsyncIterator[tuple[Client, Session]]:
-    backend = ScriptedBackend(script)
-    server_end, client_end = pipe()
-    session = Session(server_end, backend, store=store, tools=registry, late_results=late)
-    task = asyncio.create_task(session.run())
-    client = Client(client_end)
-    await client.send(setup)
-    assert (await client.recv()).setup_complete is not None
-    try:
-        yield client, session
-    finally:
-        await client_end.close(1001, "the phone lost its network")
-        await asyncio.wait_for(task, 10)
-        backend.check()
-        await backend.aclose()
-
-
 @pytest.mark.parametrize("resumable", [True, False])
 async def test_a_timer_that_fires_between_connections_is_told_to_the_resumed_one(resumable: bool) -> None:
     clock = ManualClock()
@@ -109,7 +85,8 @@ async def test_a_timer_that_fires_between_connections_is_told_to_the_resumed_one
         s.emit(ServerMessage.output_transcript("Timer set."), ServerMessage.turn_done())
         await answer_texts(s)
 
-    async with connection(sets_a_timer, setup, store, registry, late) as (client, first):
+    options = {"store": store, "tools": registry, "late_results": late}
+    async with scripted_connection(sets_a_timer, setup, **options) as (client, first, _):
         assert await client.heard() == "Timer set."
         assert (await client.recv()).is_turn_complete
         handle = None
@@ -132,7 +109,7 @@ async def test_a_timer_that_fires_between_connections_is_told_to_the_resumed_one
         await answer_texts(s)
 
     resume = {"setup": {"model": "models/test", "sessionResumption": {"handle": handle}}}
-    async with connection(hears_the_timer, resume, store, registry, late) as (client, second):
+    async with scripted_connection(hears_the_timer, resume, **options) as (client, second, _):
         assert await client.heard() == "Your tea is ready."
         assert second.conversation_id == first.conversation_id and second.id != first.id
         [fired] = heard

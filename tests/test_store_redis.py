@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import pytest
 
@@ -26,7 +26,7 @@ from assistant.tools import ToolRegistry
 from assistant.tools.builtin.timers import Timers
 from tests.support.redis_server import RedisServer
 from tests.support.scripted import Script, ScriptedBackend, ScriptedSession
-from tests.support.tools import Client, ManualClock, answer_texts, collect_responses
+from tests.support.tools import Client, ManualClock, answer_texts, collect_responses, scripted_connection
 
 
 @asynccontextmanager
@@ -176,24 +176,13 @@ async def test_the_store_keeps_the_access_key_out_of_redis_and_passwords_out_of_
     assert redacted("redis://user:hunter2@db.internal:6380/1") == "redis://user:***@db.internal:6380/1"
 
 
-@asynccontextmanager
-async def connection(
+def connection(
     script: Script, setup: dict[str, object], store: RedisConversationStore, registry: ToolRegistry | None = None
-) -> AsyncIterator[tuple[Client, Session]]:
-    backend = ScriptedBackend(script)
-    server_end, client_end = pipe()
-    session = Session(server_end, backend, store=store.resumption, tools=registry, late_results=store.late_results)
-    task = asyncio.create_task(session.run())
-    client = Client(client_end)
-    await client.send(setup)
-    assert (await client.recv()).setup_complete is not None
-    try:
-        yield client, session
-    finally:
-        await client_end.close(1001, "the phone lost its network")
-        await asyncio.wait_for(task, 10)
-        backend.check()
-        await backend.aclose()
+) -> AbstractAsyncContextManager[tuple[Client, Session, ScriptedBackend]]:
+    """A session on the process whose store is ``store``."""
+    return scripted_connection(
+        script, setup, store=store.resumption, tools=registry, late_results=store.late_results
+    )
 
 
 async def next_update(client: Client) -> tuple[str | None, bool | None]:
@@ -208,7 +197,7 @@ async def test_when_redis_goes_away_the_conversation_goes_on_and_handles_come_ba
 ) -> None:
     setup: dict[str, object] = {"setup": {"model": "models/test", "sessionResumption": {}}}
     async with process_store(redis_server.url) as a:
-        async with connection(answer_texts, setup, a) as (client, _):
+        async with connection(answer_texts, setup, a) as (client, _, _):
             assert await client.ask("one") == "echo: one"
             handle, resumable = await next_update(client)
             assert handle and resumable
@@ -228,7 +217,7 @@ async def test_when_redis_goes_away_the_conversation_goes_on_and_handles_come_ba
     # the handle given after the outage resumes on another process, with the whole conversation
     resume: dict[str, object] = {"setup": {"model": "models/test", "sessionResumption": {"handle": handle}}}
     async with process_store(redis_server.url) as b:
-        async with connection(answer_texts, resume, b) as (client, session):
+        async with connection(answer_texts, resume, b) as (client, session, _):
             said = [turn.text() for turn in session.conversation.snapshot()]
             assert said == [
                 "one",
@@ -285,12 +274,12 @@ async def test_a_timer_set_on_one_process_fires_into_the_conversation_live_on_an
         await answer_texts(s)
 
     async with process_store(redis_server.url) as a, process_store(redis_server.url) as b:
-        async with connection(sets_a_timer, setup, a, registry) as (client, first):
+        async with connection(sets_a_timer, setup, a, registry) as (client, first, _):
             assert await client.heard() == "Timer set."
             handle, _ = await next_update(client)
             await clock.sleeping(1)
         resume: dict[str, object] = {"setup": {"model": "models/test", "sessionResumption": {"handle": handle}}}
-        async with connection(hears_the_timer, resume, b) as (client, second):
+        async with connection(hears_the_timer, resume, b) as (client, second, _):
             await clock.advance(300)  # the timer runs on A; the conversation is live on B
             assert await client.heard() == "Your tea is ready."
             assert second.conversation_id == first.conversation_id

@@ -9,9 +9,10 @@ session is still alive afterwards by getting an answer to a text turn.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from assistant.protocol import (
     FunctionCall,
@@ -111,19 +112,32 @@ def calling(*calls: FunctionCall, into: list[FunctionResponse], count: int | Non
 
 
 @asynccontextmanager
-async def tool_session(tools: ServerTools, script: Script) -> AsyncIterator[tuple[Client, ScriptedBackend]]:
-    """A running session with ``tools`` whose model follows ``script``."""
+async def scripted_connection(
+    script: Script, setup: Mapping[str, object] = SETUP, **session_options: Any
+) -> AsyncIterator[tuple[Client, Session, ScriptedBackend]]:
+    """A real ``Session`` over an in-process pipe whose model follows ``script``, set up and running.
+
+    On leaving, the client goes away as a phone losing its network does and
+    the session must end by itself within 10 s; a failed script fails the test.
+    """
     backend = ScriptedBackend(script)
     server_end, client_end = pipe()
-    session = Session(server_end, backend, store=MemoryResumptionStore(), tools=tools)
+    session = Session(server_end, backend, **session_options)
     task = asyncio.create_task(session.run())
     client = Client(client_end)
-    await client.send(SETUP)
+    await client.send(setup)
     assert (await client.recv()).setup_complete is not None
     try:
-        yield client, backend
+        yield client, session, backend
     finally:
-        backend.check()
-        await client_end.close(1000, "test over")
+        await client_end.close(1001, "the phone lost its network")
         await asyncio.wait_for(task, 10)
+        backend.check()
         await backend.aclose()
+
+
+@asynccontextmanager
+async def tool_session(tools: ServerTools, script: Script) -> AsyncIterator[tuple[Client, ScriptedBackend]]:
+    """A running session with ``tools`` whose model follows ``script``."""
+    async with scripted_connection(script, store=MemoryResumptionStore(), tools=tools) as (client, _, backend):
+        yield client, backend
