@@ -75,7 +75,8 @@ class MicroWakeWordDetector:
             )
         from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures
 
-        self._model = MicroWakeWord.from_config(_models_dir() / f"{wanted}.json")
+        self.model_path = _models_dir() / f"{wanted}.tflite"
+        self._model = MicroWakeWord.from_config(self.model_path.with_suffix(".json"))
         self._features = MicroWakeWordFeatures()
         self.name: str = wanted
         self.phrase: str = self._model.wake_word
