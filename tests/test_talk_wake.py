@@ -1,14 +1,23 @@
-"""The wake word gate of `assistant talk`, on a virtual clock, and the packaged detector on spoken audio."""
+"""The wake word gate of `assistant talk` on a virtual clock; the packaged detector and the app on spoken audio."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from assistant.backends.local.tts import EspeakVoice
 from assistant.bench.speech import spoken_prompt
+from assistant.cli.talk import talk
+from assistant.protocol import AudioChunk, ServerMessage
+from audio.pcm import read_wav, write_wav
 from audio.wakeword import MicroWakeWordDetector, WakeWordUnavailable, packaged_wake_words, wake_word_name
+from client.desktop.app import NoReply
 from client.desktop.wake import WakeGate, WakeState
+from tests.support.scripted import ScriptedBackend, ScriptedSession, idle
+from tests.support.talking import Listener, best_match, reply_messages, spoken_wav, voiced_seconds
+from tests.test_talk_client import ANSWER, QUESTION, talk_args
 
 BLOCK_S = 0.02
 SILENCE = bytes(640)
@@ -129,3 +138,52 @@ def test_the_packaged_model_hears_its_word_spoken_and_not_an_ordinary_sentence(n
     scores = MicroWakeWordDetector(name).probabilities(sentence)
     assert len(scores) == pytest.approx(len(sentence) / 2 / 160, abs=3), "one score per 10 ms window"
     assert float(np.max(scores)) < detector.cutoff
+
+
+@pytest.fixture(scope="module")
+def said(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("said")
+    question = read_wav(spoken_wav(folder, "question.wav", QUESTION), 16_000)
+    word = read_wav(spoken_wav(folder, "word.wav", "Okay Nabu"), 16_000)
+    pause = bytes(32_000)
+    both = folder / "question-word-question.wav"
+    write_wav(both, question + pause + word + pause + question, 16_000)
+    answer = spoken_wav(folder, "answer.wav", ANSWER, rate=24_000)
+    return {"question": folder / "question.wav", "both": both, "answer": answer}
+
+
+@pytest.mark.slow
+async def test_talk_with_a_wake_word_sends_only_what_follows_the_word(
+    said: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answer = read_wav(said["answer"], 24_000)
+    question = read_wav(said["question"], 16_000)
+    heard: list[bytes] = []
+
+    async def script(s: ScriptedSession) -> None:
+        heard.append(await Listener(s).utterance())
+        s.emit(ServerMessage.input_transcript(QUESTION, finished=True), *reply_messages(answer, ANSWER))
+        await s.closed.wait()
+
+    backend = ScriptedBackend(script)
+    args = talk_args("--wake-word", "okay nabu", "--input", str(said["both"]), "--output", str(tmp_path / "r.wav"))
+    await talk(args, backend=backend)
+    backend.check()
+    [session] = backend.sessions
+    sent = b"".join(event.pcm for event in session.received if isinstance(event, AudioChunk))
+    assert voiced_seconds(sent, 16_000) < 1.5 * voiced_seconds(question, 16_000), "one question sent, not two"
+    assert best_match(heard[0], question) > 0.9, "the question after the word, intact"
+    printed = capsys.readouterr().out
+    assert printed.index("[waiting for 'Okay Nabu'") < printed.index("[awake") < printed.index("-- turn 1 done")
+
+
+@pytest.mark.slow
+async def test_talk_says_when_the_wake_word_was_never_heard(said: dict[str, Path], tmp_path: Path) -> None:
+    backend = ScriptedBackend(idle)
+    args = talk_args(
+        "--wake-word", "okay_nabu", "--input", str(said["question"]), "--output", str(tmp_path / "r.wav"),
+        "--reply-timeout", "0.5",
+    )  # fmt: skip
+    with pytest.raises(NoReply, match="wake word 'Okay Nabu' was not heard in the input, so nothing was sent"):
+        await talk(args, backend=backend)
+    assert not any(isinstance(event, AudioChunk) for event in backend.sessions[0].received)

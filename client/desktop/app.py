@@ -294,7 +294,10 @@ class TalkApp:
         if answered and not self._turn_open and self.audio.playback.idle:
             self.stop.set()
         elif self.turns == 0 and now - self._finished_at > self.settings.reply_timeout_s:
-            self._failure = NoReply(f"no reply within {self.settings.reply_timeout_s:.0f} s of the end of the input")
+            reason = f"no reply within {self.settings.reply_timeout_s:.0f} s of the end of the input"
+            if self.wake is not None and self.wake.wakes == 0:
+                reason = f"the wake word {self.wake.detector.phrase!r} was not heard in the input, so nothing was sent"
+            self._failure = NoReply(reason)
             self.stop.set()
 
     # -- running --------------------------------------------------------------
