@@ -7,10 +7,10 @@ model is a small streaming network over 10 ms feature windows, fed three
 windows at a time; the package averages its last few outputs and compares
 the mean with the model's own cutoff (from the JSON shipped next to it).
 
-Cost, measured on this project's 2-core machine: about 35 microseconds per
-20 ms block (a real-time factor under 0.002), 1.4 ms to load a model and
+Cost, measured on this project's 2-core machine: 35 to 60 microseconds per
+20 ms block (a real-time factor under 0.003), 1.4 ms to load a model and
 0.2 ms to reset one, so a detector may run on the event loop like any other
-cheap per-block step (under load, 60 microseconds). Like the VAD, a detector is stateful: one per stream,
+cheap per-block step. Like the VAD, a detector is stateful: one per stream,
 never shared between streams or threads.
 """
 
