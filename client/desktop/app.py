@@ -181,9 +181,9 @@ class TalkApp:
         assert self.wake is not None
         phrase = self.wake.detector.phrase
         if self.wake.awake:
-            self.view.set_status(f"awake · heard {phrase!r}, listening")
+            self.view.set_status(f"awake: heard {phrase!r}")
         else:
-            self.view.set_status(f"waiting for {phrase!r} · the microphone stays on this machine until then")
+            self.view.set_status(f"waiting for {phrase!r}")
 
     def _check_wake(self) -> None:
         """Keep the gate awake while a reply plays; once it falls asleep, end the audio stream."""
@@ -195,6 +195,10 @@ class TalkApp:
         if self.wake.tick(now):
             self._queue_audio(None)
             self._show_wake()
+        if self.wake.awake:
+            self.view.wake_state(f"awake {self.wake.seconds_left(now):.0f} s", True)
+        else:
+            self.view.wake_state("asleep", False)
 
     async def _send_frames(self) -> None:
         assert self.frames is not None
