@@ -186,11 +186,15 @@ class TalkApp:
             self.view.set_status(f"waiting for {phrase!r}")
 
     def _check_wake(self) -> None:
-        """Keep the gate awake while a reply plays; once it falls asleep, end the audio stream."""
+        """Keep the gate awake while a reply plays; once it falls asleep, end the audio stream.
+
+        An open turn alone does not keep it awake: a server that went quiet
+        mid-turn must not keep the microphone streaming for ever.
+        """
         assert self.wake is not None
         now = time.monotonic()
         playback = self.audio.playback
-        if self._turn_open or playback.audible or playback.buffered_s > 0:
+        if playback.audible or playback.buffered_s > 0:
             self.wake.activity(now)
         if self.wake.tick(now):
             self._queue_audio(None)
