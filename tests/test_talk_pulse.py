@@ -1,4 +1,4 @@
-"""`assistant talk` through real PyAudio streams on a private PulseAudio server.
+"""`assistant talk` through real PyAudio streams on a private PulseAudio server (with and without a wake word).
 
 The client runs as its own process (``--connect``) against a ``LiveServer``
 in the test with a scripted backend that listens by energy. The test plays
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.protocol import AudioChunk, ServerMessage
+from assistant.protocol import AudioChunk, AudioStreamEnd, ServerMessage
 from assistant.server import LiveServer
 from audio.pcm import level_dbfs, read_wav, samples_of
 from audio.resample import resample
@@ -44,6 +44,7 @@ LONG_ANSWER = (
 )
 BARGE_IN = "Stop, stop. Tell me about Saturday instead."
 BARGE_IN_AFTER_S = 4.5  # into the reply: past the canceller's two seconds of learning
+WAKE_WORD = "Okay Nabu"
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +61,7 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "answer": spoken_wav(folder, "answer.wav", ANSWER, rate=24_000),
         "long_answer": spoken_wav(folder, "long.wav", LONG_ANSWER, rate=24_000),
         "barge_in": spoken_wav(folder, "barge_in.wav", BARGE_IN, voice="en-us+f3"),
+        "wake": spoken_wav(folder, "wake.wav", WAKE_WORD),
     }
 
 
@@ -280,3 +282,61 @@ async def test_the_local_backend_hears_the_microphone_and_answers_on_the_speaker
         await asyncio.wait_for(process.wait(), 30)
     assert any(line.startswith("you:") and "time" in line.lower() for line in lines), "\n".join(lines)
     assert voiced_seconds(recording.read_bytes(), 16_000) >= 0.5, "the reply was played on the speaker"
+
+
+async def printed(lines: list[str], prefix: str, after: int = 0, timeout: float = 30.0) -> int:
+    """The index of the first line from ``after`` on that starts with ``prefix``, once the client prints it."""
+    async with asyncio.timeout(timeout):
+        while True:
+            for index in range(after, len(lines)):
+                if lines[index].startswith(prefix):
+                    return index
+            await asyncio.sleep(0.05)
+
+
+async def test_with_a_wake_word_nothing_is_streamed_before_it_and_a_turn_happens_after_it(
+    pulse: PulseServer, speech: dict[str, Path], live_server: ServerFactory
+) -> None:
+    answer = read_wav(speech["answer"], 24_000)
+    question = read_wav(speech["question"], 16_000)
+    heard: list[bytes] = []
+    replied = asyncio.Event()
+
+    async def script(s: ScriptedSession) -> None:
+        heard.append(await Listener(s).utterance())
+        s.emit(ServerMessage.input_transcript(QUESTION, finished=True), *reply_messages(answer, ANSWER))
+        replied.set()
+        await s.closed.wait()
+
+    backend = ScriptedBackend(script)
+    async with (
+        live_server(backend) as server,
+        talk_process(pulse, server, "--wake-word", "okay_nabu") as lines,
+    ):
+        waiting = await printed(lines, "[waiting for 'Okay Nabu'")
+        await played_to_end(pulse.play(speech["question"], "micfeed"))  # the question without the word
+        await asyncio.sleep(1.0)
+        [session] = backend.sessions
+        assert sent_audio(session) == b"", "nothing leaves the machine before the wake word:\n" + "\n".join(lines)
+        await played_to_end(pulse.play(speech["wake"], "micfeed"))
+        awake = await printed(lines, "[awake", after=waiting)
+        await played_to_end(pulse.play(speech["question"], "micfeed"))
+        await asyncio.wait_for(replied.wait(), 30)
+        turn = await printed(lines, "-- turn 1", after=awake)
+        # The reply plays (about 2 s), then five quiet seconds for a follow-up, then back to waiting.
+        await printed(lines, "[waiting for", after=turn, timeout=20)
+        await asyncio.sleep(0.5)
+    backend.check()
+    sent = sent_audio(session)
+    pieces = [question[i : i + 12_800] for i in range(0, len(question) - 12_800 + 1, 6_400)]
+    match = max(best_match(heard[0], piece) for piece in pieces)
+    assert match > 0.8, f"the backend heard the question after the word ({match:.2f}):\n" + "\n".join(lines)
+    word = read_wav(speech["wake"], 16_000)
+    voiced = voiced_seconds(sent, 16_000)
+    assert voiced < voiced_seconds(question, 16_000) + voiced_seconds(word, 16_000) / 2, (
+        "the wake word itself stays on this machine"
+    )
+    ends = [index for index, event in enumerate(session.received) if isinstance(event, AudioStreamEnd)]
+    assert len(ends) == 1, "falling asleep ends the audio stream once"
+    assert not any(isinstance(event, AudioChunk) for event in session.received[ends[0] :]), "and nothing follows"
+    assert f"you: {QUESTION}" in lines and f"assistant: {ANSWER}" in lines

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from assistant.protocol import ServerMessage, TextInput
-from audio.pcm import read_wav
+from audio.pcm import read_wav, write_wav
 from tests.conftest import ServerFactory
 from tests.support.scripted import ScriptedBackend, ScriptedSession
 from tests.support.talking import Listener, reply_messages, spoken_wav
@@ -90,6 +90,40 @@ async def test_the_terminal_ui_shows_a_spoken_turn_and_sends_typed_text(
             assert "○ assistant" in await tmux.wait_for("○ assistant"), "the reply is over: nobody is speaking"
             tmux("send-keys", "-t", "talk", "/quit", "Enter")
             await tmux.wait_for("talk exited with 0", timeout=15)
+        backend.check()
+    finally:
+        tmux.kill()
+
+
+async def test_the_terminal_ui_shows_the_wake_word_state(live_server: ServerFactory, tmp_path: Path) -> None:
+    question = read_wav(spoken_wav(tmp_path, "question.wav", QUESTION), 16_000)
+    word = read_wav(spoken_wav(tmp_path, "word.wav", "Okay Nabu"), 16_000)
+    said = tmp_path / "said.wav"
+    write_wav(said, bytes(64_000) + word + bytes(16_000) + question, 16_000)  # two quiet seconds, then the word
+    answer = read_wav(spoken_wav(tmp_path, "answer.wav", ANSWER, rate=24_000), 24_000)
+
+    async def script(s: ScriptedSession) -> None:
+        await Listener(s).utterance()
+        s.emit(ServerMessage.input_transcript(QUESTION, finished=True), *reply_messages(answer, ANSWER))
+        await s.closed.wait()
+
+    backend = ScriptedBackend(script)
+    tmux = Tmux()
+    try:
+        async with live_server(backend) as server:
+            command = shlex.join(
+                [
+                    sys.executable, "-m", "assistant", "talk", "--connect", server.live_url, "--wake-word", "okay_nabu",
+                    "--input", str(said), "--output", str(tmp_path / "reply.wav"),
+                ]
+            )  # fmt: skip
+            tmux("new-session", "-d", "-s", "talk", "-x", "110", "-y", "32", "-c", str(REPO), command + "; sleep 60")
+            await tmux.wait_for("waiting for 'Okay Nabu'", "◌ asleep")
+            await tmux.wait_for("awake: heard 'Okay Nabu'", "◉ awake ")
+            await tmux.wait_for(f"you: {QUESTION}", f"assistant: {ANSWER}", "turn 1 done")
+            # Five quiet seconds after the reply, it waits for the word again.
+            await tmux.wait_for("waiting for 'Okay Nabu'", "◌ asleep", f"assistant: {ANSWER}", timeout=20)
+            tmux("send-keys", "-t", "talk", "/quit", "Enter")
         backend.check()
     finally:
         tmux.kill()

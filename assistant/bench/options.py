@@ -71,6 +71,17 @@ def add_vision_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_wakeword_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--models", type=lambda text: text.split(","), help="wake word models, e.g. okay_nabu,alexa (default: all)"
+    )
+    parser.add_argument("--snr", type=float, metavar="DB", help="add white noise this many dB below the speech")
+    parser.add_argument(
+        "--minutes", type=float, help="minutes of speech without a wake word (default 10; 1 with --quick)"
+    )
+    parser.add_argument("--sayings", type=int, help="times each wake word is said (default 20; 5 with --quick)")
+
+
 ADD_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "latency": add_latency_arguments,
     "relay": add_relay_arguments,
@@ -79,4 +90,5 @@ ADD_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "vision": add_vision_arguments,
     "routing": lambda parser: None,
     "scale": add_scale_arguments,
+    "wakeword": add_wakeword_arguments,
 }

@@ -62,6 +62,13 @@ BENCHMARKS = {
         "Route every phrasing of the router's public evaluation set (tool requests in everyday and recogniser-style "
         "wording, small talk, general questions) and report the accuracy, a confusion table and what was misrouted.",
     ),
+    "wakeword": (
+        "wakeword",
+        "the packaged wake word models: false accepts per hour of speech without the word, and misses",
+        "Stream about ten minutes of speech without any wake word (spoken at run time by espeak-ng voices and the "
+        "Piper voice, optionally under noise: --snr) through each packaged wake word model, counting false accepts "
+        "per hour, then say each model's word 20 times and count the misses.",
+    ),
 }
 PLOTTED = {"latency", "relay", "frontend"}
 

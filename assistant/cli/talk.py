@@ -29,12 +29,14 @@ from assistant.session.pipe import PipeEnd, pipe
 from audio.aec import EchoMode, EchoUnavailable
 from audio.devices import AudioDeviceError, list_devices, open_portaudio
 from audio.pcm import WavFormatError
+from audio.wakeword import MicroWakeWordDetector, WakeWordUnavailable
 from client.desktop.app import DEFAULT_MODEL, NoReply, TalkApp, TalkSettings
 from client.desktop.frames import FrameFeed, FramesUnavailable, frame_spec
 from client.desktop.live import BackendUnreachable, LiveClient, LiveClosed, PipeConnection, connect_websocket
 from client.desktop.media import AudioChoice, AudioEnds
 from client.desktop.tools import shown_tools
 from client.desktop.ui import PlainLog, RichScreen, TalkView
+from client.desktop.wake import COMMAND_WINDOW_S, FOLLOW_UP_S, WakeGate
 
 logger = logging.getLogger("assistant.talk")
 
@@ -89,6 +91,13 @@ def add_talk_arguments(parser: argparse.ArgumentParser) -> None:
         default=EchoMode.AUTO.value,
         help="cancel: echo cancellation (speexdsp); gate: mute the microphone while the assistant talks; "
         "off: nothing (headphones); auto: cancel when available, else gate (default)",
+    )
+    sound.add_argument(
+        "--wake-word",
+        metavar="NAME",
+        help="hands-free: send the microphone only after this word is heard on this machine (okay_nabu, "
+        f"hey_jarvis, alexa, hey_mycroft), until {COMMAND_WINDOW_S:.0f} s pass without a request or "
+        f"{FOLLOW_UP_S:.0f} s pass quiet after a reply",
     )
 
     vision = parser.add_argument_group("vision")
@@ -209,6 +218,7 @@ async def talk(args: argparse.Namespace, backend: Backend | None = None) -> None
     settings = _settings(args)
     spec = frame_spec(args.camera, args.screen)
     frames = FrameFeed(spec) if spec else None
+    wake = WakeGate(MicroWakeWordDetector(args.wake_word)) if args.wake_word else None
     audio = AudioEnds(
         AudioChoice(
             input_wav=args.input,
@@ -224,14 +234,14 @@ async def talk(args: argparse.Namespace, backend: Backend | None = None) -> None
             view.set_status(f"connecting to {args.connect}", busy=True)
             client = LiveClient(await connect_websocket(with_persona(args.connect, args.persona), args.api_key))
             try:
-                await _serve_signals(TalkApp(client, audio, view, settings, frames))
+                await _serve_signals(TalkApp(client, audio, view, settings, frames, wake))
             finally:
                 with contextlib.suppress(LiveClosed, OSError):
                     await client.close()
         else:
             chosen = backend or create_backend(resolve_backend_name(args.backend), args)
             async with in_process_client(chosen, view, args) as client:
-                await _serve_signals(TalkApp(client, audio, view, settings, frames))
+                await _serve_signals(TalkApp(client, audio, view, settings, frames, wake))
     finally:
         audio.close()
 
@@ -268,6 +278,7 @@ ACTIONABLE = (
     EchoUnavailable,
     FramesUnavailable,
     WavFormatError,
+    WakeWordUnavailable,
     FileNotFoundError,
     NoReply,
 )

@@ -11,6 +11,10 @@ it (devices call back on PortAudio's threads and hop over with
 - the view, which also sends typed lines as ``realtimeInput.text``;
 - a 10 Hz ticker: levels for the view, and the end of a ``--input`` run.
 
+With a wake word (``WakeGate``), the microphone goes to the local detector
+until the word is heard, and only then to the server, until the
+conversation has been quiet for a while (see ``client.desktop.wake``).
+
 Latency per turn is measured as the user feels it: from the last moment the
 microphone heard speech (or a line was typed) to the moment the reply's
 first audio went to the speaker.
@@ -37,6 +41,7 @@ from client.desktop.frames import FrameFeed
 from client.desktop.live import LiveClient
 from client.desktop.media import AudioEnds
 from client.desktop.ui import TalkView
+from client.desktop.wake import WakeGate
 
 logger = logging.getLogger("client.desktop")
 
@@ -112,17 +117,19 @@ class TalkApp:
         view: TalkView,
         settings: TalkSettings,
         frames: FrameFeed | None = None,
+        wake: WakeGate | None = None,
     ) -> None:
         self.client = client
         self.audio = audio
         self.view = view
         self.settings = settings
         self.frames = frames
+        self.wake = wake
         self.stop = asyncio.Event()
         self.timer = TurnTimer()
         self.dropped_blocks = 0
         self.turns = 0
-        self._outbox: asyncio.Queue[bytes] = asyncio.Queue(INPUT_QUEUE_BLOCKS)
+        self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue(INPUT_QUEUE_BLOCKS)  # None: audioStreamEnd
         self._level = -120.0
         self._interrupted = False
         self._turn_open = False
@@ -142,8 +149,20 @@ class TalkApp:
 
     def _audio_in(self, pcm: bytes, level: float) -> None:
         self._level = level
-        if level > SPEECH_DBFS:
-            self.timer.last_voice_at = time.monotonic()
+        now = time.monotonic()
+        voiced = level > SPEECH_DBFS
+        if self.wake is not None:
+            asleep = not self.wake.awake
+            send = self.wake.audio(pcm, voiced, now)
+            if asleep and self.wake.awake:
+                self._show_wake()
+            if not send:
+                return
+        if voiced:
+            self.timer.last_voice_at = now
+        self._queue_audio(pcm)
+
+    def _queue_audio(self, pcm: bytes | None) -> None:
         if self._outbox.full():
             self._outbox.get_nowait()
             self.dropped_blocks += 1
@@ -151,7 +170,39 @@ class TalkApp:
 
     async def _send_audio(self) -> None:
         while True:
-            await self.client.send_audio(await self._outbox.get())
+            pcm = await self._outbox.get()
+            if pcm is None:
+                await self.client.send_audio_stream_end()
+            else:
+                await self.client.send_audio(pcm)
+
+    def _show_wake(self) -> None:
+        """The view's status line says whether the microphone is reaching the server."""
+        assert self.wake is not None
+        phrase = self.wake.detector.phrase
+        if self.wake.awake:
+            self.view.set_status(f"awake: heard {phrase!r}")
+        else:
+            self.view.set_status(f"waiting for {phrase!r}")
+
+    def _check_wake(self) -> None:
+        """Keep the gate awake while a reply plays; once it falls asleep, end the audio stream.
+
+        An open turn alone does not keep it awake: a server that went quiet
+        mid-turn must not keep the microphone streaming for ever.
+        """
+        assert self.wake is not None
+        now = time.monotonic()
+        playback = self.audio.playback
+        if playback.audible or playback.buffered_s > 0:
+            self.wake.activity(now)
+        if self.wake.tick(now):
+            self._queue_audio(None)
+            self._show_wake()
+        if self.wake.awake:
+            self.view.wake_state(f"awake {self.wake.seconds_left(now):.0f} s", True)
+        else:
+            self.view.wake_state("asleep", False)
 
     async def _send_frames(self) -> None:
         assert self.frames is not None
@@ -172,6 +223,8 @@ class TalkApp:
 
     async def _handle(self, message: ServerMessage) -> None:
         content = message.server_content
+        if self.wake is not None and (content is not None or message.tool_call is not None):
+            self.wake.activity(time.monotonic())
         if content is not None:
             if content.interrupted:
                 dropped = self.audio.playback.flush()
@@ -230,6 +283,8 @@ class TalkApp:
         while not self.stop.is_set():
             playback = self.audio.playback
             self.view.levels(self._level, self._level > SPEECH_DBFS, playback.audible or playback.buffered_s > 0)
+            if self.wake is not None:
+                self._check_wake()
             if self.settings.until_reply:
                 self._check_answered()
             await asyncio.sleep(TICK_S)
@@ -247,7 +302,10 @@ class TalkApp:
         if answered and not self._turn_open and self.audio.playback.idle:
             self.stop.set()
         elif self.turns == 0 and now - self._finished_at > self.settings.reply_timeout_s:
-            self._failure = NoReply(f"no reply within {self.settings.reply_timeout_s:.0f} s of the end of the input")
+            reason = f"no reply within {self.settings.reply_timeout_s:.0f} s of the end of the input"
+            if self.wake is not None and self.wake.wakes == 0:
+                reason = f"the wake word {self.wake.detector.phrase!r} was not heard in the input, so nothing was sent"
+            self._failure = NoReply(reason)
             self.stop.set()
 
     # -- running --------------------------------------------------------------
@@ -258,7 +316,10 @@ class TalkApp:
         self.view.echo = self.audio.echo
         self.view.set_status("starting the session", busy=True)
         session_id = await self.client.start(build_setup(self.settings))
-        self.view.set_status(f"listening · session {session_id}" if session_id else "listening")
+        if self.wake is not None:
+            self._show_wake()
+        else:
+            self.view.set_status(f"listening · session {session_id}" if session_id else "listening")
         self._on_audio(loop)
         self.audio.start()
         workers = [

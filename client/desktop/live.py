@@ -149,6 +149,10 @@ class LiveClient:
         blob = Blob(data=pcm, mime_type=f"audio/pcm;rate={rate}")
         await self._send(ClientMessage(realtime_input=RealtimeInput(audio=blob)))
 
+    async def send_audio_stream_end(self) -> None:
+        """The microphone stopped sending (a wake word session fell asleep): the server ends any open turn."""
+        await self._send(ClientMessage(realtime_input=RealtimeInput(audio_stream_end=True)))
+
     async def send_text(self, text: str) -> None:
         await self._send(ClientMessage(realtime_input=RealtimeInput(text=text)))
 

@@ -54,6 +54,8 @@ class TalkView:
     user_speaking: bool = False
     assistant_speaking: bool = False
     echo: str = ""
+    wake: str = ""  # with a wake word: whether the microphone reaches the server
+    awake: bool = False
     lines: list[Line] = field(default_factory=list)
     typed: str = ""
     turns: int = 0
@@ -66,6 +68,9 @@ class TalkView:
 
     def levels(self, mic_dbfs: float, user_speaking: bool, assistant_speaking: bool) -> None:
         self.mic_dbfs, self.user_speaking, self.assistant_speaking = mic_dbfs, user_speaking, assistant_speaking
+
+    def wake_state(self, text: str, awake: bool) -> None:
+        self.wake, self.awake = text, awake
 
     def _open_line(self, who: str) -> Line:
         for line in reversed(self.lines):
@@ -235,6 +240,8 @@ class RichScreen(TalkView):
                 "bold green" if self.assistant_speaking else "dim",
             ),
         )
+        if self.wake:
+            levels.append(f"   {'◉' if self.awake else '◌'} {self.wake}", "bold magenta" if self.awake else "dim")
         height = max(5, self.console.size.height - 9)
         transcript = Text()
         for line in self.lines[-height:]:
