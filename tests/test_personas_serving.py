@@ -117,7 +117,7 @@ async def test_a_default_persona_that_does_not_exist_stops_the_server_at_start(u
 async def test_a_persona_first_chosen_while_its_corpus_indexes_hears_so_then_finds_it(
     live_server: ServerFactory, user_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("assistant.knowledge.tool.READY_WAIT_S", 0.2)
+    monkeypatch.setattr("assistant.tools.builtin.search_knowledge.READY_WAIT_S", 0.2)
     knowledge = KnowledgeService()
     profiles = PersonaProfiles(knowledge, user_dir=user_dir)
     tools = await load_tools(ToolSources(builtins=True, entry_points=False, knowledge=knowledge))
