@@ -162,7 +162,7 @@ async def test_a_persona_first_chosen_while_its_corpus_indexes_hears_so_then_fin
 def test_serve_with_an_unknown_persona_says_what_exists(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("assistant.cli.serve.create_backend", lambda name, args: ScriptedBackend(echo))
+    monkeypatch.setattr("assistant.cli.serve.create_backend", lambda name, settings: ScriptedBackend(echo))
     status = main(["serve", "--persona", "nobody", "--port", "0", "--resumption-store", "memory"])
     assert status == 2
     assert "assistant: no persona named 'nobody'; available: " in capsys.readouterr().err
@@ -171,7 +171,7 @@ def test_serve_with_an_unknown_persona_says_what_exists(
 def test_serve_publishes_persona_dirs_from_the_option_and_the_config_file(
     tmp_path: Path, user_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("assistant.cli.serve.create_backend", lambda name, args: ScriptedBackend(echo))
+    monkeypatch.setattr("assistant.cli.serve.create_backend", lambda name, settings: ScriptedBackend(echo))
     monkeypatch.setenv("ASSISTANT_CONFIG_DIR", str(tmp_path / "empty-config"))
     served = ["serve", "--port", "0", "--resumption-store", "memory", "--persona", "nobody"]
     (tmp_path / "more").mkdir()

@@ -1,0 +1,7 @@
+"""``BackendUnavailable``, below the backends registry so a backend can raise it without importing the registry."""
+
+from __future__ import annotations
+
+
+class BackendUnavailable(Exception):
+    """The chosen backend cannot be imported; the message says how to install it."""
