@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from assistant.errors import AssistantError
 
-class BackendUnavailable(Exception):
+
+class BackendUnavailable(AssistantError):
     """The chosen backend cannot be imported; the message says how to install it."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from assistant.errors import AssistantError
 
-class KnowledgeError(Exception):
+
+class KnowledgeError(AssistantError):
     """A knowledge request that cannot be served; the message is meant for the user or the model."""
 
 
