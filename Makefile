@@ -39,6 +39,7 @@ test-fast: setup-test
 
 lint: setup-test
 	$(BIN)/python -m ruff check assistant audio vision client tests
+	$(BIN)/lint-imports
 
 # The transformers stack on a CUDA GPU in one prepared run (README, "GPU"). It runs on the GPU machine
 # with the torch and transformers found there, so it sets nothing up; the wheels it needs besides come

@@ -43,12 +43,14 @@ from typing import Any
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from assistant.errors import AssistantError
+
 CONFIG_ENV = "ASSISTANT_CONFIG"
 CONFIG_FILE = "config.toml"
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class ConfigError(ValueError):
+class ConfigError(AssistantError, ValueError):
     """The config file is missing, unreadable or wrong; the message names the file and the key."""
 
 

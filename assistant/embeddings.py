@@ -25,6 +25,8 @@ from typing import Protocol
 
 import numpy as np
 
+from assistant.errors import AssistantError
+
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 MAX_TOKENS = 256
 
@@ -34,7 +36,7 @@ PACKAGED_MODELS = {
 }
 
 
-class EmbeddingModelMissing(Exception):
+class EmbeddingModelMissing(AssistantError):
     """No copy of the model was found; the message names what provides it."""
 
 

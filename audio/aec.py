@@ -30,6 +30,7 @@ from typing import Protocol
 
 import numpy as np
 
+from assistant.errors import AssistantError
 from audio.pcm import FULL_SCALE, SILENCE_DBFS, level_dbfs
 from audio.speexdsp import SpeexEchoState, SpeexPreprocessor, SpeexUnavailable
 
@@ -185,7 +186,7 @@ def audible(samples: np.ndarray) -> bool:
     return level_dbfs(samples) > GATE_SPEAKER_DBFS
 
 
-class EchoUnavailable(RuntimeError):
+class EchoUnavailable(AssistantError, RuntimeError):
     """``--echo cancel`` was asked for but speexdsp is missing; the message says how to install it."""
 
 

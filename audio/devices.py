@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from assistant.errors import AssistantError
 from audio.aec import AEC_RATE, FRAME_SAMPLES, EchoProcessor
 from audio.alignment import EchoAligner
 from audio.pcm import SAMPLE_WIDTH, FrameSplitter, level_dbfs, samples_of
@@ -47,7 +48,7 @@ PA_DEVICE_UNAVAILABLE = -9985
 PA_INVALID_DEVICE = -9996
 
 
-class AudioDeviceError(RuntimeError):
+class AudioDeviceError(AssistantError, RuntimeError):
     """A sound device problem, explained so that a person can fix it."""
 
 

@@ -15,6 +15,7 @@ from types import TracebackType
 
 import numpy as np
 
+from assistant.errors import AssistantError
 from audio.resample import resample
 
 SAMPLE_WIDTH = 2
@@ -61,7 +62,7 @@ class FrameSplitter:
         return frames
 
 
-class WavFormatError(ValueError):
+class WavFormatError(AssistantError, ValueError):
     """A file that is not a PCM WAV this project can read; the message says what it is."""
 
 

@@ -16,6 +16,8 @@ from functools import cache
 
 import numpy as np
 
+from assistant.errors import AssistantError
+
 # From speex/speex_echo.h and speex/speex_preprocess.h.
 _ECHO_SET_SAMPLING_RATE = 24
 _PREPROCESS_SET_DENOISE = 0
@@ -30,7 +32,7 @@ INSTALL_HINT = "install it with: sudo apt-get install libspeexdsp1 (Debian/Ubunt
 _Samples = ctypes.POINTER(ctypes.c_int16)
 
 
-class SpeexUnavailable(RuntimeError):
+class SpeexUnavailable(AssistantError, RuntimeError):
     """libspeexdsp is not installed; the message says how to install it."""
 
 

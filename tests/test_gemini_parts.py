@@ -17,7 +17,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import InvalidStatus
 from websockets.http11 import Response
 
-from assistant.backends.gemini import create_backend
+from assistant.backends.gemini import create_backend, settings_from_args
 from assistant.backends.gemini.convert import connect_config, from_sdk_message, text_history, upstream_model
 from assistant.backends.gemini.frames import JITTER_SLACK, FrameLimiter
 from assistant.backends.gemini.options import DEFAULT_MODEL, DEFAULT_VERTEX_MODEL, GeminiSettings, add_arguments
@@ -318,7 +318,7 @@ def test_options_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "my-project")
     monkeypatch.delenv("GOOGLE_CLOUD_LOCATION", raising=False)
     monkeypatch.delenv("GOOGLE_GENAI_API_VERSION", raising=False)
-    backend = create_backend(parse(["--gemini-max-fps", "2"]))
+    backend = create_backend(settings_from_args(parse(["--gemini-max-fps", "2"])))
     assert backend.settings.vertex and backend.settings.project == "my-project"
     assert backend.settings.location == "us-central1" and backend.settings.max_fps == 2.0
     assert backend.client.vertexai and backend.settings.resolved_api_version == "v1"
@@ -326,11 +326,12 @@ def test_options_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GOOGLE_GENAI_USE_VERTEXAI")
     monkeypatch.setenv("GEMINI_API_KEY", "k")
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
-    developer = create_backend(parse(["--gemini-base-url", "https://proxy.example", "--gemini-voice", "Kore"]))
+    options = parse(["--gemini-base-url", "https://proxy.example", "--gemini-voice", "Kore"])
+    developer = create_backend(settings_from_args(options))
     assert not developer.client.vertexai and developer.settings.resolved_api_version == "v1beta"
     assert developer.client._api_client._http_options.base_url == "https://proxy.example"
     with pytest.raises(ValueError, match="--gemini-max-fps must be positive"):
-        create_backend(parse(["--gemini-max-fps", "0"]))
+        settings_from_args(parse(["--gemini-max-fps", "0"]))
 
 
 def test_serve_without_a_key_says_what_is_missing(

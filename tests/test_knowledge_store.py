@@ -17,11 +17,11 @@ import pytest
 from assistant.cli import main as cli_main
 from assistant.knowledge import CollectionSettings, KnowledgeError, KnowledgeService, KnowledgeStore, StoreBusy
 from assistant.knowledge.store import COLLECTION_PREFIX
-from assistant.knowledge.tool import search_knowledge_tool
 from assistant.protocol import FunctionCall
 from assistant.session import SessionProfile
 from assistant.session.tools import ToolContext
 from assistant.tools import ToolRegistry
+from assistant.tools.builtin.search_knowledge import search_knowledge_tool
 from tests.test_knowledge_documents import make_pdf
 
 pytestmark = pytest.mark.slow

@@ -13,11 +13,11 @@ import pytest
 from assistant.knowledge import KnowledgeService, KnowledgeStore, Passage
 from assistant.knowledge.eval import evaluate, load_questions
 from assistant.knowledge.thirukkural import COLLECTION, Kural, ThirukkuralCorpus, format_kural, load_kurals
-from assistant.knowledge.tool import search_knowledge_tool
 from assistant.personas import PersonaProfiles
 from assistant.protocol import FunctionCall
 from assistant.session.tools import ToolContext
 from assistant.tools import ToolRegistry
+from assistant.tools.builtin.search_knowledge import search_knowledge_tool
 from tests.conftest import kural_store_copy
 
 # Floors under the measured figures (36 questions: top-1 26, top-3 32; held-out top-3 16 of 18), so a change

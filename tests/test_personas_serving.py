@@ -117,7 +117,7 @@ async def test_a_default_persona_that_does_not_exist_stops_the_server_at_start(u
 async def test_a_persona_first_chosen_while_its_corpus_indexes_hears_so_then_finds_it(
     live_server: ServerFactory, user_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("assistant.knowledge.tool.READY_WAIT_S", 0.2)
+    monkeypatch.setattr("assistant.tools.builtin.search_knowledge.READY_WAIT_S", 0.2)
     knowledge = KnowledgeService()
     profiles = PersonaProfiles(knowledge, user_dir=user_dir)
     tools = await load_tools(ToolSources(builtins=True, entry_points=False, knowledge=knowledge))
@@ -162,7 +162,7 @@ async def test_a_persona_first_chosen_while_its_corpus_indexes_hears_so_then_fin
 def test_serve_with_an_unknown_persona_says_what_exists(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("assistant.cli.serve.create_backend", lambda name, args: ScriptedBackend(echo))
+    monkeypatch.setattr("assistant.cli.serve.create_backend", lambda name, settings: ScriptedBackend(echo))
     status = main(["serve", "--persona", "nobody", "--port", "0", "--resumption-store", "memory"])
     assert status == 2
     assert "assistant: no persona named 'nobody'; available: " in capsys.readouterr().err
@@ -171,7 +171,7 @@ def test_serve_with_an_unknown_persona_says_what_exists(
 def test_serve_publishes_persona_dirs_from_the_option_and_the_config_file(
     tmp_path: Path, user_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("assistant.cli.serve.create_backend", lambda name, args: ScriptedBackend(echo))
+    monkeypatch.setattr("assistant.cli.serve.create_backend", lambda name, settings: ScriptedBackend(echo))
     monkeypatch.setenv("ASSISTANT_CONFIG_DIR", str(tmp_path / "empty-config"))
     served = ["serve", "--port", "0", "--resumption-store", "memory", "--persona", "nobody"]
     (tmp_path / "more").mkdir()

@@ -15,12 +15,12 @@ import cv2
 import numpy as np
 import pytest
 
+from assistant.bench.vision_costs import SENTENCES, character_error_rate, ocr_accuracy, render_text_frame
 from vision.analysers.colours import ColourAnalyser, ColourFinding
 from vision.analysers.faces import FaceFinding, HaarFaceDetector
 from vision.analysers.labels import LabelFinding, MobileNetClassifier, MobileNetV2, packaged_file, preprocess
 from vision.analysers.ocr import RapidOcrReader, TesseractReader, TextFinding, TextLine, reading_order
 from vision.analysers.torch_weights import load_state_dict
-from vision.bench import SENTENCES, character_error_rate, ocr_accuracy, render_text_frame
 from vision.frames import Frame, decode_image
 from vision.sampler import FrameSampler
 

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
+from assistant.bench.vision_costs import render_text_frame
 from assistant.protocol import VideoFrame
 from tests.support.checkpoints import VLM_WORDS, random_llava
 from tests.test_vision_sampler import desk
@@ -25,7 +26,6 @@ from vision.analysers.colours import ColourAnalyser
 from vision.analysers.faces import FaceFinding
 from vision.analysers.ocr import TextFinding, TextLine
 from vision.analysers.vlm import CaptionFinding, TransformersVlm
-from vision.bench import render_text_frame
 from vision.describe import ViewDescriber, VisionUnavailable, compose
 from vision.frames import ImageDecodeError, encode_jpeg
 

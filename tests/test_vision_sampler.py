@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
+from assistant.bench.vision_costs import bench_sampler
 from assistant.protocol import VideoFrame
-from vision.bench import bench_sampler
 from vision.change import ChangeGate
 from vision.frames import Frame, ImageDecodeError, decode_image, encode_jpeg, fit_within
 from vision.sampler import FrameSampler, sampled_frames

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from google.genai import types
 
+from assistant.bench.vision_costs import render_text_frame
 from assistant.protocol import (
     FunctionCall,
     FunctionResponse,
@@ -32,7 +33,6 @@ from tests.support.scripted import ScriptedBackend, ScriptedSession
 from tests.test_server_sdk import sdk_client
 from vision import tool
 from vision.analysers.colours import ColourAnalyser
-from vision.bench import render_text_frame
 from vision.describe import ViewDescriber
 from vision.frames import Frame, encode_jpeg
 from vision.sampler import FrameSampler

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from assistant.errors import AssistantError
 from assistant.protocol import VideoFrame
 from vision.analysers.base import Analyser, AnalyserUnavailable, Finding
 from vision.change import DEFAULT_GRID, ChangeGate
@@ -47,7 +48,7 @@ DEFAULT_RECENT_VIEWS = 4
 FrameInput = VideoFrame | bytes | np.ndarray
 
 
-class VisionUnavailable(RuntimeError):
+class VisionUnavailable(AssistantError, RuntimeError):
     """No analyser can run here; the message lists why, analyser by analyser."""
 
 

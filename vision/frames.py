@@ -12,13 +12,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from assistant.errors import AssistantError
 from assistant.session.limits import DEFAULT_MAX_IMAGE_PIXELS, ImageTooLarge, check_image_pixels
 
 DEFAULT_MAX_SIDE = 1024
 DEFAULT_JPEG_QUALITY = 80
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(AssistantError, ValueError):
     """Bytes that should hold an image do not decode to one."""
 
 

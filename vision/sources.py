@@ -25,13 +25,14 @@ from typing import Any, Self
 import cv2
 import numpy as np
 
+from assistant.errors import AssistantError
 from vision.frames import Frame
 
 Clock = Callable[[], float]
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 
-class FrameSourceError(RuntimeError):
+class FrameSourceError(AssistantError, RuntimeError):
     """A source cannot be opened or stopped delivering; the message says which and why."""
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from typing import Protocol
 
+from assistant.errors import AssistantError
 from assistant.protocol import VideoFrame
 from assistant.tools import CallContext, ToolError, tool
 from vision.describe import ViewDescriber, VisionUnavailable
@@ -32,7 +33,7 @@ class SeesFrames(Protocol):
     def latest_frame(self) -> VideoFrame | None: ...
 
 
-class ViewUnavailable(Exception):
+class ViewUnavailable(AssistantError):
     """The view cannot be described; the message is written for the model to relay."""
 
 

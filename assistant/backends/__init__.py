@@ -6,7 +6,9 @@ Gemini SDK and vice versa. A sub-package provides:
 
 - ``options.py`` with ``add_arguments(parser)``: its command-line options,
   importing nothing heavy;
-- ``create_backend(args) -> Backend`` in its ``__init__``.
+- in its ``__init__``, ``settings_from_args(args)``: its frozen settings from
+  those options (the command line ends there), and
+  ``create_backend(settings) -> Backend``.
 
 A backend whose package or dependencies are missing fails at start with the
 command that installs it.
@@ -19,8 +21,18 @@ import importlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, TypeAlias
 
+from assistant.backends.errors import BackendUnavailable
 from assistant.session import Backend
+
+if TYPE_CHECKING:
+    from assistant.backends.gemini.options import GeminiSettings
+    from assistant.backends.local.backend import LocalConfig
+
+# What each backend is built from: its own frozen settings, never the command line's Namespace.
+BackendSettings: TypeAlias = "GeminiSettings | LocalConfig"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +50,6 @@ BACKENDS: dict[str, BackendSpec] = {
 
 GEMINI_KEY_VARIABLES = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 DISTRIBUTION = "live-assistant"
-
-
-class BackendUnavailable(Exception):
-    """The chosen backend cannot be imported; the message says how to install it."""
 
 
 def resolve_backend_name(name: str, environ: Mapping[str, str] = os.environ) -> str:
@@ -67,16 +75,38 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
         options.add_arguments(group)
 
 
-def create_backend(name: str, args: argparse.Namespace) -> Backend:
-    """Import and build the backend called ``name`` (after ``resolve_backend_name``)."""
+def settings_from_args(name: str, args: argparse.Namespace) -> BackendSettings:
+    """The settings of the backend called ``name`` from parsed options (``ValueError`` names a bad option)."""
+    settings: BackendSettings = _package(name).settings_from_args(args)
+    return settings
+
+
+def create_backend(name: str, settings: BackendSettings) -> Backend:
+    """Build the backend called ``name`` (after ``resolve_backend_name``) from its settings."""
+    backend: Backend = _package(name).create_backend(settings)
+    return backend
+
+
+def _package(name: str) -> ModuleType:
+    """The backend's package, or ``BackendUnavailable`` with the command that installs it."""
     spec = BACKENDS[name]
     try:
-        module = importlib.import_module(spec.module)
+        return importlib.import_module(spec.module)
     except ModuleNotFoundError as exc:
         missing = exc.name or "a dependency"
         raise BackendUnavailable(
             f"the {name} backend is not installed ({missing} is missing); "
             f"install it with: pip install '{DISTRIBUTION}[{spec.extra}]'"
         ) from exc
-    backend: Backend = module.create_backend(args)
-    return backend
+
+
+__all__ = [
+    "BACKENDS",
+    "BackendSettings",
+    "BackendSpec",
+    "BackendUnavailable",
+    "add_backend_arguments",
+    "create_backend",
+    "resolve_backend_name",
+    "settings_from_args",
+]

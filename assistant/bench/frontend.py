@@ -22,7 +22,7 @@ audio one call processes): 20 ms blocks, as the devices deliver them, and
 (no frame from one block, three from the next), so the client's total is
 also given per 20 ms device block, as a callback pays it. The same scene gives
 the echo figures of every processor (ERLE, double talk), as the tests check
-them. The video rows come from ``vision.bench``: the sampler per camera
+them. The video rows come from ``assistant.bench.vision_costs``: the sampler per camera
 frame in each of its outcomes, and the change gate on relayed JPEGs.
 """
 
@@ -220,9 +220,9 @@ def audio_costs(rounds: int) -> tuple[dict[str, StageCost], list[ModelInfo]]:
 
 
 def video_costs(frames: int) -> dict[str, StageCost]:
-    """The sampler per 1280x720 camera frame, in each outcome (``vision.bench``); video needs the vision extra."""
+    """The sampler per 1280x720 camera frame, in each outcome (``bench.vision_costs``); video needs the vision extra."""
     try:
-        from vision.bench import bench_sampler
+        from assistant.bench.vision_costs import bench_sampler
     except ModuleNotFoundError as exc:
         reason = f"{exc.name} is missing: pip install 'live-assistant[vision]'"
         return {"video sampler": StageCost("video", "camera frame", 1000 / 30, None, reason)}
@@ -235,7 +235,7 @@ def video_costs(frames: int) -> dict[str, StageCost]:
     costs = {}
     for outcome, timing in bench_sampler(frames).items():
         name, frame, frame_ms = meaning[outcome]
-        micros = Cost(timing.calls, timing.p50 * 1000, timing.p95 * 1000, None)  # vision.bench keeps ms p50, p95
+        micros = Cost(timing.calls, timing.p50 * 1000, timing.p95 * 1000, None)  # vision_costs keeps ms p50, p95
         costs[name] = StageCost("video", frame, frame_ms, micros)
     return costs
 

@@ -173,14 +173,14 @@ class Target:
 @contextlib.asynccontextmanager
 async def local_target(args: argparse.Namespace, timeline: Timeline, scratch: Path) -> AsyncIterator[Target]:
     """The local backend behind a ``LiveServer`` with the server tools ``assistant serve`` would offer."""
-    from assistant.backends.local import LocalBackend, config_from_args
+    from assistant.backends.local import LocalBackend, settings_from_args
     from assistant.backends.local.models import LoadProgress, log_progress
     from assistant.backends.local.tts import EspeakVoice, Synthesizer
     from assistant.config import load_config
     from assistant.knowledge.service import KnowledgeService
     from assistant.tools.discovery import ToolSources, load_tools
 
-    config = config_from_args(args)
+    config = settings_from_args(args)
     models: list[ModelInfo] = []
 
     def progress(step: LoadProgress) -> None:

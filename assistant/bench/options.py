@@ -19,9 +19,6 @@ def add_latency_arguments(parser: argparse.ArgumentParser) -> None:
         "on loopback that speaks each utterance back once the speaker pauses (default %(default)s)",
     )
     parser.add_argument("--rounds", type=int, default=1, help="times through the prompt set (default %(default)s)")
-    from assistant.cli.serve import add_server_tool_arguments
-
-    add_server_tool_arguments(parser)
     try:
         from assistant.backends.local.options import add_arguments
     except ModuleNotFoundError:

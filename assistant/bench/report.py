@@ -30,10 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from assistant.errors import AssistantError
+
 DEFAULT_SEED = 1
 
 
-class BenchUnavailable(RuntimeError):
+class BenchUnavailable(AssistantError, RuntimeError):
     """Something a benchmark needs is missing; the message says what installs it."""
 
 

@@ -1,6 +1,6 @@
 """``assistant bench vision``: what each local image analyser costs per frame, and how well OCR reads.
 
-The measurements live with the vision package (``vision.bench``: frames
+The measurements live in ``assistant.bench.vision_costs`` (frames
 drawn at run time, the analysers loaded as the describer loads them, OCR
 character error rates on sentences in four fonts, flat and tilted, read
 from the sampler's own JPEG); this command runs them and reports them with
@@ -19,7 +19,7 @@ from assistant.bench.report import Machine, format_table, publish, seed_everythi
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from vision.bench import bench_analysers, ocr_accuracy
+        from assistant.bench.vision_costs import bench_analysers, ocr_accuracy
         from vision.describe import default_analysers
     except ModuleNotFoundError as exc:
         print(f"assistant bench vision: {exc.name} is missing: pip install 'live-assistant[vision]'", file=sys.stderr)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from assistant.bench.options import ADD_ARGUMENTS
+from assistant.cli.serve import add_server_tool_arguments
 from assistant.logs import configure_logging
 
 # sub-command -> (module in assistant.bench, one-line help, description)
@@ -71,6 +72,8 @@ BENCHMARKS = {
     ),
 }
 PLOTTED = {"latency", "relay", "frontend"}
+# Benchmarks that serve with the serve command's tool, persona and knowledge options.
+SERVING_TOOLS = {"latency"}
 
 
 def register(subparsers: Any) -> None:
@@ -79,6 +82,8 @@ def register(subparsers: Any) -> None:
     for name, (module, summary, description) in BENCHMARKS.items():
         sub = benchmarks.add_parser(name, help=summary, description=description)
         add_common_arguments(sub, plots=name in PLOTTED)
+        if name in SERVING_TOOLS:
+            add_server_tool_arguments(sub)
         ADD_ARGUMENTS[name](sub)
         sub.set_defaults(handler=_runner(module))
 

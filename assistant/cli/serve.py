@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from assistant.backends import BackendUnavailable, add_backend_arguments, create_backend, resolve_backend_name
+from assistant.backends import (
+    BackendUnavailable,
+    add_backend_arguments,
+    create_backend,
+    resolve_backend_name,
+    settings_from_args,
+)
 from assistant.config import add_config_argument, load_config
 from assistant.knowledge.service import KnowledgeService
 from assistant.knowledge.store import KnowledgeError
@@ -379,7 +385,7 @@ async def serve(args: argparse.Namespace) -> None:
     config.ssl_context()  # a half-given TLS setup fails before anything loads
     check_store(args)
     name = resolve_backend_name(args.backend)
-    backend = create_backend(name, args)
+    backend = create_backend(name, settings_from_args(name, args))
     async with personas_and_knowledge(args) as (profiles, knowledge):
         tools = await build_tools(args, knowledge)
         try:

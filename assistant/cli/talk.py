@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from assistant.backends import BackendUnavailable, add_backend_arguments, create_backend, resolve_backend_name
+from assistant.backends import (
+    BackendUnavailable,
+    add_backend_arguments,
+    create_backend,
+    resolve_backend_name,
+    settings_from_args,
+)
 from assistant.cli.serve import add_server_tool_arguments, build_tools, personas_and_knowledge
 from assistant.knowledge.store import KnowledgeError
 from assistant.logs import configure_logging
@@ -239,8 +245,10 @@ async def talk(args: argparse.Namespace, backend: Backend | None = None) -> None
                 with contextlib.suppress(LiveClosed, OSError):
                     await client.close()
         else:
-            chosen = backend or create_backend(resolve_backend_name(args.backend), args)
-            async with in_process_client(chosen, view, args) as client:
+            if backend is None:
+                name = resolve_backend_name(args.backend)
+                backend = create_backend(name, settings_from_args(name, args))
+            async with in_process_client(backend, view, args) as client:
                 await _serve_signals(TalkApp(client, audio, view, settings, frames, wake))
     finally:
         audio.close()

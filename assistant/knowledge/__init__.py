@@ -5,9 +5,10 @@ The pieces a server or a command needs:
 - ``KnowledgeStore.open(path=None, url=None)``: the store (embedded by default);
 - ``KnowledgeService``: the one store a process shares (memory, search, personas), with
   collection settings and background indexing of packaged corpora;
-- ``search_knowledge_tool(service)`` (in ``assistant.knowledge.tool``, needs the tools extra):
-  the ``search_knowledge`` server tool;
 - ``find_corpus(name)`` / ``ThirukkuralCorpus``: packaged corpora, indexed with ``store.add_corpus``.
+
+The ``search_knowledge`` server tool over a service is a built-in tool
+(``assistant.tools.builtin.search_knowledge``): tools use knowledge, never the reverse.
 """
 
 from assistant.knowledge.corpora import Corpus, corpus_names, find_corpus

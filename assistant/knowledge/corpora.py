@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 from typing import Protocol, runtime_checkable
 
-from assistant.knowledge.store import KnowledgeError, Passage
+from assistant.knowledge.errors import KnowledgeError
+from assistant.knowledge.passages import Passage
 
 ENTRY_POINT_GROUP = "assistant.knowledge.corpora"
 BUILTIN_CORPORA = {"thirukkural": "assistant.knowledge.thirukkural:ThirukkuralCorpus"}

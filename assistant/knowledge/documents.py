@@ -19,13 +19,15 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
+from assistant.errors import AssistantError
+
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown", ".mdown", ".mkd"})
 HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
 PDF_SUFFIXES = frozenset({".pdf"})
 HEADING_SEPARATOR = " > "
 
 
-class DocumentError(Exception):
+class DocumentError(AssistantError):
     """A file that cannot be read as a document; the message says why and what would work."""
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assistant.embeddings import Embedder, load_embedder
+from assistant.knowledge.corpora import find_corpus
 from assistant.knowledge.store import AddResult, KnowledgeError, KnowledgeStore
 
 logger = logging.getLogger("assistant.knowledge")
@@ -143,8 +144,6 @@ class KnowledgeService:
         return task
 
     async def _index_corpus(self, collection: str, corpus_name: str) -> AddResult:
-        from assistant.knowledge.corpora import find_corpus
-
         started = time.perf_counter()
         store = await self.open_async()
         corpus = await asyncio.to_thread(find_corpus, corpus_name)

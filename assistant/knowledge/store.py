@@ -33,20 +33,20 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import numpy as np
 
 from assistant.embeddings import Embedder, EmbeddingModelMissing, load_embedder
 from assistant.knowledge.chunking import ChunkingOptions, chunk_blocks
+from assistant.knowledge.corpora import Corpus, find_corpus
 from assistant.knowledge.documents import HEADING_SEPARATOR, DocumentError, load_document
+from assistant.knowledge.errors import EmbeddingUnavailable, KnowledgeError, StoreBusy
+from assistant.knowledge.passages import Passage
 from assistant.paths import data_dir
-
-if TYPE_CHECKING:
-    from assistant.knowledge.corpora import Corpus
 
 DEFAULT_COLLECTION = "default"
 COLLECTION_PREFIX = "assistant_"
@@ -61,36 +61,6 @@ _DOCUMENT_FIELDS = ["document", "name", "title", "kind", "sha256", "chunks", "ad
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-class KnowledgeError(Exception):
-    """A knowledge request that cannot be served; the message is meant for the user or the model."""
-
-
-class StoreBusy(KnowledgeError):
-    """Another process holds the embedded store's folder."""
-
-
-class EmbeddingUnavailable(KnowledgeError):
-    """The embedding model is not installed; the message names the package that provides it."""
-
-
-@dataclass(frozen=True, slots=True)
-class Passage:
-    """One retrievable piece of a document.
-
-    ``text`` is what a search returns; ``embed_text`` is what the vector is
-    computed from (the text with its section title, or for a couplet its
-    chapter and meaning), so retrieval and presentation can differ.
-    """
-
-    text: str
-    location: str = ""
-    embed_text: str = ""
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-
-    def embedding_input(self) -> str:
-        return self.embed_text or self.text
 
 
 @dataclass(frozen=True, slots=True)
@@ -623,7 +593,7 @@ class KnowledgeStore:
     def _fresh_source(self, info: DocumentInfo) -> SourceDocument | None:
         """The document as its source has it now, or None when the source is gone."""
         if info.document.startswith("corpus:"):
-            resolve = self._corpus_resolver or _find_corpus
+            resolve = self._corpus_resolver or find_corpus
             try:
                 corpus = resolve(info.document.removeprefix("corpus:"))
             except KnowledgeError:
@@ -749,12 +719,6 @@ def _document_info(collection: str, head: Mapping[str, Any]) -> DocumentInfo:
         passages=int(head["chunks"]),
         added_at=head.get("added_at", ""),
     )
-
-
-def _find_corpus(name: str) -> Corpus:
-    from assistant.knowledge.corpora import find_corpus  # corpora import this module
-
-    return find_corpus(name)
 
 
 def corpus_document(corpus: Corpus) -> SourceDocument:

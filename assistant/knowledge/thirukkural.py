@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from assistant.knowledge.store import KnowledgeError, Passage
+from assistant.knowledge.errors import KnowledgeError
+from assistant.knowledge.passages import Passage
 
 # Bump when the passage text, embedding text or metadata layout changes: stored indexes are then rebuilt.
 PASSAGE_FORMAT = 1

@@ -39,13 +39,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from assistant.errors import AssistantError
 from assistant.knowledge.store import KnowledgeError, validate_collection_name
 
 PERSONA_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # whole-string (fullmatch): no separators, dots or newlines
 SEARCH_TOOL = "search_knowledge"
 
 
-class PersonaError(Exception):
+class PersonaError(AssistantError):
     """A persona that cannot be found or read; the message names the file and the field."""
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import secrets
 from enum import IntEnum
 
+from assistant.errors import AssistantError
+
 
 class CloseCode(IntEnum):
     """WebSocket close codes that the Live protocol uses."""
@@ -52,7 +54,7 @@ def with_error_id(reason: str, error_id: str) -> str:
     return fit_close_reason(reason, MAX_CLOSE_REASON_BYTES - len(suffix.encode("utf-8"))) + suffix
 
 
-class ProtocolError(Exception):
+class ProtocolError(AssistantError):
     """Input that breaks the Live protocol; the connection closes with ``code``.
 
     ``reason`` names the offending field and says what to send instead, because

@@ -35,6 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from websockets.datastructures import Headers, MultipleValuesError
 
+from assistant.errors import AssistantError
 from assistant.server.tokens import TOKEN_PREFIX
 
 logger = logging.getLogger("assistant.server")
@@ -44,7 +45,7 @@ WILDCARD_ADDRESSES = frozenset({"", "0.0.0.0", "::"})
 COOKIE_PREFIX = "assistant-key-"
 
 
-class BadRequest(ValueError):
+class BadRequest(AssistantError, ValueError):
     """A request this server cannot interpret; the message is the project's 400 body."""
 
 

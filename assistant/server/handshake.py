@@ -37,6 +37,7 @@ from websockets.http11 import Request, parse_headers, parse_line
 from websockets.protocol import CONNECTING, Protocol
 from websockets.server import ServerProtocol
 
+from assistant.errors import AssistantError
 from assistant.server.access import Credentials
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
@@ -47,7 +48,7 @@ FRAME_FAILURES: dict[int, str] = {
 }
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(AssistantError):
     """A Content-Length over the limit for its path."""
 
 

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from assistant.errors import AssistantError
+
 TOKEN_PREFIX = "auth_tokens/"
 DEFAULT_USES = 1
 DEFAULT_EXPIRE_S = 30 * 60
@@ -47,11 +49,11 @@ CLIENT_OWNED_FIELDS = frozenset({"sessionResumption"})
 _SNAKE = re.compile(r"_([a-z0-9])")
 
 
-class TokenRequestError(ValueError):
+class TokenRequestError(AssistantError, ValueError):
     """A mint request this server cannot honour; the message is safe to show the client."""
 
 
-class TokenRefused(Exception):
+class TokenRefused(AssistantError):
     """A token that cannot open this connection; the message is the close reason."""
 
 

@@ -14,12 +14,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from assistant.errors import AssistantError
 from assistant.protocol import ClientEvent, Content, ServerMessage, Setup
 from assistant.protocol.errors import CloseCode, new_error_id, with_error_id
 from assistant.session.limits import DEFAULT_HISTORY_BYTES
 
 
-class BackendError(Exception):
+class BackendError(AssistantError):
     """A backend failure the client should hear about as a close code and reason.
 
     Raise it from ``open``, ``send`` or ``receive`` with Gemini's own reason (a

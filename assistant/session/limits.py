@@ -23,6 +23,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from assistant.errors import AssistantError
+
 # 5 s of 24 kHz 16-bit mono reply audio (input audio is 16 kHz, so less), plus a few 256 KiB frames.
 AUDIO_BUDGET_BYTES = 5 * 24_000 * 2
 FRAME_BUDGET_BYTES = 4 * 256 * 1024
@@ -67,7 +69,7 @@ def approx_bytes(value: object) -> int:
     return total
 
 
-class ImageTooLarge(ValueError):
+class ImageTooLarge(AssistantError, ValueError):
     """An image whose header claims more pixels than the server decodes."""
 
     def __init__(self, size: str, max_pixels: int) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from assistant.errors import AssistantError
 from assistant.protocol import Setup
 
 
@@ -35,7 +36,7 @@ class SessionProfile:
     knowledge_collection: str | None = None
 
 
-class UnknownProfile(LookupError):
+class UnknownProfile(AssistantError, LookupError):
     """No profile of that name; the message lists what exists."""
 
 

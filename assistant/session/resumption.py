@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assistant.errors import AssistantError
+
 DEFAULT_HANDLE_TTL_S = 24 * 3600.0
 Clock = Callable[[], float]
 
@@ -32,7 +34,7 @@ def new_handle() -> str:
     return secrets.token_urlsafe(24)
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(AssistantError):
     """The store cannot be reached now (a Redis server that went away); it may come back by itself."""
 
 

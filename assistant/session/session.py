@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from assistant import metrics
+from assistant.errors import AssistantError
 from assistant.logs import SessionLogger
 from assistant.protocol import (
     INPUT_AUDIO_RATE,
@@ -91,7 +92,7 @@ DRAIN_SAVE_MARGIN_S = 1.0  # of a drain's time left, kept for saving the convers
 DRAINED_REASON = "the server is restarting; reconnect with your newest resumption handle"
 
 
-class TransportClosed(Exception):
+class TransportClosed(AssistantError):
     """The peer went away; there is nobody left to send a close frame to."""
 
 

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from assistant.errors import AssistantError
 from assistant.protocol import FunctionDeclaration, VideoFrame
 from assistant.protocol.models import Behavior, Scheduling
 from assistant.session.tools import ToolContext
@@ -29,7 +30,7 @@ TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
 DEFAULT_TIMEOUT_S = 30.0
 
 
-class ToolError(Exception):
+class ToolError(AssistantError):
     """A failure the model should hear about, in words it can act on.
 
     Raise it for expected problems ("no city called Atlantis", "the timer must

@@ -28,6 +28,7 @@ import jsonschema
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from assistant.errors import AssistantError
 from assistant.protocol import FunctionCall, FunctionDeclaration, FunctionResponse
 from assistant.session.tools import ToolContext
 from assistant.tools.base import DEFAULT_TIMEOUT_S, BaseTool, CallContext, FollowUp, ToolError, ToolSpec
@@ -41,15 +42,15 @@ MAX_REPORTED_ERRORS = 3
 MAX_ERROR_CHARS = 200
 
 
-class InvalidArguments(Exception):
+class InvalidArguments(AssistantError):
     """The model's arguments do not fit the schema; the message names each bad argument."""
 
 
-class CallTimedOut(Exception):
+class CallTimedOut(AssistantError):
     """The call ran past its tool's timeout (not a ``TimeoutError`` the tool raised itself, which is a crash)."""
 
 
-class DuplicateTool(ValueError):
+class DuplicateTool(AssistantError, ValueError):
     """A tool of that name is already registered (from ``source``)."""
 
 

@@ -26,6 +26,8 @@ from typing import Any
 import docstring_parser
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from assistant.errors import AssistantError
+
 GEMINI_TYPES = {
     "string": "STRING",
     "integer": "INTEGER",
@@ -55,7 +57,7 @@ COPIED_KEYWORDS = {
 }
 
 
-class SchemaError(TypeError):
+class SchemaError(AssistantError, TypeError):
     """A tool's signature or schema cannot be offered to the model; the message says why."""
 
 

@@ -29,6 +29,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from assistant.errors import AssistantError
 from assistant.protocol import FunctionResponse, ServerMessage, Setup
 from assistant.protocol.models import (
     AudioTranscriptionConfig,
@@ -63,7 +64,7 @@ class TalkSettings:
     reply_timeout_s: float = 60.0
 
 
-class NoReply(Exception):
+class NoReply(AssistantError):
     """The backend did not answer the ``--input`` file in time."""
 
 

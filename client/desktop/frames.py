@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from assistant.errors import AssistantError
+
 VISION_HINT = "install it with: pip install 'live-assistant[vision]'"
 
 
-class FramesUnavailable(RuntimeError):
+class FramesUnavailable(AssistantError, RuntimeError):
     """Frames were asked for but cannot be had; the message says why and what to do."""
 
 

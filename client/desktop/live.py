@@ -16,6 +16,7 @@ from typing import Protocol
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from assistant.errors import AssistantError
 from assistant.protocol import (
     Blob,
     ClientMessage,
@@ -31,7 +32,7 @@ from assistant.session.pipe import PipeClosed, PipeEnd
 SETUP_TIMEOUT_S = 60.0
 
 
-class LiveClosed(Exception):
+class LiveClosed(AssistantError):
     """The session ended; ``code`` and ``reason`` are what the server said (None: the connection dropped)."""
 
     def __init__(self, code: int | None, reason: str) -> None:
@@ -40,7 +41,7 @@ class LiveClosed(Exception):
         self.reason = reason
 
 
-class BackendUnreachable(Exception):
+class BackendUnreachable(AssistantError):
     """``--connect`` could not reach a Live server; the message says what to check."""
 
 

@@ -18,8 +18,10 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 
+from assistant.errors import AssistantError
 
-class AnalyserUnavailable(RuntimeError):
+
+class AnalyserUnavailable(AssistantError, RuntimeError):
     """This analyser cannot run here; the message says what is missing and how to get it."""
 
 

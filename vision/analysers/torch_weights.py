@@ -29,6 +29,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from assistant.errors import AssistantError
+
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
 
@@ -45,7 +47,7 @@ STORAGE_DTYPES: dict[str, np.dtype[Any]] = {
 }
 
 
-class WeightsFormatError(ValueError):
+class WeightsFormatError(AssistantError, ValueError):
     """The file is not a PyTorch tensor dictionary this reader understands."""
 
 

@@ -12,17 +12,20 @@ connections).
 
 from __future__ import annotations
 
-import argparse
 from typing import TYPE_CHECKING
 
-from assistant.backends.gemini.options import settings_from_args
+from assistant.backends.gemini.options import GeminiSettings, settings_from_args
 
 if TYPE_CHECKING:
     from assistant.backends.gemini.backend import GeminiBackend
 
 
-def create_backend(args: argparse.Namespace) -> GeminiBackend:
-    """The backend for ``assistant serve`` options; imports the SDK only now."""
+def create_backend(settings: GeminiSettings) -> GeminiBackend:
+    """The backend for ``settings``; imports the SDK only now."""
     from assistant.backends.gemini.backend import GeminiBackend
 
-    return GeminiBackend(settings_from_args(args))
+    return GeminiBackend(settings)
+
+
+
+__all__ = ["GeminiSettings", "create_backend", "settings_from_args"]

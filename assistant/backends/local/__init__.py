@@ -17,12 +17,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from assistant.backends.local.backend import LocalBackend, LocalConfig
 
 
-def create_backend(args: argparse.Namespace) -> LocalBackend:
-    """The backend for ``assistant serve --backend local`` and its options."""
-    return LocalBackend(config_from_args(args))
+def create_backend(config: LocalConfig) -> LocalBackend:
+    """The backend for ``assistant serve --backend local`` with ``config`` (models load when it starts)."""
+    return LocalBackend(config)
 
 
-def config_from_args(args: argparse.Namespace) -> LocalConfig:
+def settings_from_args(args: argparse.Namespace) -> LocalConfig:
+    """The settings from parsed ``serve`` (``talk``, ``bench latency``) options: the command line ends here."""
     return LocalConfig(
         asr_model=args.asr_model,
         chat_model=args.llm_model,
@@ -41,4 +42,4 @@ def config_from_args(args: argparse.Namespace) -> LocalConfig:
     )
 
 
-__all__ = ["LocalBackend", "LocalConfig", "config_from_args", "create_backend"]
+__all__ = ["LocalBackend", "LocalConfig", "create_backend", "settings_from_args"]

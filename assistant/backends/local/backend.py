@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from assistant.backends import BackendUnavailable
+from assistant.backends.errors import BackendUnavailable
 from assistant.backends.local.asr import DEFAULT_ASR_MODEL, Recognizer, WhisperRecognizer
 from assistant.backends.local.dialogue import Dialogue, ModelDialogue, RouterDialogue
 from assistant.backends.local.llm import (

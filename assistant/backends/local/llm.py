@@ -42,6 +42,7 @@ from assistant.backends.local.models import (
     log_progress,
     missing,
 )
+from assistant.errors import AssistantError
 from assistant.protocol import FunctionDeclaration
 from assistant.protocol.models import GenerationConfig
 
@@ -56,7 +57,7 @@ TOOL_OPEN, TOOL_CLOSE = "<tool_call>", "</tool_call>"
 MAX_CALLS_PER_REPLY = 3
 
 
-class ChatError(Exception):
+class ChatError(AssistantError):
     """The chat model failed (a server error, a broken stream); the message says how."""
 
 

@@ -25,11 +25,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from assistant.errors import AssistantError
+
 logger = logging.getLogger("assistant.local.models")
 MODEL_FILE_SUFFIXES = (".onnx", ".gguf", ".bin", ".safetensors")  # a file on disk, never a repository
 
 
-class ModelMissing(Exception):
+class ModelMissing(AssistantError):
     """A model was not found; the message says what provides it."""
 
 

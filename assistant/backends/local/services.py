@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from assistant.backends.local.asr import SAMPLE_RATE, drop_repeats, normalise_word, split_words
+from assistant.errors import AssistantError
 from audio.resample import resample
 
 logger = logging.getLogger("assistant.local.services")
@@ -58,7 +59,7 @@ OPENAI_DEFAULT_VOICE = "alloy"  # OpenAI's first voice; compatible servers map i
 PROBE_TEXT = "Hello."
 
 
-class SpeechServiceError(Exception):
+class SpeechServiceError(AssistantError):
     """A speech service failed; ``str`` is safe for clients, ``operator_message`` adds where and why."""
 
     def __init__(self, what: str, problem: str, url: str, cause: str = "") -> None:

@@ -45,6 +45,7 @@ from assistant.backends.local.models import (
     log_progress,
     missing,
 )
+from assistant.errors import AssistantError
 
 logger = logging.getLogger("assistant.local.tts")
 
@@ -60,7 +61,7 @@ _CLAUSE = re.compile(r"(.+?)([,;:.!?]+(?=\s|$)|$)")  # a clause and the punctuat
 _MARKER = "zebra crossing"  # a line whose phonemes end each answer of the phonemizer
 
 
-class SpeechUnavailable(Exception):
+class SpeechUnavailable(AssistantError):
     """No way to speak: the message names what is missing."""
 
 

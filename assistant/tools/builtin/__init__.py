@@ -8,11 +8,11 @@ docs/plugins.md.
 from __future__ import annotations
 
 from assistant.knowledge.service import KnowledgeService
-from assistant.knowledge.tool import search_knowledge_tool
 from assistant.tools.base import BaseTool
 from assistant.tools.builtin.calculator import calculator_tools
 from assistant.tools.builtin.current_time import CurrentTime
 from assistant.tools.builtin.memory import Memory, MemoryStore
+from assistant.tools.builtin.search_knowledge import search_knowledge_tool
 from assistant.tools.builtin.timers import Timers
 from assistant.tools.clock import Clock, SystemClock
 
