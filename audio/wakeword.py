@@ -20,11 +20,13 @@ import importlib.util
 from pathlib import Path
 from typing import Protocol
 
+from assistant.errors import AssistantError
+
 WAKE_WORD_PACKAGE = "pymicro-wakeword"
 WAKE_SAMPLE_RATE = 16_000
 
 
-class WakeWordUnavailable(Exception):
+class WakeWordUnavailable(AssistantError):
     """The wake word package is missing, or has no model of the name asked for; the message says which."""
 
 
