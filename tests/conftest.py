@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import shutil
 import ssl
@@ -19,6 +21,8 @@ from assistant.server.tokens import TokenStore
 from assistant.session import Backend, MemoryResumptionStore, ProfileResolver, ResumptionStore, ServerTools
 from assistant.session.counts import SessionCounter
 from tests.support.redis_server import RedisServer
+
+LEAK_SETTLE_TURNS = 50  # 0.5 s for tasks already ending
 
 
 @pytest.fixture(autouse=True)
@@ -186,3 +190,29 @@ def restore_logging() -> Iterator[None]:
         root.handlers[:] = handlers
         root.setLevel(level)
         websockets.setLevel(websockets_level)
+
+
+@pytest.fixture(autouse=True)
+async def no_tasks_left_running(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Fail an asynchronous test that leaves tasks running after itself and its fixtures.
+
+    A session whose reader never stops, a timer nobody cancels or a server
+    left serving pass their own test and break a later one (or hang the run
+    at exit); the event loop would cancel them silently when it closes. As
+    an autouse fixture set up first, this one is torn down after every other
+    fixture of the test, so servers and clients the fixtures own are gone.
+    """
+    yield
+    if not inspect.iscoroutinefunction(request.function):
+        return
+    this = asyncio.current_task()
+    for _ in range(LEAK_SETTLE_TURNS):  # tasks finishing their last steps (a close handshake) may do so
+        if not [task for task in asyncio.all_tasks() if task is not this]:
+            return
+        await asyncio.sleep(0.01)
+    left = [task for task in asyncio.all_tasks() if task is not this]
+    for task in left:
+        task.cancel()
+    await asyncio.gather(*left, return_exceptions=True)
+    names = ", ".join(sorted(f"{task.get_name()} ({task.get_coro().__qualname__})" for task in left))
+    pytest.fail(f"the test left {len(left)} task(s) running: {names}")
