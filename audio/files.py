@@ -8,7 +8,9 @@ been heard, silence included, so the file keeps the conversation's timing
 (and a barge-in cuts the reply in the file as it would in the room).
 
 Both run on the event loop (asyncio tasks) and pace themselves against the
-loop's clock with absolute deadlines, so they do not drift.
+loop's clock with absolute deadlines, so they do not drift; the speaker's
+``PlaybackBuffer`` stamps its times on that clock too. So under virtual time
+(``tests/support/virtual_time.py``) a ten-second exchange runs in milliseconds.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ from audio.playback import REPLY_RATE, PlaybackBuffer
 BLOCK_MS = 20
 
 
+def loop_time() -> float:
+    """The running event loop's clock (``time.monotonic`` unless a test runs the loop on virtual time)."""
+    return asyncio.get_running_loop().time()
+
+
 class _Clock:
     """Absolute deadlines every ``period_s`` on the loop's clock."""
 
@@ -32,8 +39,7 @@ class _Clock:
         self._next: float | None = None
 
     async def tick(self) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = loop_time()
         if self._next is None:
             self._next = now
         self._next += self.period_s
@@ -74,7 +80,7 @@ class WavSpeaker:
     def __init__(self, path: Path, rate: int = REPLY_RATE) -> None:
         self.path = path
         self.rate = rate
-        self.playback = PlaybackBuffer(rate)
+        self.playback = PlaybackBuffer(rate, now=loop_time)
         self._writer = WavWriter(path, rate)
 
     async def run(self) -> None:

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
@@ -47,11 +48,17 @@ class PlaybackBuffer:
     """Thread-safe jitter buffer: the event loop pushes reply audio, the device thread reads it."""
 
     def __init__(
-        self, device_rate: int, source_rate: int = REPLY_RATE, prebuffer_ms: int = DEFAULT_PREBUFFER_MS
+        self,
+        device_rate: int,
+        source_rate: int = REPLY_RATE,
+        prebuffer_ms: int = DEFAULT_PREBUFFER_MS,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``now`` stamps ``started_at``: the clock of whoever reads (a device thread's, or a loop's for a file)."""
         self.device_rate = device_rate
         self.source_rate = source_rate
         self.prebuffer_samples = device_rate * prebuffer_ms // 1000
+        self.now = now
         self._resampler = StreamResampler(source_rate, device_rate) if source_rate != device_rate else None
         self._chunks: deque[np.ndarray] = deque()
         self._buffered = 0
@@ -114,7 +121,7 @@ class PlaybackBuffer:
                     self.audible = False
                     return out
                 self._playing = True
-                self.started_at = time.monotonic()
+                self.started_at = self.now()
             filled = 0
             while filled < samples and self._chunks:
                 chunk = self._chunks[0]

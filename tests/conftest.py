@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import looptime
 import pytest
 
 from assistant.server import LiveServer, ServerConfig
@@ -21,6 +22,7 @@ from assistant.server.tokens import TokenStore
 from assistant.session import Backend, MemoryResumptionStore, ProfileResolver, ResumptionStore, ServerTools
 from assistant.session.counts import SessionCounter
 from tests.support.redis_server import RedisServer
+from tests.support.virtual_time import runs_on_virtual_time
 
 LEAK_SETTLE_TURNS = 50  # 0.5 s for tasks already ending
 
@@ -192,6 +194,22 @@ def restore_logging() -> Iterator[None]:
         websockets.setLevel(websockets_level)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    """A test on virtual time (``tests.support.virtual_time``) stays on it while its fixtures are torn down.
+
+    Back on the real clock, every timer the test left would be long due (its
+    deadline is on the virtual clock, which starts near zero): a task left
+    sleeping would wake and finish before ``no_tasks_left_running`` looked.
+    """
+    runner = getattr(item, "funcargs", {}).get("_function_scoped_runner")  # pytest-asyncio's loop for the test
+    loop = runner.get_loop() if isinstance(runner, asyncio.Runner) else None
+    if not isinstance(loop, looptime.LoopTimeEventLoop) or loop.looptime_on or not runs_on_virtual_time(item):
+        return (yield)
+    with loop.looptime_enabled():
+        return (yield)
+
+
 @pytest.fixture(autouse=True)
 async def no_tasks_left_running(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     """Fail an asynchronous test that leaves tasks running after itself and its fixtures.
@@ -201,6 +219,8 @@ async def no_tasks_left_running(request: pytest.FixtureRequest) -> AsyncIterator
     at exit); the event loop would cancel them silently when it closes. As
     an autouse fixture set up first, this one is torn down after every other
     fixture of the test, so servers and clients the fixtures own are gone.
+    On virtual time (``tests.support.virtual_time``) the settling turns take
+    no real time, and a task left sleeping is still found sleeping.
     """
     yield
     if not inspect.iscoroutinefunction(request.function):

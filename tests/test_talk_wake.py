@@ -1,4 +1,8 @@
-"""The wake word gate of `assistant talk` on a virtual clock; the packaged detector and the app on spoken audio."""
+"""The wake word gate of `assistant talk` on a virtual clock; the packaged detector and the app on spoken audio.
+
+The app's tests run on virtual time (``tests.support.virtual_time``): its wake window, ticks and "no reply"
+timeout read the loop's clock, so seconds of conversation take milliseconds.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from client.desktop.app import NoReply
 from client.desktop.wake import WakeGate, WakeState
 from tests.support.scripted import ScriptedBackend, ScriptedSession, idle
 from tests.support.talking import Listener, best_match, reply_messages, spoken_wav, voiced_seconds
+from tests.support.virtual_time import virtual_time
 from tests.test_talk_client import ANSWER, QUESTION, talk_args
 
 BLOCK_S = 0.02
@@ -153,6 +158,7 @@ def said(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.mark.slow
+@virtual_time
 async def test_talk_with_a_wake_word_sends_only_what_follows_the_word(
     said: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -178,6 +184,7 @@ async def test_talk_with_a_wake_word_sends_only_what_follows_the_word(
 
 
 @pytest.mark.slow
+@virtual_time
 async def test_talk_says_when_the_wake_word_was_never_heard(said: dict[str, Path], tmp_path: Path) -> None:
     backend = ScriptedBackend(idle)
     args = talk_args(

@@ -18,6 +18,14 @@ conversation has been quiet for a while (see ``client.desktop.wake``).
 Latency per turn is measured as the user feels it: from the last moment the
 microphone heard speech (or a line was typed) to the moment the reply's
 first audio went to the speaker.
+
+Every timing here (the turn timer, the wake gate's window, the ``--input``
+run's "no reply" timeout) reads one clock, ``TalkApp.now``: the event loop's
+by default, the same clock the ticker's and the WAV ends' sleeps run on. It
+is ``time.monotonic`` in a real session; in tests that run the loop on
+virtual time (``tests/support/virtual_time.py``) a 60 s timeout passes in
+milliseconds. (A sound device stamps ``PlaybackBuffer.started_at`` with
+``time.monotonic`` on its own thread: the clock of a real loop.)
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from assistant.errors import AssistantError
@@ -85,9 +93,10 @@ def build_setup(settings: TalkSettings) -> Setup:
 
 
 class TurnTimer:
-    """From the end of what the user said or typed to the first reply audio heard."""
+    """From the end of what the user said or typed to the first reply audio heard (times on ``now``'s clock)."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], float]) -> None:
+        self.now = now
         self.last_voice_at = 0.0
         self.last_text_at = 0.0
         self.user_done_at: float | None = None
@@ -95,7 +104,7 @@ class TurnTimer:
 
     def reply_arrived(self) -> None:
         if self.first_reply_at is None:
-            self.first_reply_at = time.monotonic()
+            self.first_reply_at = self.now()
             self.user_done_at = max(self.last_voice_at, self.last_text_at) or None
 
     def latency_ms(self, first_sound_at: float | None) -> float | None:
@@ -119,15 +128,18 @@ class TalkApp:
         settings: TalkSettings,
         frames: FrameFeed | None = None,
         wake: WakeGate | None = None,
+        now: Callable[[], float] | None = None,
     ) -> None:
+        """``now`` is the clock of every timing (default: the running loop's, which paces the ticker too)."""
         self.client = client
         self.audio = audio
         self.view = view
         self.settings = settings
         self.frames = frames
         self.wake = wake
+        self.now = now if now is not None else asyncio.get_running_loop().time
         self.stop = asyncio.Event()
-        self.timer = TurnTimer()
+        self.timer = TurnTimer(self.now)
         self.dropped_blocks = 0
         self.turns = 0
         self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue(INPUT_QUEUE_BLOCKS)  # None: audioStreamEnd
@@ -135,7 +147,7 @@ class TalkApp:
         self._interrupted = False
         self._turn_open = False
         self._turns_after_input = 0
-        self._last_message_at = time.monotonic()
+        self._last_message_at = self.now()
         self._finished_at: float | None = None
         self._failure: BaseException | None = None
 
@@ -150,7 +162,7 @@ class TalkApp:
 
     def _audio_in(self, pcm: bytes, level: float) -> None:
         self._level = level
-        now = time.monotonic()
+        now = self.now()
         voiced = level > SPEECH_DBFS
         if self.wake is not None:
             asleep = not self.wake.awake
@@ -193,7 +205,7 @@ class TalkApp:
         mid-turn must not keep the microphone streaming for ever.
         """
         assert self.wake is not None
-        now = time.monotonic()
+        now = self.now()
         playback = self.audio.playback
         if playback.audible or playback.buffered_s > 0:
             self.wake.activity(now)
@@ -211,7 +223,7 @@ class TalkApp:
             await self.client.send_image(jpeg)
 
     async def send_text(self, text: str) -> None:
-        self.timer.last_text_at = time.monotonic()
+        self.timer.last_text_at = self.now()
         self.view.user_typed(text)
         await self.client.send_text(text)
 
@@ -219,13 +231,13 @@ class TalkApp:
 
     async def _receive(self) -> None:
         async for message in self.client.messages():
-            self._last_message_at = time.monotonic()
+            self._last_message_at = self.now()
             await self._handle(message)
 
     async def _handle(self, message: ServerMessage) -> None:
         content = message.server_content
         if self.wake is not None and (content is not None or message.tool_call is not None):
-            self.wake.activity(time.monotonic())
+            self.wake.activity(self.now())
         if content is not None:
             if content.interrupted:
                 dropped = self.audio.playback.flush()
@@ -295,7 +307,7 @@ class TalkApp:
         finished = self.audio.input_finished
         if finished is None or not finished.is_set():
             return
-        now = time.monotonic()
+        now = self.now()
         if self._finished_at is None:
             self._finished_at = now
         quiet_since = max(self._finished_at, self._last_message_at)

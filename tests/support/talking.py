@@ -10,7 +10,6 @@ really sent (the question, the echo, a barge-in), not on a timer.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from assistant.protocol import AudioChunk, ServerMessage
 from audio.echo_bench import espeak
+from audio.files import loop_time
 from audio.pcm import level_dbfs, samples_of, write_wav
 from tests.support.scripted import ScriptedSession
 
@@ -41,7 +41,7 @@ class Listener:
 
     session: ScriptedSession
     received: bytearray = field(default_factory=bytearray)
-    onsets: list[float] = field(default_factory=list)  # monotonic times speech was detected
+    onsets: list[float] = field(default_factory=list)  # loop times speech was detected (virtual in looptime tests)
     _pending: bytearray = field(default_factory=bytearray)
     _loud: int = 0
     _quiet: int = 0
@@ -59,7 +59,7 @@ class Listener:
         self._quiet = 0 if loud else self._quiet + 1
         if not self.speaking and self._loud >= SPEECH_FRAMES:
             self.speaking = True
-            self.onsets.append(time.monotonic())
+            self.onsets.append(loop_time())
         elif self.speaking and self._quiet >= SILENCE_FRAMES:
             self.speaking = False
         return frame
@@ -75,11 +75,11 @@ class Listener:
 
     async def listen_for(self, seconds: float) -> bool:
         """Keep listening for ``seconds``; whether speech started meanwhile."""
-        deadline = time.monotonic() + seconds
+        deadline = loop_time() + seconds
         before = len(self.onsets)
-        while time.monotonic() < deadline:
+        while loop_time() < deadline:
             try:
-                await asyncio.wait_for(self.next_frame(), max(0.01, deadline - time.monotonic()))
+                await asyncio.wait_for(self.next_frame(), max(0.01, deadline - loop_time()))
             except TimeoutError:
                 break
             if len(self.onsets) > before:
