@@ -23,7 +23,8 @@ from assistant.cli.talk import talk
 from assistant.protocol import FunctionCall, FunctionDeclaration, FunctionResponse, ServerMessage, ToolResponses
 from assistant.session import ToolContext
 from audio.pcm import read_wav
-from tests.support.scripted import ScriptedBackend, ScriptedSession
+from client.desktop.app import NoReply
+from tests.support.scripted import ScriptedBackend, ScriptedSession, idle
 from tests.support.talking import Listener, best_match, reply_messages, spoken_wav, voiced_seconds
 from tests.support.virtual_time import virtual_time
 
@@ -94,6 +95,21 @@ async def test_interrupted_flushes_the_queued_reply_at_once(
     # The backend interrupts after one second of listening: that second of the reply (less its quiet moments).
     assert 0.85 <= played <= 1.04, f"{played:.2f} s of the 7 s reply played before the flush"
     assert "turn 1 interrupted" in capsys.readouterr().out
+
+
+async def test_an_input_nobody_answers_fails_once_the_reply_timeout_has_passed(
+    speech: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    """The app's ticker and its "no reply" clock are the loop's: the waiting takes no real time."""
+    question, _ = speech
+    backend = ScriptedBackend(idle)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    args = talk_args("--input", str(question), "--output", str(tmp_path / "r.wav"), "--reply-timeout", "5")
+    with pytest.raises(NoReply, match="no reply within 5 s of the end of the input"):
+        await talk(args, backend=backend)
+    waited = loop.time() - started - len(read_wav(question, 16_000)) / 32_000
+    assert 5.0 <= waited <= 5.3, f"gave up {waited:.2f} s after the input; ticks are 100 ms apart"
 
 
 class ClockTool:
