@@ -38,8 +38,9 @@ virtual_time = pytest.mark.looptime
 def runs_on_virtual_time(item: pytest.Item) -> bool:
     """Whether ``item`` runs on virtual time: marked (the closest mark's argument wins) or under ``--looptime``."""
     marks = list(item.iter_markers("looptime"))
-    enabled = bool(marks) or item.config.getoption("looptime") is True
+    flag = item.config.getoption("looptime", None)  # None: the plugin was turned off (-p no:looptime_plugin)
+    enabled = bool(marks) or flag is True
     for mark in reversed(marks):
         if mark.args:
             enabled = bool(mark.args[0])
-    return enabled and item.config.getoption("looptime") is not False
+    return enabled and flag is not False
