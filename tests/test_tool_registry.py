@@ -25,6 +25,7 @@ from assistant.tools import CallContext, ToolError, ToolRegistry, raw_tool, tool
 from assistant.tools.builtin.timers import Timers
 from tests.support.scripted import ScriptedSession
 from tests.support.tools import ManualClock, answer_texts, calling, collect_responses, tool_session
+from tests.support.virtual_time import virtual_time
 
 # -- tools under test ---------------------------------------------------------
 
@@ -171,6 +172,7 @@ def fresh_probe() -> None:
 # -- every failure mode: the right response, and the session goes on ---------
 
 
+@virtual_time  # a tool that sleeps past its timeout, on the loop's clock
 @pytest.mark.parametrize(
     ("call", "expected"),
     [
@@ -266,6 +268,7 @@ async def test_barge_in_cancels_async_and_sync_tools(name: str) -> None:
             assert not thread.is_alive()
 
 
+@virtual_time  # the tool's 0.2 s of work, on the loop's clock
 async def test_a_tool_that_is_not_cancellable_finishes_but_its_result_is_dropped(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -282,6 +285,7 @@ async def test_a_tool_that_is_not_cancellable_finishes_but_its_result_is_dropped
     assert seen == [TextInput("hello?")]
 
 
+@virtual_time  # the slow tool's sleep, on the loop's clock
 async def test_a_slow_tool_does_not_hold_up_a_fast_one() -> None:
     responses: list[FunctionResponse] = []
     registry = registry_with(slow, count)
