@@ -16,7 +16,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from assistant.protocol import AudioChunk, ClientTurns, ServerMessage, TextInput, ToolResponses, VideoFrame
-from assistant.server import DEFAULT_LIVE_PATH, LiveServer
+from assistant.server import DEFAULT_LIVE_PATH, LiveServer, ServerConfig
+from assistant.server.app import HANDSHAKE_TIMEOUT_S
+from assistant.session import MemoryResumptionStore
 from tests.conftest import ServerFactory
 from tests.support.scripted import ScriptedBackend, ScriptedSession
 
@@ -136,6 +138,23 @@ async def test_live_paths(live_server: ServerFactory, path: str) -> None:
     async with live_server(ScriptedBackend(echo)) as server, connect(url(server, path)) as ws:
         await ws.send(json.dumps({"setup": {"model": "m"}}))
         assert "setupComplete" in await recv_json(ws)
+
+
+async def test_stop_does_not_wait_for_a_connection_that_never_sent_its_request() -> None:
+    # An HTTP client's idle keep-alive connection held the stop for the 10 s handshake timeout.
+    server = LiveServer(ServerConfig(port=0), ScriptedBackend(echo), store=MemoryResumptionStore())
+    await server.start()
+    _, idle = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        async with connect(url(server)) as ws:  # a conversation beside it still gets its 1001
+            await ws.send(json.dumps({"setup": {"model": "m"}}))
+            assert "setupComplete" in await recv_json(ws)
+            await asyncio.wait_for(server.stop(), HANDSHAKE_TIMEOUT_S / 2)
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+            assert ws.close_code == 1001
+    finally:
+        idle.close()
 
 
 async def test_unknown_path_is_404(live_server: ServerFactory) -> None:

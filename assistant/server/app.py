@@ -31,6 +31,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from assistant.protocol import CloseCode
 from assistant.server.access import AccessPolicy, BadRequest, Credentials, default_allowed_hosts, single_header
@@ -214,6 +215,7 @@ class LiveServer:
         self.tokens: TokenStore = tokens if tokens is not None else MemoryTokenStore()
         self.limits = SessionLimits(config.max_sessions, config.max_sessions_per_key, session_counts)
         self._server: Server | None = None
+        self._connection_class = connection_class(lambda method, path: method == "POST" and _is_tokens_path(path))
         self.draining = False
         self._drain_until = 0.0  # loop time when draining sessions must be gone
         self._no_sessions = asyncio.Event()
@@ -249,7 +251,7 @@ class LiveServer:
             compression=None,  # base64 PCM barely compresses; deflate would only cost CPU and latency
             server_header="assistant",
             open_timeout=HANDSHAKE_TIMEOUT_S,
-            create_connection=connection_class(lambda method, path: method == "POST" and _is_tokens_path(path)),
+            create_connection=self._connection_class,
         )
 
     async def stop(self) -> None:
@@ -257,6 +259,11 @@ class LiveServer:
         await self.readiness.stop()
         if self._server is not None:
             self._server.close()
+            # A connection that has not sent its request yet (an HTTP client's idle keep-alive) would
+            # hold the stop for the whole handshake timeout; no conversation is on it, so drop it.
+            for connection in list(self._connection_class.accepted):
+                if connection.protocol.state is State.CONNECTING:
+                    connection.transport.abort()
             await self._server.wait_closed()
         await self.backend.aclose()
         await self.store.aclose()

@@ -26,9 +26,10 @@ library's documented hook: ``LiveConnection`` replaces the protocol that
 from __future__ import annotations
 
 import http
+import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import InvalidMessage, SecurityError
@@ -143,6 +144,9 @@ class LiveConnection(ServerConnection):
 
     takes_body: BodyRule = staticmethod(lambda method, path: False)  # type: ignore[assignment]
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Every connection of the bound class, so a stopping server can find those still in their
+    # handshake (websockets lists a connection only once it is open).
+    accepted: ClassVar[weakref.WeakSet[LiveConnection]] = weakref.WeakSet()
 
     def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
         replacement = BodyReadingProtocol(
@@ -156,6 +160,7 @@ class LiveConnection(ServerConnection):
         )
         super().__init__(replacement, *args, **kwargs)
         self.credentials = Credentials()  # what the handshake presented, read once by the server
+        type(self).accepted.add(self)
 
 
 def connection_class(takes_body: BodyRule, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> type[LiveConnection]:
@@ -163,5 +168,5 @@ def connection_class(takes_body: BodyRule, max_body_bytes: int = DEFAULT_MAX_BOD
     return type(
         "BoundLiveConnection",
         (LiveConnection,),
-        {"takes_body": staticmethod(takes_body), "max_body_bytes": max_body_bytes},
+        {"takes_body": staticmethod(takes_body), "max_body_bytes": max_body_bytes, "accepted": weakref.WeakSet()},
     )
