@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from assistant.backends.local import extract
+from assistant.backends.local import cues, extract
 
 
 @pytest.mark.parametrize(
@@ -166,7 +166,7 @@ def test_no_place_or_an_unknown_one() -> None:
 def test_cues_read_the_shape_of_a_request(
     said: str, view: bool, documents: bool, about_user: bool, about_world: bool
 ) -> None:
-    assert extract.refers_to_the_view(said) is view
-    assert extract.refers_to_documents(said) is documents
-    assert extract.asks_about_the_user(said) is about_user
-    assert extract.asks_about_the_world(said) is about_world
+    assert cues.refers_to_the_view(said) is view
+    assert cues.refers_to_documents(said) is documents
+    assert cues.asks_about_the_user(said) is about_user
+    assert cues.asks_about_the_world(said) is about_world

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from assistant.backends.local import about, extract
+from assistant.backends.local import about, cues, extract
 from assistant.backends.local.guard import ReplyGuard
 from assistant.backends.local.llm import (
     ChatEvent,
@@ -229,11 +229,11 @@ def cue_boosts(text: str, now: datetime | None = None) -> dict[str, float]:
         boosts["reminder"] = PARSED_BOOST
     if extract.fact_to_remember(text):
         boosts["remember"] = PARSED_BOOST
-    elif extract.refers_to_documents(text):
+    elif cues.refers_to_documents(text):
         boosts["search"] = PARSED_BOOST
-    elif extract.refers_to_the_view(text):
+    elif cues.refers_to_the_view(text):
         boosts["look"] = CUE_BOOST
-    elif extract.asks_about_the_user(text):
+    elif cues.asks_about_the_user(text):
         boosts["recall"] = PARSED_BOOST
     return boosts
 

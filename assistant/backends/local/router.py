@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from assistant.backends.local import extract
+from assistant.backends.local import cues
 from assistant.embeddings import Embedder
 
 CHAT = "chat"
@@ -422,7 +422,7 @@ class ToolRouter:
             if counsel_score > talk_score or not small_talk:
                 return Route(intent, counsel_score, chat_score)
         facts = best.get(FACTS)
-        if not consulting and facts is not None and extract.asks_about_the_world(text) and not boosts:
+        if not consulting and facts is not None and cues.asks_about_the_world(text) and not boosts:
             # general questions are too varied for their examples to reach the threshold; the shape of the
             # question decides, unless small talk claims it or it is closer to life counsel than to facts
             counsel_score = best[COUNSEL][0] if COUNSEL in best else -1.0
