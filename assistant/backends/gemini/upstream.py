@@ -1,9 +1,10 @@
 """One websocket to Gemini, and what its failures mean.
 
-The SDK's ``receive()`` ends at every turnComplete, and a read cannot be
-given a deadline without cancelling it, so each connection has a reader task
-that reads across turns into a bounded queue (bounded: a slow session holds
-back the socket instead of growing memory). The session then waits on the
+The SDK opens the connection; its frames are read raw from the SDK's
+websocket (``convert.upstream_events`` parses them: reply audio stays
+base64). A read cannot be given a deadline without cancelling it, so each
+connection has a reader task that reads across turns into a bounded queue
+(bounded: a slow session holds back the socket instead of growing memory). The session then waits on the
 queue with whatever deadline it needs, such as a goAway's ``timeLeft``.
 
 Failures are sorted once, here: a close Gemini sends because the request is
@@ -29,8 +30,9 @@ from google.auth.exceptions import GoogleAuthError
 from google.genai import Client, errors, types
 from google.genai.live import AsyncSession
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.frames import CLOSE_CODE_EXPLANATIONS
 
-from assistant.backends.gemini.convert import forward
+from assistant.backends.gemini.convert import forward, sdk_websocket
 from assistant.protocol import ClientEvent, CloseCode
 
 logger = logging.getLogger("assistant.backends.gemini")
@@ -39,7 +41,7 @@ READ_QUEUE_SIZE = 64
 CLOSE_TIMEOUT_S = 5.0
 FATAL_CLOSE_CODES = frozenset({CloseCode.INVALID_ARGUMENT, CloseCode.POLICY_VIOLATION})
 
-Received = types.LiveServerMessage | Exception
+Received = bytes | Exception  # one frame as Gemini sent it, or what ended the connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,17 @@ def classify(error: BaseException) -> Failure:
     return Failure("unexpected error from Gemini's client", CloseCode.INTERNAL_ERROR, True, repr(error))
 
 
+def closed_by_gemini(closed: ConnectionClosed) -> errors.APIError:
+    """A close as the SDK reports it (``APIError`` with the close code and Gemini's reason), for ``classify``."""
+    code = closed.rcvd.code if closed.rcvd is not None else 1006
+    reason = closed.rcvd.reason if closed.rcvd is not None else CLOSE_CODE_EXPLANATIONS.get(1006, "Abnormal closure.")
+    try:
+        errors.APIError.raise_error(code, reason, None)
+    except errors.APIError as error:
+        return error
+    raise AssertionError("raise_error always raises")  # pragma: no cover
+
+
 class UpstreamLink:
     """One open Live connection: the SDK session and the task that reads it."""
 
@@ -111,10 +124,14 @@ class UpstreamLink:
         return cls(number, stack, session)
 
     async def _read(self) -> None:
+        websocket = sdk_websocket(self.session)
         try:
             while True:
-                async for message in self.session.receive():
-                    await self._messages.put(message)
+                try:
+                    frame = await websocket.recv(decode=False)
+                except ConnectionClosed as closed:
+                    raise closed_by_gemini(closed) from None
+                await self._messages.put(frame)
         except Exception as error:  # handed to the session, which decides what it means
             await self._messages.put(error)
 
