@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
 from assistant.bench.options import DEFAULT_MAX_P99_MS, DEFAULT_MAX_SEND_LAG_MS
@@ -74,6 +75,7 @@ from assistant.bench.upstream import EchoMode, EchoUpstream, Stamp, make_certifi
 
 CHUNK_S = 0.02
 CHUNK_SAMPLES = 320  # 20 ms at 16 kHz
+STAMP_BASE64 = (Stamp.SIZE + 2) // 3 * 4  # the base64 characters that hold a chunk's stamp
 MODEL = "models/gemini-2.5-flash-native-audio-preview-12-2025"
 SERVER_START_TIMEOUT_S = 60.0
 ECHO_GRACE_S = 1.0  # after the last chunk: echoes still on their way are waited for this long
@@ -327,7 +329,7 @@ class StreamingClient:
         pcm = bytearray(self.audio[start : start + CHUNK_SAMPLES].tobytes())
         pcm[: Stamp.SIZE] = Stamp(self.number, sequence).pack()
         data = base64.b64encode(pcm).decode()
-        return json.dumps({"realtimeInput": {"audio": {"data": data, "mimeType": "audio/pcm;rate=16000"}}})
+        return orjson.dumps({"realtimeInput": {"audio": {"data": data, "mimeType": "audio/pcm;rate=16000"}}}).decode()
 
     async def stream(self, start: float, stop: float) -> None:
         """Send chunk after chunk on the 20 ms grid from ``start`` (plus this client's phase) to ``stop``."""
@@ -349,11 +351,11 @@ class StreamingClient:
         assert self.socket is not None
         async for raw in self.socket:
             received = self.clock()
-            message = json.loads(raw)
+            message = orjson.loads(raw)
             parts = message.get("serverContent", {}).get("modelTurn", {}).get("parts", [])
             for part in parts:
                 data = part.get("inlineData", {}).get("data")
-                stamp = Stamp.read(base64.b64decode(data)) if data else None
+                stamp = Stamp.read(base64.b64decode(data[:STAMP_BASE64])) if data else None
                 if stamp is not None and stamp.session == self.number and stamp.sequence < len(self.chunks):
                     chunk = self.chunks[stamp.sequence]
                     chunk.upstream_received, chunk.upstream_sent = stamp.received_at, stamp.sent_at
