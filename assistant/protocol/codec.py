@@ -118,19 +118,31 @@ def _load(data: str | bytes) -> Any:
 
 
 def _plain_audio(payload: Any) -> AudioChunk | None:
-    """``{"realtimeInput": {"audio": {...}}}`` with padded base64 of whole samples, as an ``AudioChunk``; else None."""
+    """A microphone chunk with padded base64 of whole samples, as an ``AudioChunk``; else None.
+
+    ``{"realtimeInput": {"audio": {...}}}``, or the legacy form Pastra pages
+    send, ``{"realtimeInput": {"mediaChunks": [{...}]}}`` with one audio chunk.
+    """
     if len(payload) != 1:
         return None
     realtime = payload.get("realtimeInput", payload.get("realtime_input"))
-    if not isinstance(realtime, dict) or len(realtime) != 1 or "audio" not in realtime:
+    if not isinstance(realtime, dict) or len(realtime) != 1:
         return None
-    audio = realtime["audio"]
+    if "audio" in realtime:
+        audio, where = realtime["audio"], "realtimeInput.audio"
+    else:
+        chunks = realtime.get("mediaChunks", realtime.get("media_chunks"))
+        if not isinstance(chunks, list) or len(chunks) != 1:
+            return None
+        audio, where = chunks[0], "realtimeInput.mediaChunks[0]"
     if not isinstance(audio, dict) or set(audio) not in _AUDIO_KEYS:
         return None
     data, mime = audio["data"], audio.get("mimeType", audio.get("mime_type"))
-    if not isinstance(data, str) or not isinstance(mime, str) or not plain_base64(data) or base64_size(data) % 2:
+    if not isinstance(mime, str) or not mime.lstrip().lower().startswith("audio/"):
+        return None
+    if not isinstance(data, str) or not plain_base64(data) or base64_size(data) % 2:
         return None  # the full path decodes it, and says what is wrong
-    return AudioChunk(base64=data, sample_rate=audio_rate_from_mime(mime, "realtimeInput.audio"))
+    return AudioChunk(base64=data, sample_rate=audio_rate_from_mime(mime, where))
 
 
 def decode_client_frame(data: str | bytes) -> ClientMessage | AudioChunk:

@@ -523,10 +523,10 @@ class Session:
 
     def _accept_client_event(self, event: ClientEvent) -> ClientEvent | None:
         """Normalise one event and apply the session's bookkeeping; None drops it."""
-        self._check_images(event)
         if isinstance(event, AudioChunk):
             self.stats.audio_in_s += event.duration_s
             return self._to_input_rate(event)
+        self._check_images(event)
         if isinstance(event, VideoFrame):
             self.latest_frame = event
         if isinstance(event, ToolResponses):
