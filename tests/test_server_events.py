@@ -59,6 +59,7 @@ EVENTS: list[ServerEvent] = [
     InputTranscript("what time"),
     InputTranscript("is it", finished=True, language_code="en-US"),
     OutputTranscript("It is noon."),
+    OutputTranscript("Hi", extra={"startOffset": "0.5s", "speakerLabel": "model"}),
     Interrupted(),
     GenerationComplete(),
     TurnComplete(),

@@ -183,7 +183,7 @@ def _wire(model: WireModel) -> Any:
 
 
 def _transcription(event: InputTranscript | OutputTranscript) -> dict[str, Any]:
-    fields: dict[str, Any] = {"text": event.text}
+    fields: dict[str, Any] = {**event.extra, "text": event.text}
     if event.finished:
         fields["finished"] = True
     if event.language_code is not None:

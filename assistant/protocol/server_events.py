@@ -30,6 +30,7 @@ from assistant.protocol.models import (
     Part,
     ServerMessage,
     ServerToolActivity,
+    Transcription,
     UsageMetadata,
 )
 
@@ -104,6 +105,7 @@ class InputTranscript:
     text: str
     finished: bool = False
     language_code: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # other transcription fields (words, offsets), wire names
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,7 @@ class OutputTranscript:
     text: str
     finished: bool = False
     language_code: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # other transcription fields (words, offsets), wire names
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,10 +257,10 @@ def server_events(message: ServerMessage) -> list[ServerEvent]:
             events.extend(_model_turn_events(content.model_turn.parts))
         if content.input_transcription is not None:
             heard = content.input_transcription
-            events.append(InputTranscript(heard.text or "", bool(heard.finished), heard.language_code))
+            events.append(InputTranscript(heard.text or "", bool(heard.finished), heard.language_code, _extra(heard)))
         if content.output_transcription is not None:
             said = content.output_transcription
-            events.append(OutputTranscript(said.text or "", bool(said.finished), said.language_code))
+            events.append(OutputTranscript(said.text or "", bool(said.finished), said.language_code, _extra(said)))
         metadata = content.model_dump(mode="json", by_alias=True, exclude_none=True, include=set(_METADATA_FIELDS))
         if metadata:
             events.append(ContentMetadata(metadata))
@@ -295,6 +298,12 @@ def server_events(message: ServerMessage) -> list[ServerEvent]:
     if message.server_tool_activity is not None:
         events.append(ToolActivity(message.server_tool_activity))
     return events
+
+
+def _extra(transcription: Transcription) -> dict[str, Any]:
+    return transcription.model_dump(
+        mode="json", by_alias=True, exclude_none=True, exclude={"text", "finished", "language_code"}
+    )
 
 
 def _model_turn_events(parts: list[Part]) -> list[ServerEvent]:
