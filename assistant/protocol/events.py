@@ -50,9 +50,10 @@ class AudioChunk:
     those who need samples (resampling, VAD, the local backend). Immutable.
     """
 
-    __slots__ = ("_base64", "_pcm", "sample_rate")
+    __slots__ = ("_base64", "_pcm", "nbytes", "sample_rate")
     _pcm: bytes | None
     _base64: str | None
+    nbytes: int  # the PCM's length in bytes, known without decoding
     sample_rate: int
 
     def __init__(self, pcm: bytes | None = None, sample_rate: int = INPUT_AUDIO_RATE, *, base64: str | None = None):
@@ -60,6 +61,7 @@ class AudioChunk:
             raise TypeError("AudioChunk needs pcm or base64")
         object.__setattr__(self, "_pcm", pcm)
         object.__setattr__(self, "_base64", base64)
+        object.__setattr__(self, "nbytes", len(pcm) if pcm is not None else base64_size(base64 or ""))
         object.__setattr__(self, "sample_rate", sample_rate)
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -81,11 +83,6 @@ class AudioChunk:
             object.__setattr__(self, "_base64", b64encode(self._pcm).decode("ascii"))
         assert self._base64 is not None
         return self._base64
-
-    @property
-    def nbytes(self) -> int:
-        """The PCM's length in bytes, without decoding."""
-        return len(self._pcm) if self._pcm is not None else base64_size(self.base64)
 
     @property
     def duration_s(self) -> float:

@@ -22,6 +22,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from assistant.protocol.models import (
@@ -57,6 +58,13 @@ def decode_base64(text: str) -> bytes:
         return base64.urlsafe_b64decode(text)
 
 
+@lru_cache(maxsize=16)
+def _mime_rate(mime_type: str) -> int:
+    """The rate reply audio's mime type names (24 kHz when it names none); a backend uses one or two."""
+    match = _RATE.search(mime_type)
+    return int(match.group(1)) if match else OUTPUT_AUDIO_RATE
+
+
 @dataclass(frozen=True, slots=True)
 class ReplyAudio:
     """A chunk of the spoken reply: 16-bit mono PCM, as base64 text (standard or URL-safe alphabet)."""
@@ -75,8 +83,7 @@ class ReplyAudio:
 
     @property
     def sample_rate(self) -> int:
-        match = _RATE.search(self.mime_type)
-        return int(match.group(1)) if match else OUTPUT_AUDIO_RATE
+        return _mime_rate(self.mime_type)
 
     @property
     def duration_s(self) -> float:
