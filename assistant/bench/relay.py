@@ -777,5 +777,5 @@ def run(args: argparse.Namespace) -> int:
         "comparison": [step.to_json() for step in bench.comparison],
         "compared": asdict(compared) if compared is not None else None,
     }
-    publish(args, report, plot_relay)
+    publish(args, report, plot_relay if steps else None)  # the plot draws the ramp
     return 0
