@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.bench.relay import Limits, Placement, Plan, RelayBench, StepResult, capacity, judge
+from assistant.bench.relay import Comparison, Limits, Placement, Plan, RelayBench, StepResult, capacity, judge
 from assistant.bench.report import Distribution
 from tests.support.bench import assert_distribution, run_bench
 
@@ -74,6 +74,14 @@ def test_the_ramp_stops_at_the_plan_or_when_the_generator_is_the_limit(tmp_path:
     assert "load generator" in capacity(starved.steps).describe()
 
 
+def test_the_comparison_sets_the_relay_against_the_naive_proxy() -> None:
+    relay, naive = step(50, server_cpu=0.3), step(50, server_cpu=0.9)
+    naive.relay = "naive"
+    compared = Comparison.of([relay, naive])
+    assert compared == Comparison(sessions=50, relay_cpu_ms=6.0, naive_cpu_ms=18.0, ratio=3.0)
+    assert Comparison.of([relay]) is None
+
+
 @pytest.mark.slow
 def test_bench_relay_quick_prints_and_writes_figures(tmp_path: Path) -> None:
     stdout, data = run_bench(tmp_path, "relay", "--plot", str(tmp_path / "relay.png"))
@@ -87,4 +95,13 @@ def test_bench_relay_quick_prints_and_writes_figures(tmp_path: Path) -> None:
         assert entry["server_cpu_cores"] > 0 and entry["server_rss_mib"] > 0 and entry["generator_cpu_cores"] > 0
     assert set(data["capacity"]) == {"sessions", "first_broken", "limited_by", "cpu_per_session", "rss_mib_per_session"}
     assert data["limits"] == {"max_p99_ms": 50.0, "max_send_lag_ms": 20.0}
+    # The naive proxy ran in the same run, at the comparison's session count, on the same core.
+    assert [(step["relay"], step["sessions"]) for step in data["comparison"]] == [("gemini", 4), ("naive", 4)]
+    for entry in data["comparison"]:
+        assert entry["chunks_echoed"] + entry["chunks_lost"] == entry["chunks_sent"] >= 50 * 4
+        assert_distribution(entry["added_latency_ms"])
+    compared = data["compared"]
+    assert compared["sessions"] == 4 and compared["relay_cpu_ms"] > 0 and compared["naive_cpu_ms"] > 0
+    assert compared["ratio"] == pytest.approx(compared["naive_cpu_ms"] / compared["relay_cpu_ms"], rel=0.01)
+    assert "naive proxy (json.loads + json.dumps)" in stdout and "ms per session-second" in stdout
     assert (tmp_path / "relay.png").read_bytes().startswith(b"\x89PNG")

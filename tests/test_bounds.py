@@ -37,11 +37,15 @@ from assistant.protocol import (
     Content,
     FunctionCall,
     FunctionResponse,
+    InputTranscript,
+    OutputTranscript,
     Part,
     ProtocolError,
     ServerMessage,
     TextInput,
+    ToolCalls,
     ToolResponses,
+    TurnComplete,
 )
 from assistant.protocol.errors import MAX_CLOSE_REASON_BYTES
 from assistant.session import BackendError, MemoryResumptionStore, SessionSettings
@@ -131,8 +135,8 @@ def test_history_drops_the_oldest_turns_past_its_byte_cap() -> None:
     log = ConversationLog(max_bytes=50_000)
     for index in range(20):
         log.client_event(ClientTurns([text_turn("user", 10_000, f"u{index}")]))
-        log.server_message(ServerMessage.output_transcript(f"m{index}" + "y" * 5_000))
-    log.server_message(ServerMessage.turn_done())
+        log.server_event(OutputTranscript(f"m{index}" + "y" * 5_000))
+    log.server_event(TurnComplete())
     assert log.bytes <= 50_000
     texts = [turn.text()[:3] for turn in log.turns]
     assert texts[-2:] == ["u19", "m19"]
@@ -145,7 +149,7 @@ def test_a_turn_larger_than_the_cap_is_not_kept_and_tool_results_do_not_start_th
     log.client_event(ClientTurns([text_turn("user", 4 * 1024 * 1024, "huge")]))
     assert log.turns == [] and log.bytes == 0
     log.client_event(TextInput("short question"))
-    log.server_message(ServerMessage.calls([FunctionCall(id="1", name="f")]))
+    log.server_event(ToolCalls([FunctionCall(id="1", name="f")]))
     log.tool_results([FunctionResponse(id="1", name="f", response={"output": "z" * 15_000})])
     # The call was dropped to make room; its result alone would start the history with an answer to nothing.
     assert all(turn.parts[0].function_response is None for turn in log.turns[:1])
@@ -154,7 +158,7 @@ def test_a_turn_larger_than_the_cap_is_not_kept_and_tool_results_do_not_start_th
 def test_text_being_joined_keeps_its_newest_part_and_snapshot_is_capped() -> None:
     log = ConversationLog(max_bytes=30_000)
     for index in range(100):  # transcription fragments that never finish
-        log.server_message(ServerMessage.input_transcript(f"<{index}>" + "w" * 1_000))
+        log.server_event(InputTranscript(f"<{index}>" + "w" * 1_000))
     snapshot = log.snapshot()
     assert len(snapshot) == 1 and approx_bytes(snapshot[0]) <= 30_000 + 1_000
     assert snapshot[0].text().endswith("<99>" + "w" * 1_000)
@@ -183,7 +187,7 @@ async def test_the_saved_history_is_capped_in_the_store() -> None:
         for _ in range(10):
             await s.expect(ClientTurns)
         await s.expect(TextInput)
-        s.emit(ServerMessage.output_transcript("done"), ServerMessage.turn_done())
+        s.emit(OutputTranscript("done"), TurnComplete())
 
     settings = SessionSettings(history_bytes=100_000)
     async with running(script, setup=RESUMABLE_SETUP, store=store, settings=settings) as (client, _, _):
@@ -218,7 +222,7 @@ async def test_a_client_changing_rates_holds_one_resampler(monkeypatch: pytest.M
         await s.expect(TextInput)
         gc.collect()
         assert len(alive) <= 1
-        s.emit(ServerMessage.turn_done())
+        s.emit(TurnComplete())
 
     async with running(script) as (client, _, _):
         for rate in rates:

@@ -39,6 +39,8 @@ from assistant.protocol import (
     Setup,
     TextInput,
     ToolResponses,
+    decode_server_message,
+    encode_event,
     encode_message,
     parse_client_message,
 )
@@ -163,11 +165,12 @@ def as_sdk(message: ServerMessage) -> types.LiveServerMessage:
 async def until(
     session: LocalSession, done: Callable[[ServerMessage], bool] = lambda m: m.is_turn_complete, timeout: float = 3.0
 ) -> list[ServerMessage]:
-    """The session's messages up to and including the first that is ``done``."""
+    """The session's events, as a client reads them off the wire, up to and including the first that is ``done``."""
     messages: list[ServerMessage] = []
 
     async def collect() -> None:
-        async for message in session.receive():
+        async for event in session.receive():
+            message = decode_server_message(encode_event(event))
             messages.append(message)
             if done(message):
                 return

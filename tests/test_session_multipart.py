@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import asyncio
 
-from assistant.protocol import Blob, Content, Part, ServerContent, ServerMessage, Transcription
+from assistant.protocol import (
+    Blob,
+    Content,
+    OutputTranscript,
+    Part,
+    ReplyAudio,
+    ReplyParts,
+    ReplyText,
+    ServerContent,
+    ServerMessage,
+    Transcription,
+    TurnComplete,
+    server_events,
+)
 from assistant.session.history import ConversationLog
-from assistant.session.session import _is_reply_audio, _split_reply_audio
 from tests.support.scripted import ScriptedSession
 from tests.test_session import running
 
@@ -27,29 +39,27 @@ def spoken(text: str, *, turn_complete: bool | None = None, thought: str | None 
     )
 
 
-def test_audio_is_split_from_the_rest_in_order() -> None:
-    audio, rest = _split_reply_audio(spoken("Hel", turn_complete=True, thought="greet"))
-    assert _is_reply_audio(audio) and audio.audio_parts()[0].data == PCM
-    assert rest.server_content is not None and not rest.audio_parts()
-    assert rest.server_content.output_transcription == Transcription(text="Hel")
-    assert rest.is_turn_complete
-    assert rest.server_content.model_turn is not None and rest.server_content.model_turn.parts[0].thought
+def test_audio_comes_first_as_its_own_event_then_the_rest_in_order() -> None:
+    events = server_events(spoken("Hel", turn_complete=True, thought="greet"))
+    assert [type(event) for event in events] == [ReplyAudio, ReplyParts, OutputTranscript, TurnComplete]
+    audio, thought = events[0], events[1]
+    assert isinstance(audio, ReplyAudio) and audio.pcm == PCM and audio.sample_rate == 24_000
+    assert isinstance(thought, ReplyParts) and thought.parts[0].thought and thought.parts[0].text == "greet"
+    assert events[2] == OutputTranscript("Hel")
 
 
-def test_messages_with_one_kind_of_content_are_left_alone() -> None:
-    for message in (
-        ServerMessage.model_audio(PCM),
-        ServerMessage.output_transcript("Hi"),
-        ServerMessage.turn_done(),
-        ServerMessage.model_text("Hi"),
-    ):
-        assert _split_reply_audio(message) == [message]
+def test_messages_with_one_kind_of_content_are_one_event() -> None:
+    assert server_events(ServerMessage.model_audio(PCM)) == [ReplyAudio.from_pcm(PCM)]
+    assert server_events(ServerMessage.output_transcript("Hi")) == [OutputTranscript("Hi")]
+    assert server_events(ServerMessage.turn_done()) == [TurnComplete()]
+    assert server_events(ServerMessage.model_text("Hi")) == [ReplyText("Hi")]
 
 
 def test_history_keeps_the_words_once_and_no_thoughts() -> None:
     log = ConversationLog()
     for message in (spoken("It is", thought="look at the clock"), spoken(" noon.", turn_complete=True)):
-        log.server_message(message)
+        for event in server_events(message):
+            log.server_event(event)
     assert [(turn.role, turn.text()) for turn in log.snapshot()] == [("model", "It is noon.")]
 
 

@@ -13,11 +13,15 @@ from assistant.protocol import (
     FunctionCall,
     FunctionDeclaration,
     FunctionResponse,
+    InputTranscript,
+    Interrupted,
+    OutputTranscript,
     Part,
-    ServerMessage,
     Setup,
     TextInput,
+    ToolCalls,
     ToolResponses,
+    TurnComplete,
 )
 from assistant.session import MemoryResumptionStore, NoServerTools, SavedSession, SqliteResumptionStore
 from assistant.session.history import ConversationLog
@@ -115,21 +119,21 @@ async def test_memory_store_round_trip() -> None:
 def test_history_joins_fragments_into_turns() -> None:
     log = ConversationLog()
     for message in [
-        ServerMessage.input_transcript("what "),
-        ServerMessage.input_transcript("time is it", finished=True),
-        ServerMessage.calls([FunctionCall(id="1", name="get_time")]),
+        InputTranscript("what "),
+        InputTranscript("time is it", finished=True),
+        ToolCalls([FunctionCall(id="1", name="get_time")]),
     ]:
-        log.server_message(message)
+        log.server_event(message)
     log.tool_results([FunctionResponse(id="1", name="get_time", response={"output": "12:00"})])
     for message in [
-        ServerMessage.output_transcript("It is "),
-        ServerMessage.output_transcript("noon."),
-        ServerMessage.turn_done(),
+        OutputTranscript("It is "),
+        OutputTranscript("noon."),
+        TurnComplete(),
     ]:
-        log.server_message(message)
+        log.server_event(message)
     log.client_event(TextInput("and the date?"))
-    log.server_message(ServerMessage.output_transcript("Monday"))
-    log.server_message(ServerMessage.interrupted_turn())
+    log.server_event(OutputTranscript("Monday"))
+    log.server_event(Interrupted())
     shape = [(turn.role, turn.text() or next(iter(turn.parts[0].model_dump(exclude_none=True)))) for turn in log.turns]
     assert shape == [
         ("user", "what time is it"),
@@ -145,7 +149,7 @@ def test_history_snapshot_includes_the_turn_in_progress_and_is_bounded() -> None
     log = ConversationLog(max_turns=3)
     for index in range(5):
         log.client_event(ClientTurns([Content(role="user", parts=[Part(text=str(index))])], turn_complete=True))
-    log.server_message(ServerMessage.output_transcript("partial"))
+    log.server_event(OutputTranscript("partial"))
     assert [turn.text() for turn in log.snapshot()] == ["3", "4", "partial"]
     log.client_event(ToolResponses([FunctionResponse(id="x", name="f", response={})]))
     assert log.turns[-1].parts[0].function_response is not None

@@ -55,6 +55,13 @@ def add_relay_arguments(parser: argparse.ArgumentParser) -> None:
         help="real time: p99 bound on how late a client could send (%(default)s)",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin the server to one CPU")
+    parser.add_argument(
+        "--compare-sessions",
+        type=int,
+        help="compare the relay with a naive json.loads/json.dumps proxy at this many sessions, in the same run "
+        "(default 50; 4 with --quick; 0: no comparison)",
+    )
+    parser.add_argument("--compare-only", action="store_true", help="run the comparison only, not the ramp")
 
 
 def add_scale_arguments(parser: argparse.ArgumentParser) -> None:

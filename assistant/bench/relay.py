@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
 from assistant.bench.options import DEFAULT_MAX_P99_MS, DEFAULT_MAX_SEND_LAG_MS
@@ -74,6 +75,7 @@ from assistant.bench.upstream import EchoMode, EchoUpstream, Stamp, make_certifi
 
 CHUNK_S = 0.02
 CHUNK_SAMPLES = 320  # 20 ms at 16 kHz
+STAMP_BASE64 = (Stamp.SIZE + 2) // 3 * 4  # the base64 characters that hold a chunk's stamp
 MODEL = "models/gemini-2.5-flash-native-audio-preview-12-2025"
 SERVER_START_TIMEOUT_S = 60.0
 ECHO_GRACE_S = 1.0  # after the last chunk: echoes still on their way are waited for this long
@@ -81,6 +83,9 @@ LOOP_TICK_S = 0.01
 ENDPOINT = re.compile(r"Live endpoint\s+(ws://\S+)")
 GENERATOR_LAG_LIMIT_MS = 10.0  # the load generator's own event loop may not fall further behind
 SERVER_FULL = 0.9  # of its one core: the server, not the generator, is what ran out
+# What relays in the comparison, in the order it runs, by how the table names it.
+RELAYS = {"gemini": "assistant serve --backend gemini", "naive": "naive proxy (json.loads + json.dumps)"}
+COMPARE_SESSIONS = 50  # the issue's target point: CPU per session-second and p99 added latency here
 # A step the load generator failed (a neighbour's burst on a shared machine) is run again this often.
 GENERATOR_RETRIES = 2
 
@@ -101,11 +106,13 @@ class Plan:
     settle_s: float = 2.0
     max_sessions: int = 256
     sessions: tuple[int, ...] = ()  # explicit counts: no search
+    compare_sessions: int = COMPARE_SESSIONS  # the relay against the naive proxy at this count (0: not at all)
+    ramp: bool = True
 
     @classmethod
     def quick(cls) -> Plan:
-        """For CI: three short steps, the same whatever the machine's load (no search)."""
-        return cls(duration_s=2.0, settle_s=0.5, max_sessions=4, sessions=(1, 2, 4))
+        """For CI: three short steps, the same whatever the machine's load (no search), and a comparison at 4."""
+        return cls(duration_s=2.0, settle_s=0.5, max_sessions=4, sessions=(1, 2, 4), compare_sessions=4)
 
 
 @dataclass
@@ -131,6 +138,12 @@ class StepResult:
     failures: list[str] = field(default_factory=list)  # why real time did not hold; empty: it held
     generator_limited: bool = False
     attempts: int = 1  # runs of this step (one more for each the load generator failed)
+    relay: str = "gemini"  # what relayed: "gemini" (assistant serve --backend gemini) or "naive" (the naive proxy)
+
+    @property
+    def cpu_ms_per_session_second(self) -> float:
+        """Server CPU milliseconds spent per second of one session's audio (both directions)."""
+        return self.server_cpu_per_session * 1000
 
     @property
     def real_time(self) -> bool:
@@ -209,10 +222,31 @@ async def serve_gemini(
     }
     for name in ("GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_GENAI_USE_VERTEXAI", "ASSISTANT_API_KEY"):
         env.pop(name, None)
-    process = await asyncio.create_subprocess_exec(
+    command = (
         *(sys.executable, "-m", "assistant", "serve", "--backend", "gemini", "--port", "0"),
         *("--gemini-base-url", upstream.base_url, "--resumption-store", "memory", "--log-level", log_level),
         *extra_args,
+    )
+    async with _serving(command, env, cpu) as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def serve_naive(upstream: EchoUpstream, cpu: int | None) -> AsyncIterator[ServerProcess]:
+    """The naive proxy (``assistant.bench.naive_proxy``) in its own process, pointed at ``upstream``."""
+    command = (
+        *(sys.executable, "-m", "assistant.bench.naive_proxy", "--upstream", upstream.base_url),
+        *("--api-key", upstream.api_key, "--certificate", str(upstream.certificate.cert)),
+    )
+    async with _serving(command, dict(os.environ), cpu) as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def _serving(command: Sequence[str], env: dict[str, str], cpu: int | None) -> AsyncIterator[ServerProcess]:
+    """Run ``command`` (pinned to ``cpu``) until it prints its Live endpoint; stop it when the block ends."""
+    process = await asyncio.create_subprocess_exec(
+        *command,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
@@ -232,7 +266,7 @@ async def serve_gemini(
             if match and not ready.done():
                 ready.set_result(match.group(1))
         if not ready.done():
-            ready.set_exception(BenchUnavailable("assistant serve exited:\n" + "\n".join(log)))
+            ready.set_exception(BenchUnavailable(f"{command[2]} {command[3]} exited:\n" + "\n".join(log)))
 
     reader = asyncio.create_task(read_log())
     try:
@@ -295,7 +329,7 @@ class StreamingClient:
         pcm = bytearray(self.audio[start : start + CHUNK_SAMPLES].tobytes())
         pcm[: Stamp.SIZE] = Stamp(self.number, sequence).pack()
         data = base64.b64encode(pcm).decode()
-        return json.dumps({"realtimeInput": {"audio": {"data": data, "mimeType": "audio/pcm;rate=16000"}}})
+        return orjson.dumps({"realtimeInput": {"audio": {"data": data, "mimeType": "audio/pcm;rate=16000"}}}).decode()
 
     async def stream(self, start: float, stop: float) -> None:
         """Send chunk after chunk on the 20 ms grid from ``start`` (plus this client's phase) to ``stop``."""
@@ -317,11 +351,11 @@ class StreamingClient:
         assert self.socket is not None
         async for raw in self.socket:
             received = self.clock()
-            message = json.loads(raw)
+            message = orjson.loads(raw)
             parts = message.get("serverContent", {}).get("modelTurn", {}).get("parts", [])
             for part in parts:
                 data = part.get("inlineData", {}).get("data")
-                stamp = Stamp.read(base64.b64decode(data)) if data else None
+                stamp = Stamp.read(base64.b64decode(data[:STAMP_BASE64])) if data else None
                 if stamp is not None and stamp.session == self.number and stamp.sequence < len(self.chunks):
                     chunk = self.chunks[stamp.sequence]
                     chunk.upstream_received, chunk.upstream_sent = stamp.received_at, stamp.sent_at
@@ -400,11 +434,17 @@ class RelayBench:
         self.folder = folder
         self.log_level = log_level
         self.steps: list[StepResult] = []
+        self.comparison: list[StepResult] = []  # the relay, then the naive proxy, at ``plan.compare_sessions``
 
     async def run(self, progress: Callable[[StepResult], None]) -> list[StepResult]:
         certificate = make_certificate(self.folder)
         async with EchoUpstream(certificate, EchoMode.STREAM) as upstream:
-            for sessions in self.sizes():
+            if self.plan.compare_sessions:
+                for relay in RELAYS:
+                    step = await self.step(upstream, self.plan.compare_sessions, relay)
+                    progress(step)
+                    self.comparison.append(step)
+            for sessions in self.sizes() if self.plan.ramp else ():
                 for attempt in range(1, GENERATOR_RETRIES + 2):
                     step = await self.step(upstream, sessions)
                     step.attempts = attempt
@@ -436,12 +476,19 @@ class RelayBench:
                 return
             held, broke = (size, broke) if last.real_time else (held, size)
 
-    async def step(self, upstream: EchoUpstream, sessions: int) -> StepResult:
-        rng = np.random.default_rng([self.seed, sessions])
-        audio = noise_audio(rng)
+    def serve(self, upstream: EchoUpstream, sessions: int, relay: str) -> contextlib.AbstractAsyncContextManager[
+        ServerProcess
+    ]:
+        if relay == "naive":
+            return serve_naive(upstream, self.placement.server_cpu)
         data_dir = self.folder / f"data-{sessions}"
         data_dir.mkdir(exist_ok=True)
-        async with serve_gemini(upstream, data_dir, self.placement.server_cpu, self.log_level) as server:
+        return serve_gemini(upstream, data_dir, self.placement.server_cpu, self.log_level)
+
+    async def step(self, upstream: EchoUpstream, sessions: int, relay: str = "gemini") -> StepResult:
+        rng = np.random.default_rng([self.seed, sessions])
+        audio = noise_audio(rng)
+        async with self.serve(upstream, sessions, relay) as server:
             warm = StreamingClient(10_000, server.url, audio, 0.0)
             await warm.open()
             now = time.monotonic()
@@ -472,8 +519,10 @@ class RelayBench:
             await asyncio.gather(*(client.close() for client in clients))
         chunks = [chunk for client in clients for chunk in client.chunks if window_start <= chunk.due < window_end]
         wall = wall_end - wall_start
-        return self._result(sessions, chunks, (cpu_end - cpu_start) / wall, (generator_end - generator_start) / wall,
+        step = self._result(sessions, chunks, (cpu_end - cpu_start) / wall, (generator_end - generator_start) / wall,
                             rss_before, rss, lags)
+        step.relay = relay
+        return step
 
     def _result(
         self,
@@ -600,7 +649,50 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         plan = replace(plan, max_sessions=args.max_sessions, sessions=())
     if args.sessions:
         plan = replace(plan, sessions=tuple(args.sessions))
+    if args.compare_sessions is not None:
+        plan = replace(plan, compare_sessions=args.compare_sessions)
+    if args.compare_only:
+        plan = replace(plan, ramp=False)
     return plan
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """The relay against the naive proxy at one session count, measured in the same run."""
+
+    sessions: int
+    relay_cpu_ms: float  # server CPU ms per session-second
+    naive_cpu_ms: float
+    ratio: float  # naive / relay: how many times cheaper the relay is (below 1: dearer)
+
+    @classmethod
+    def of(cls, steps: list[StepResult]) -> Comparison | None:
+        by_relay = {step.relay: step for step in steps}
+        relay, naive = by_relay.get("gemini"), by_relay.get("naive")
+        if relay is None or naive is None or not relay.cpu_ms_per_session_second:
+            return None
+        return cls(
+            relay.sessions,
+            round(relay.cpu_ms_per_session_second, 3),
+            round(naive.cpu_ms_per_session_second, 3),
+            round(naive.cpu_ms_per_session_second / relay.cpu_ms_per_session_second, 3),
+        )
+
+
+def comparison_row(step: StepResult) -> list[Any]:
+    added = step.added_latency_ms
+    return [
+        RELAYS[step.relay],
+        round(step.cpu_ms_per_session_second, 2),
+        added.p50 if added else None,
+        added.p95 if added else None,
+        added.p99 if added else None,
+        f"{step.chunks_lost}/{step.chunks_sent}",
+        f"{step.server_cpu_cores * 100:.0f}%",
+    ]
+
+
+COMPARISON_HEADERS = ("relay", "CPU ms per session-s", "added p50", "p95", "p99", "lost", "server CPU")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -621,9 +713,10 @@ def run(args: argparse.Namespace) -> int:
         added = f"{step.added_latency_ms.p99:.1f} ms" if step.added_latency_ms else "-"
         verdict = "holds" if step.real_time else f"breaks: {'; '.join(step.failures)}"
         again = " (the load generator fell behind)" if step.generator_limited else ""
+        relay = "" if step.relay == "gemini" else f" through the {step.relay} proxy"
         print(
-            f"  {step.sessions:4d} sessions: p99 added {added}, server CPU {step.server_cpu_cores * 100:.0f}%: "
-            f"real time {verdict}{again}",
+            f"  {step.sessions:4d} sessions{relay}: p99 added {added}, server CPU {step.server_cpu_cores * 100:.0f}% "
+            f"({step.cpu_ms_per_session_second:.1f} ms per session-second): real time {verdict}{again}",
             flush=True,
         )
 
@@ -642,14 +735,25 @@ def run(args: argparse.Namespace) -> int:
             os.sched_setaffinity(0, saved_affinity)
     machine.finish()
     result = capacity(steps)
-    print()
-    print(format_table(STEP_HEADERS, [step_row(step) for step in steps]))
+    compared = Comparison.of(bench.comparison)
+    if bench.comparison:
+        print(f"\nat {plan.compare_sessions} sessions, {plan.duration_s:g} s, the same upstream and core:")
+        print(format_table(COMPARISON_HEADERS, [comparison_row(step) for step in bench.comparison]))
+    if compared is not None:
+        print(
+            f"relay CPU {compared.relay_cpu_ms:.2f} ms per session-second, naive proxy {compared.naive_cpu_ms:.2f}: "
+            f"the relay is {compared.ratio:.2f}x as cheap"
+        )
+    if steps:
+        print()
+        print(format_table(STEP_HEADERS, [step_row(step) for step in steps]))
     print(
         "\nms per 20 ms chunk; added = uplink (client -> upstream) + downlink (upstream -> client); "
         "CPU in % of one core"
     )
-    print(f"largest N one core holds in real time: {result.describe()}")
-    if result.cpu_per_session is not None and result.rss_mib_per_session is not None:
+    if steps:
+        print(f"largest N one core holds in real time: {result.describe()}")
+    if steps and result.cpu_per_session is not None and result.rss_mib_per_session is not None:
         print(
             f"per session: {result.cpu_per_session * 100:.2f}% of a core, {result.rss_mib_per_session:.2f} MiB "
             "(least-squares slope over the steps that held)"
@@ -670,6 +774,8 @@ def run(args: argparse.Namespace) -> int:
         "upstream": "assistant.bench.upstream.EchoUpstream (stream mode) over TLS on loopback",
         "steps": [step.to_json() for step in steps],
         "capacity": asdict(result),
+        "comparison": [step.to_json() for step in bench.comparison],
+        "compared": asdict(compared) if compared is not None else None,
     }
-    publish(args, report, plot_relay)
+    publish(args, report, plot_relay if steps else None)  # the plot draws the ramp
     return 0

@@ -66,10 +66,13 @@ from assistant.protocol import (
     ClientEvent,
     CloseCode,
     ProtocolError,
+    ReplyAudio,
     ServerMessage,
     SessionResumptionUpdate,
     SetupComplete,
     client_events,
+    decode_client_frame,
+    encode_event,
     encode_message,
     parse_client_message,
 )
@@ -275,7 +278,7 @@ class EchoUpstream:
             if stamp is not None and len(echo) >= Stamp.SIZE:
                 sent = Stamp(stamp.session, stamp.sequence, received, self.clock())
                 echo[: Stamp.SIZE] = sent.pack()
-            await websocket.send(encode_message(ServerMessage.model_audio(bytes(echo))))
+            await websocket.send(encode_event(ReplyAudio.from_pcm(bytes(echo))))
             self.stats.audio_chunks_out += 1
 
     async def _turns(self, websocket: ServerConnection) -> None:
@@ -343,5 +346,9 @@ async def events_of(websocket: ServerConnection) -> AsyncIterator[ClientEvent]:
             frame = await websocket.recv()
         except ConnectionClosed:
             return
-        for event in client_events(parse_client_message(frame)):
+        message = decode_client_frame(frame)  # a plain microphone chunk skips the models: the generator's cost
+        if isinstance(message, AudioChunk):
+            yield message
+            continue
+        for event in client_events(message):
             yield event

@@ -1,12 +1,19 @@
 """The Gemini Live wire protocol as plain, I/O-free code.
 
 ``parse_client_message`` and ``client_events`` turn a client frame into typed,
-normalised events; ``encode_message`` writes a server message as the service
-does. Nothing here touches a socket, so the server, the backends and the tests
+normalised events; backends answer with ``ServerEvent``s, which
+``encode_event`` writes as the service would (``encode_message`` writes a
+whole wire model, for stand-ins and tests). Nothing here touches a socket, so the server, the backends and the tests
 share one definition of the protocol.
 """
 
-from assistant.protocol.codec import decode_server_message, encode_message, parse_client_message
+from assistant.protocol.codec import (
+    decode_client_frame,
+    decode_server_message,
+    encode_event,
+    encode_message,
+    parse_client_message,
+)
 from assistant.protocol.errors import CloseCode, ProtocolError, fit_close_reason
 from assistant.protocol.events import (
     INPUT_AUDIO_RATE,
@@ -42,6 +49,28 @@ from assistant.protocol.models import (
     VoiceActivity,
     VoiceActivityDetectionSignal,
 )
+from assistant.protocol.server_events import (
+    ContentMetadata,
+    GenerationComplete,
+    GoingAway,
+    InputTranscript,
+    Interrupted,
+    OutputTranscript,
+    ReplyAudio,
+    ReplyParts,
+    ReplyText,
+    ResumptionUpdate,
+    ServerEvent,
+    SetupDone,
+    ToolActivity,
+    ToolCalls,
+    ToolCancellation,
+    TurnComplete,
+    Usage,
+    VadSignal,
+    VoiceActivityEvent,
+    server_events,
+)
 
 __all__ = [
     "INPUT_AUDIO_RATE",
@@ -56,28 +85,50 @@ __all__ = [
     "ClientTurns",
     "CloseCode",
     "Content",
+    "ContentMetadata",
     "ContextChange",
     "FunctionCall",
     "FunctionDeclaration",
     "FunctionResponse",
+    "GenerationComplete",
+    "GoingAway",
+    "InputTranscript",
+    "Interrupted",
+    "OutputTranscript",
     "Part",
     "ProtocolError",
+    "ReplyAudio",
+    "ReplyParts",
+    "ReplyText",
+    "ResumptionUpdate",
     "ServerContent",
+    "ServerEvent",
     "ServerMessage",
     "SessionResumptionUpdate",
     "Setup",
     "SetupComplete",
+    "SetupDone",
     "TextInput",
     "Tool",
+    "ToolActivity",
+    "ToolCalls",
+    "ToolCancellation",
     "ToolResponses",
     "Transcription",
+    "TurnComplete",
+    "Usage",
     "UsageMetadata",
+    "VadSignal",
     "VideoFrame",
     "VoiceActivity",
     "VoiceActivityDetectionSignal",
+    "VoiceActivityEvent",
     "client_events",
+    "decode_client_frame",
     "decode_server_message",
+    "encode_event",
     "encode_message",
     "fit_close_reason",
     "parse_client_message",
+    "server_events",
 ]

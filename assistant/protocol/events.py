@@ -11,7 +11,9 @@ names the field.
 from __future__ import annotations
 
 import re
+from base64 import b64encode
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from assistant.protocol.errors import ProtocolError
 from assistant.protocol.models import (
@@ -23,11 +25,13 @@ from assistant.protocol.models import (
     FunctionResponse,
     RealtimeInput,
 )
+from assistant.protocol.server_events import base64_size, decode_base64
 
 INPUT_AUDIO_RATE = 16_000
 MIN_AUDIO_RATE = 8_000
 MAX_AUDIO_RATE = 96_000
 AUDIO_MIME_HINT = f"audio/pcm;rate={INPUT_AUDIO_RATE}"
+MAX_CACHED_MIME = 64  # longer mime types (a hostile client's) are parsed every time, never kept
 
 _AUDIO_MIME = re.compile(r"^audio/pcm\s*(?:;\s*rate\s*=\s*(\d+)\s*)?$", re.IGNORECASE)
 _IMAGE_SIGNATURES = {
@@ -37,16 +41,63 @@ _IMAGE_SIGNATURES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
 class AudioChunk:
-    """16-bit little-endian mono PCM at ``sample_rate``."""
+    """16-bit little-endian mono PCM at ``sample_rate``, held as bytes, as base64 text, or both.
 
-    pcm: bytes
-    sample_rate: int = INPUT_AUDIO_RATE
+    A chunk parsed from a client's frame keeps the base64 text it came in
+    (``AudioChunk(base64=text)``): a backend that forwards it as base64 (the
+    Gemini relay) never decodes it, and ``pcm`` decodes it on first use for
+    those who need samples (resampling, VAD, the local backend). Immutable.
+    """
+
+    __slots__ = ("_base64", "_pcm", "nbytes", "sample_rate")
+    _pcm: bytes | None
+    _base64: str | None
+    nbytes: int  # the PCM's length in bytes, known without decoding
+    sample_rate: int
+
+    def __init__(self, pcm: bytes | None = None, sample_rate: int = INPUT_AUDIO_RATE, *, base64: str | None = None):
+        if pcm is None and base64 is None:
+            raise TypeError("AudioChunk needs pcm or base64")
+        object.__setattr__(self, "_pcm", pcm)
+        object.__setattr__(self, "_base64", base64)
+        object.__setattr__(self, "nbytes", len(pcm) if pcm is not None else base64_size(base64 or ""))
+        object.__setattr__(self, "sample_rate", sample_rate)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("AudioChunk is immutable")
+
+    @property
+    def pcm(self) -> bytes:
+        if self._pcm is None:
+            assert self._base64 is not None
+            object.__setattr__(self, "_pcm", decode_base64(self._base64))
+        assert self._pcm is not None
+        return self._pcm
+
+    @property
+    def base64(self) -> str:
+        """The audio as base64 text (either alphabet, as the client sent it; standard when encoded here)."""
+        if self._base64 is None:
+            assert self._pcm is not None
+            object.__setattr__(self, "_base64", b64encode(self._pcm).decode("ascii"))
+        assert self._base64 is not None
+        return self._base64
 
     @property
     def duration_s(self) -> float:
-        return len(self.pcm) / 2 / self.sample_rate
+        return self.nbytes / 2 / self.sample_rate
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AudioChunk):
+            return NotImplemented
+        return self.sample_rate == other.sample_rate and self.pcm == other.pcm
+
+    def __hash__(self) -> int:
+        return hash((self.pcm, self.sample_rate))
+
+    def __repr__(self) -> str:
+        return f"AudioChunk({self.nbytes} bytes, sample_rate={self.sample_rate})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,15 +171,21 @@ ClientEvent = (
 
 def audio_rate_from_mime(mime_type: str, where: str) -> int:
     """The sample rate an ``audio/pcm`` mime type names (16 kHz when it names none)."""
-    match = _AUDIO_MIME.match(mime_type.strip())
-    if match is None:
+    rate = _audio_rate(mime_type) if len(mime_type) <= MAX_CACHED_MIME else _audio_rate.__wrapped__(mime_type)
+    if rate is None:
         raise ProtocolError(f"{where}: mimeType {mime_type} is not supported; send {AUDIO_MIME_HINT}")
-    rate = int(match.group(1) or INPUT_AUDIO_RATE)
     if not MIN_AUDIO_RATE <= rate <= MAX_AUDIO_RATE:
         raise ProtocolError(
             f"{where}: rate {rate} is outside {MIN_AUDIO_RATE}-{MAX_AUDIO_RATE} Hz; send {AUDIO_MIME_HINT}"
         )
     return rate
+
+
+@lru_cache(maxsize=64)
+def _audio_rate(mime_type: str) -> int | None:
+    """The rate an ``audio/pcm`` mime type names, None when it is not one (a client sends one type per chunk)."""
+    match = _AUDIO_MIME.match(mime_type.strip())
+    return None if match is None else int(match.group(1) or INPUT_AUDIO_RATE)
 
 
 def _audio_chunk(blob: Blob, where: str) -> AudioChunk:

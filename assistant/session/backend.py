@@ -2,7 +2,7 @@
 
 A ``Backend`` is created once per server and owns what sessions share (loaded
 models, an HTTP client). Each connection opens a ``BackendSession`` that takes
-normalised client events and yields server messages. The session manager does
+normalised client events and yields server events (``ServerEvent``). The session manager does
 the rest (handshake, queues, tool routing, resumption), so a backend never
 sees the wire, the socket or which kind of client is attached.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from assistant.errors import AssistantError
-from assistant.protocol import ClientEvent, Content, ServerMessage, Setup
+from assistant.protocol import ClientEvent, Content, ServerEvent, Setup
 from assistant.protocol.errors import CloseCode, new_error_id, with_error_id
 from assistant.session.limits import DEFAULT_HISTORY_BYTES
 
@@ -58,15 +58,15 @@ class SessionRequest:
 
 
 class BackendSession(ABC):
-    """One conversation with a backend: events in, server messages out."""
+    """One conversation with a backend: client events in, server events out."""
 
     @abstractmethod
     async def send(self, event: ClientEvent) -> None:
         """Deliver one client event. Should return quickly; heavy work belongs elsewhere."""
 
     @abstractmethod
-    def receive(self) -> AsyncIterator[ServerMessage]:
-        """Yield server messages for the life of the session, across turns.
+    def receive(self) -> AsyncIterator[ServerEvent]:
+        """Yield server events for the life of the session, across turns.
 
         The iterator ending means the backend session is over; raising
         ``BackendError`` ends it with that code and reason.

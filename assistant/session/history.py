@@ -2,7 +2,7 @@
 
 Every backend reports what the user said (input transcription, typed text,
 client turns) and what the model said (output transcription or text parts,
-tool calls) in the same protocol messages, so one recorder here gives both
+tool calls) in the same server events, so one recorder here gives both
 backends the same history for resumption, whatever they keep internally.
 Transcription arrives in fragments that clients join; so does this.
 
@@ -24,10 +24,17 @@ from assistant.protocol import (
     ClientTurns,
     Content,
     FunctionResponse,
+    InputTranscript,
+    Interrupted,
+    OutputTranscript,
     Part,
-    ServerMessage,
+    ReplyParts,
+    ReplyText,
+    ServerEvent,
     TextInput,
+    ToolCalls,
     ToolResponses,
+    TurnComplete,
 )
 from assistant.session.limits import DEFAULT_HISTORY_BYTES, approx_bytes
 
@@ -78,30 +85,29 @@ class ConversationLog:
 
     # -- what the model said -----------------------------------------------
 
-    def server_message(self, message: ServerMessage) -> None:
-        content = message.server_content
-        if message.tool_call is not None:
-            self._flush_user()
-            self._flush_model()
-            self._append(Content(role="model", parts=[Part(function_call=c) for c in message.tool_call.function_calls]))
-        if content is None:
-            return
-        if content.input_transcription is not None and content.input_transcription.text:
-            self._user_text = self._bounded(self._user_text + content.input_transcription.text)
-        if content.input_transcription is not None and content.input_transcription.finished:
-            self._flush_user()
-        if content.output_transcription is not None and content.output_transcription.text:
-            self._flush_user()
-            self._model_text = self._bounded(self._model_text + content.output_transcription.text)
-        if content.model_turn is not None:
-            # Thoughts (3.x models with thinking on) are the model's working, not what it said.
-            text = "".join(part.text or "" for part in content.model_turn.parts if not part.thought)
-            if text:
+    def server_event(self, event: ServerEvent) -> None:
+        match event:
+            case ToolCalls():
                 self._flush_user()
-                self._model_text = self._bounded(self._model_text + text)
-        if content.interrupted or content.turn_complete:
-            self._flush_user()
-            self._flush_model()
+                self._flush_model()
+                self._append(Content(role="model", parts=[Part(function_call=call) for call in event.calls]))
+            case InputTranscript():
+                if event.text:
+                    self._user_text = self._bounded(self._user_text + event.text)
+                if event.finished:
+                    self._flush_user()
+            case OutputTranscript() | ReplyText() if event.text:
+                self._flush_user()
+                self._model_text = self._bounded(self._model_text + event.text)
+            case ReplyParts():
+                # Thoughts (3.x models with thinking on) are the model's working, not what it said.
+                text = "".join(part.text or "" for part in event.parts if not part.thought)
+                if text:
+                    self._flush_user()
+                    self._model_text = self._bounded(self._model_text + text)
+            case Interrupted() | TurnComplete():
+                self._flush_user()
+                self._flush_model()
 
     def snapshot(self) -> list[Content]:
         """The history as of now, including a turn still in progress."""

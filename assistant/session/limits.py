@@ -24,6 +24,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from assistant.errors import AssistantError
+from assistant.protocol import AudioChunk, ReplyAudio
+from assistant.protocol.server_events import base64_size
 
 # 5 s of 24 kHz 16-bit mono reply audio (input audio is 16 kHz, so less), plus a few 256 KiB frames.
 AUDIO_BUDGET_BYTES = 5 * 24_000 * 2
@@ -55,7 +57,7 @@ def approx_bytes(value: object) -> int:
         total += OBJECT_OVERHEAD_BYTES
         if isinstance(item, (str, bytes, bytearray)):
             total += sys.getsizeof(item)
-        elif isinstance(item, memoryview):
+        elif isinstance(item, (memoryview, AudioChunk)):
             total += item.nbytes
         elif isinstance(item, BaseModel):
             pending.extend(item.__dict__.values())
@@ -67,6 +69,15 @@ def approx_bytes(value: object) -> int:
         elif isinstance(item, (list, tuple, set, frozenset)):
             pending.extend(item)
     return total
+
+
+def event_bytes(event: object) -> int:
+    """``approx_bytes`` of a queued event, free for audio: its length, read without decoding its base64."""
+    if isinstance(event, ReplyAudio):
+        return OBJECT_OVERHEAD_BYTES + base64_size(event.data)
+    if isinstance(event, AudioChunk):
+        return OBJECT_OVERHEAD_BYTES + event.nbytes
+    return approx_bytes(event)
 
 
 class ImageTooLarge(AssistantError, ValueError):

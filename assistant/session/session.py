@@ -37,7 +37,6 @@ from assistant.protocol import (
     ActivityEnd,
     AudioChunk,
     AudioStreamEnd,
-    Blob,
     ClientEvent,
     ClientTurns,
     CloseCode,
@@ -45,24 +44,33 @@ from assistant.protocol import (
     ContextChange,
     FunctionCall,
     FunctionResponse,
+    GoingAway,
+    InputTranscript,
+    Interrupted,
     ProtocolError,
-    ServerContent,
-    ServerMessage,
-    SessionResumptionUpdate,
+    ReplyAudio,
+    ReplyParts,
+    ReplyText,
+    ResumptionUpdate,
+    ServerEvent,
     Setup,
-    SetupComplete,
+    SetupDone,
     TextInput,
     Tool,
+    ToolActivity,
+    ToolCalls,
+    ToolCancellation,
     ToolResponses,
+    TurnComplete,
     VideoFrame,
     client_events,
-    encode_message,
+    decode_client_frame,
+    encode_event,
     fit_close_reason,
     parse_client_message,
 )
 from assistant.protocol.errors import new_error_id, with_error_id
-from assistant.protocol.events import audio_rate_from_mime
-from assistant.protocol.models import GoAway, ServerToolActivity
+from assistant.protocol.models import ServerToolActivity, duration
 from assistant.session.backend import Backend, BackendError, BackendSession, SessionRequest
 from assistant.session.history import ConversationLog
 from assistant.session.late import LateResultRouter, LateResults
@@ -71,8 +79,8 @@ from assistant.session.limits import (
     DEFAULT_MAX_IMAGE_PIXELS,
     DEFAULT_QUEUE_BYTES,
     ImageTooLarge,
-    approx_bytes,
     check_image_pixels,
+    event_bytes,
 )
 from assistant.session.profiles import ProfileResolver, SessionProfile, UnknownProfile
 from assistant.session.queues import FlowQueue, QueueClosed
@@ -154,14 +162,6 @@ def merge_server_tools(setup: Setup, tools: ServerTools, offers: Callable[[str],
     return setup.model_copy(update={"tools": [*(setup.tools or []), Tool(function_declarations=extra)]})
 
 
-def _audio_seconds(blob: Blob) -> float:
-    try:
-        rate = audio_rate_from_mime(blob.mime_type, "reply audio")
-    except ProtocolError:
-        return 0.0
-    return len(blob.data) / 2 / rate
-
-
 def _detail(detail: str | None) -> str:
     """What a library said, for the log line only (the client got an error id instead)."""
     return f" ({detail})" if detail else ""
@@ -169,44 +169,6 @@ def _detail(detail: str | None) -> str:
 
 def _is_droppable_input(event: ClientEvent) -> bool:
     return isinstance(event, (AudioChunk, VideoFrame))
-
-
-def _is_reply_audio(message: ServerMessage) -> bool:
-    """A message that carries nothing but reply audio (safe to shed or flush)."""
-    content = message.server_content
-    if content is None or content.model_turn is None or message.tool_call is not None:
-        return False
-    fields = content.model_fields_set - {"model_turn"}
-    parts = content.model_turn.parts
-    return (
-        not fields
-        and bool(parts)
-        and all(part.inline_data is not None and part.inline_data.mime_type.startswith("audio/") for part in parts)
-    )
-
-
-def _split_reply_audio(message: ServerMessage) -> list[ServerMessage]:
-    """A message that carries reply audio and more, as the audio alone, then the rest.
-
-    Gemini 3.x puts several parts in one ``serverContent`` (a chunk of audio
-    with its transcript, the last chunk with ``turnComplete``). Split, the
-    audio can be shed under load and flushed on a barge-in like any other
-    reply audio, while the transcript and the turn's end are never lost.
-    A message that is audio only, or has no audio, comes back as it is.
-    """
-    content = message.server_content
-    if content is None or content.model_turn is None or message.tool_call is not None:
-        return [message]
-    parts = content.model_turn.parts
-    audio = [p for p in parts if p.inline_data is not None and p.inline_data.mime_type.startswith("audio/")]
-    if not audio or _is_reply_audio(message):
-        return [message]
-    rest = [p for p in parts if not any(p is a for a in audio)]
-    spoken_turn = content.model_turn.model_copy(update={"parts": audio})
-    spoken = ServerMessage(server_content=ServerContent(model_turn=spoken_turn))
-    model_turn = content.model_turn.model_copy(update={"parts": rest}) if rest else None
-    remainder = message.model_copy(update={"server_content": content.model_copy(update={"model_turn": model_turn})})
-    return [spoken, remainder] if remainder.model_dump(exclude_none=True) != {"server_content": {}} else [spoken]
 
 
 class TurnClock:
@@ -286,13 +248,13 @@ class Session:
         self.stats = SessionStats()
         self.log = SessionLogger(logger, self.id, transport.peer, backend.name)
         self.inbound: FlowQueue[ClientEvent] = FlowQueue(
-            self.settings.inbound_queue_size, max_bytes=self.settings.inbound_queue_bytes, size=approx_bytes
+            self.settings.inbound_queue_size, max_bytes=self.settings.inbound_queue_bytes, size=event_bytes
         )
-        self.outbound: FlowQueue[ServerMessage] = FlowQueue(
+        self.outbound: FlowQueue[ServerEvent] = FlowQueue(
             self.settings.outbound_queue_size,
-            kind=lambda m: "reply audio" if _is_reply_audio(m) else "message",
+            kind=lambda event: "reply audio" if isinstance(event, ReplyAudio) else "message",
             max_bytes=self.settings.outbound_queue_bytes,
-            size=approx_bytes,
+            size=event_bytes,
         )
         self.conversation = ConversationLog(max_bytes=self.settings.history_bytes)
         self.client_setup: Setup | None = None
@@ -372,7 +334,7 @@ class Session:
             raise ProtocolError(f"{message.kind} before setup; the first message must be setup")
         request = await self._session_request(message.setup)
         self._backend_session = await self.backend.open(request)
-        await self.transport.send(encode_message(ServerMessage(setup_complete=SetupComplete(session_id=self.id))))
+        await self.transport.send(encode_event(SetupDone(self.id)))
         for response in await self._late.attach(self.conversation_id, self._receive_late):
             self.log.info("delivering the late result of %s that came while the client was away", response.name)
             await self._deliver_tool_response(response)
@@ -521,7 +483,7 @@ class Session:
         time_left = self._drain_time_left_s
         settle_by = loop.time() + time_left - min(DRAIN_SAVE_MARGIN_S, time_left / 4)
         self.log.info("server stopping: goAway, %.1f s left", time_left)
-        await self._send(ServerMessage(go_away=GoAway.after(time_left)))
+        await self._send(GoingAway(duration(time_left)))
         while self._turn_in_flight() and loop.time() < settle_by:
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
@@ -546,10 +508,14 @@ class Session:
             self.stats.messages_in += 1
             if self._input_closed:
                 continue  # the conversation was saved for the restart; the client resends after it
-            message = parse_client_message(data)
-            if message.setup is not None:
+            message = decode_client_frame(data)
+            if isinstance(message, AudioChunk):
+                events: list[ClientEvent] = [message]  # a microphone chunk, still base64: nothing to validate
+            elif message.setup is not None:
                 raise ProtocolError("setup was already sent; send it once, as the first message")
-            for event in client_events(message):
+            else:
+                events = client_events(message)
+            for event in events:
                 accepted = self._accept_client_event(event)
                 if accepted is not None:
                     await self.inbound.put(accepted, droppable=_is_droppable_input(accepted))
@@ -558,10 +524,10 @@ class Session:
 
     def _accept_client_event(self, event: ClientEvent) -> ClientEvent | None:
         """Normalise one event and apply the session's bookkeeping; None drops it."""
-        self._check_images(event)
         if isinstance(event, AudioChunk):
             self.stats.audio_in_s += event.duration_s
             return self._to_input_rate(event)
+        self._check_images(event)
         if isinstance(event, VideoFrame):
             self.latest_frame = event
         if isinstance(event, ToolResponses):
@@ -641,57 +607,48 @@ class Session:
 
     async def _read_backend(self) -> None:
         assert self._backend_session is not None
-        async for message in self._backend_session.receive():
-            await self._route(message)
+        async for event in self._backend_session.receive():
+            await self._route(event)
 
-    async def _route(self, message: ServerMessage) -> None:
-        if message.setup_complete is not None or message.session_resumption_update is not None:
-            # The session owns the handshake and the handles; a backend's own are internal.
-            return
-        pieces = _split_reply_audio(message)
-        if len(pieces) > 1:
-            for piece in pieces:
-                await self._route(piece)
-            return
-        if message.tool_call is not None:
-            message = self._with_call_ids(message)
-        self.conversation.server_message(message)
-        if message.tool_call is not None:
-            await self._route_tool_calls(message.tool_call.function_calls)
-            rest = message.model_copy(update={"tool_call": None})
-            if rest.model_dump(exclude_none=True):
-                await self._send(rest)
-            return
-        if message.tool_call_cancellation is not None:
-            await self._cancel_calls(message.tool_call_cancellation.ids)
-            return
-        if message.is_interrupted:
-            self.stats.flushed_on_interrupt += self.outbound.discard(_is_reply_audio)
-            self._turn_clock.interrupted = True
-        if message.server_content and message.server_content.model_turn:
-            seconds = sum(_audio_seconds(blob) for blob in message.audio_parts())
-            self.stats.audio_out_s += seconds
-            self._turn_clock.reply(seconds)
-        if message.server_content and message.server_content.input_transcription:
-            if message.server_content.input_transcription.finished:
+    async def _route(self, event: ServerEvent) -> None:
+        match event:
+            case SetupDone() | ResumptionUpdate():
+                return  # the session owns the handshake and the handles; a backend's own are internal
+            case ToolCalls():
+                event = self._with_call_ids(event)
+                self.conversation.server_event(event)
+                await self._route_tool_calls(event.calls)
+                return
+            case ToolCancellation():
+                await self._cancel_calls(event.ids)
+                return
+            case Interrupted():
+                self.stats.flushed_on_interrupt += self.outbound.discard(lambda queued: isinstance(queued, ReplyAudio))
+                self._turn_clock.interrupted = True
+            case ReplyAudio():
+                seconds = event.duration_s
+                self.stats.audio_out_s += seconds
+                self._turn_clock.reply(seconds)
+            case ReplyText() | ReplyParts():
+                self._turn_clock.reply()
+            case InputTranscript() if event.finished:
                 self._turn_clock.user_finished()
-        await self._send(message, droppable=_is_reply_audio(message))
-        if message.is_turn_complete:
+        self.conversation.server_event(event)
+        await self._send(event, droppable=isinstance(event, ReplyAudio))
+        if isinstance(event, TurnComplete):
             await self._complete_turn()
         self._changed.set()
 
-    async def _send(self, message: ServerMessage, droppable: bool = False) -> None:
-        await self.outbound.put(message, droppable=droppable)
+    async def _send(self, event: ServerEvent, droppable: bool = False) -> None:
+        await self.outbound.put(event, droppable=droppable)
 
     @staticmethod
-    def _with_call_ids(message: ServerMessage) -> ServerMessage:
+    def _with_call_ids(event: ToolCalls) -> ToolCalls:
         """Give every call an id, so its response and cancellation can be matched."""
-        assert message.tool_call is not None
-        calls = [
-            call if call.id else call.model_copy(update={"id": f"call-{secrets.token_hex(6)}"})
-            for call in message.tool_call.function_calls
-        ]
-        return message.model_copy(update={"tool_call": message.tool_call.model_copy(update={"function_calls": calls})})
+        return ToolCalls(
+            [call if call.id else call.model_copy(update={"id": f"call-{secrets.token_hex(6)}"})
+             for call in event.calls]
+        )
 
     async def _route_tool_calls(self, calls: list[FunctionCall]) -> None:
         for_client: list[FunctionCall] = []
@@ -716,7 +673,7 @@ class Session:
                     )
                 )
         if for_client:
-            await self._send(ServerMessage.calls(for_client))
+            await self._send(ToolCalls(for_client))
         if unknown:
             self.conversation.tool_results(unknown)
             await self.inbound.put(ToolResponses(unknown))
@@ -769,7 +726,7 @@ class Session:
         """Tell a client that asked (``?events=tools``) what a server tool is doing."""
         if self._observe_tools:
             activity = ServerToolActivity(id=call_id, name=name, state=state, args=args, response=response)
-            await self._send(ServerMessage(server_tool_activity=activity))
+            await self._send(ToolActivity(activity))
 
     async def _cancel_calls(self, ids: list[str]) -> None:
         for call_id in ids:
@@ -779,7 +736,7 @@ class Session:
                 await self._tool_activity(call_id, self._server_call_names.pop(call_id, ""), "cancelled")
         for_client = [call_id for call_id in ids if self._client_calls.pop(call_id, None) is not None]
         if for_client:
-            await self._send(ServerMessage.cancel_calls(for_client))
+            await self._send(ToolCancellation(for_client))
         if ids:
             self.log.info("cancelled tool calls %s", ", ".join(ids))
 
@@ -792,7 +749,7 @@ class Session:
         if self._client_calls or self._server_calls:
             # As Gemini does: no handle while a call is out; one follows its answer (``_after_answers``).
             self._told_unresumable = True
-            await self._send(ServerMessage(session_resumption_update=SessionResumptionUpdate(resumable=False)))
+            await self._send(ResumptionUpdate(resumable=False))
             return
         await self._issue_handle()
 
@@ -835,13 +792,11 @@ class Session:
                 await self.store.save(handle, saved, self.settings.handle_ttl_s)
         except StoreUnavailable:
             # The store logged the outage once; the conversation goes on, and the client keeps the handle it has.
-            await self._send(ServerMessage(session_resumption_update=SessionResumptionUpdate(resumable=False)))
+            await self._send(ResumptionUpdate(resumable=False))
             return
         previous, self._handle = self._handle, handle
         self._told_unresumable = False
-        await self._send(
-            ServerMessage(session_resumption_update=SessionResumptionUpdate(new_handle=handle, resumable=True))
-        )
+        await self._send(ResumptionUpdate(new_handle=handle, resumable=True))
         if previous is not None and retire_previous:
             with contextlib.suppress(StoreUnavailable):  # then the superseded handle expires by itself
                 await self.store.delete(previous)
@@ -849,8 +804,8 @@ class Session:
     async def _write_client(self) -> None:
         while True:
             try:
-                message = await self.outbound.get()
+                event = await self.outbound.get()
             except QueueClosed:
                 return
-            await self.transport.send(encode_message(message))
+            await self.transport.send(encode_event(event))
             self.stats.messages_out += 1

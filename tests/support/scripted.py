@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
-from assistant.protocol import AudioChunk, ClientEvent, ServerMessage
+from assistant.protocol import AudioChunk, ClientEvent, ServerEvent, ServerMessage, server_events
 from assistant.session import Backend, BackendError, BackendSession, SessionRequest
 
 E = TypeVar("E")
@@ -38,15 +38,19 @@ class ScriptedSession(BackendSession):
         self.received.append(event)
         await self._events.put(event)
 
-    async def receive(self) -> AsyncIterator[ServerMessage]:
+    async def receive(self) -> AsyncIterator[ServerEvent]:
+        """What the script emitted: events, and wire messages as the events they hold."""
         while True:
             item = await self._out.get()
             if item is END:
                 return
             if isinstance(item, BaseException):
                 raise item
-            assert isinstance(item, ServerMessage)
-            yield item
+            if isinstance(item, ServerMessage):
+                for event in server_events(item):
+                    yield event
+            else:
+                yield item  # type: ignore[misc]
 
     def resumption_state(self) -> dict[str, object] | None:
         return self.state
@@ -73,12 +77,12 @@ class ScriptedSession(BackendSession):
             pcm += (await self.expect(AudioChunk, timeout)).pcm
         return pcm
 
-    def emit(self, *messages: ServerMessage) -> None:
+    def emit(self, *messages: ServerMessage | ServerEvent) -> None:
         """Queue a burst of messages (at most ``OUT_QUEUE_SIZE`` pending)."""
         for message in messages:
             self._out.put_nowait(message)
 
-    async def stream(self, message: ServerMessage) -> None:
+    async def stream(self, message: ServerMessage | ServerEvent) -> None:
         """Queue one message, waiting while the session is not taking them."""
         await self._out.put(message)
 

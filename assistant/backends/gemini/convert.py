@@ -13,9 +13,15 @@ accept those aliases. Three places need more than that:
   nothing: AUDIO replies, both transcriptions, a voice, and context window
   compression (the setup is sent before any frame, so compression is on
   from the start for every session that may send video).
-- Server messages keep their bytes and casing by going through JSON:
+- Server frames are read by the project (``upstream_events``): reply audio,
+  most of what Gemini sends, becomes ``ReplyAudio`` with Gemini's base64
+  text as it is, never decoded; the rest of a frame goes through the SDK's
+  own conversion (its Vertex AI field names included), then
   ``model_dump(mode="json", by_alias=True)`` of the SDK's message validates
-  as our ``ServerMessage`` and serialises back to what Gemini sent.
+  as our ``ServerMessage``, which ``server_events`` splits into events.
+- Microphone audio goes up the same way (``audio_frame``): the base64 text
+  the client sent, in the project's own JSON; the SDK builds every other
+  client message.
 """
 
 from __future__ import annotations
@@ -24,9 +30,11 @@ import json
 import logging
 from typing import Any, TypeVar
 
-from google.genai import types
+import orjson
+from google.genai import _live_converters, errors, types
 from google.genai.live import AsyncSession
 from pydantic import BaseModel, ValidationError
+from websockets.asyncio.client import ClientConnection
 
 from assistant.backends.gemini.options import GeminiSettings
 from assistant.backends.gemini.quirks import PLAIN, ModelQuirks
@@ -42,11 +50,14 @@ from assistant.protocol import (
     FunctionCall,
     FunctionResponse,
     Part,
+    ReplyAudio,
+    ServerEvent,
     ServerMessage,
     Setup,
     TextInput,
     ToolResponses,
     VideoFrame,
+    server_events,
 )
 from assistant.protocol.events import AUDIO_MIME_HINT
 from assistant.protocol.models import WireModel
@@ -207,6 +218,84 @@ def from_sdk_message(message: types.LiveServerMessage) -> ServerMessage:
         return ServerMessage.model_validate(fields)
 
 
+_URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
+
+
+def upstream_events(frame: bytes | str, vertexai: bool) -> list[ServerEvent]:
+    """The events of one frame from Gemini: reply audio as Gemini's own base64 text, then the rest.
+
+    Audio parts are taken out of the frame before anything is validated;
+    what is left (transcripts, the turn's end, tool calls, metadata), if
+    anything, goes through the SDK as before. A frame Gemini sends as an
+    error (``{"code": ..., "message": ...}``) raises the SDK's ``APIError``.
+    """
+    payload: dict[str, Any] = orjson.loads(frame) if frame else {}
+    audio: list[ServerEvent] = []
+    content = payload.get("serverContent")
+    turn = content.get("modelTurn") if isinstance(content, dict) else None
+    if isinstance(turn, dict) and isinstance(turn.get("parts"), list):
+        rest = []
+        for part in turn["parts"]:
+            reply = _reply_audio(part)
+            if reply is None:
+                rest.append(part)
+            else:
+                audio.append(reply)
+        if audio:
+            assert isinstance(content, dict)
+            content = {name: value for name, value in content.items() if name != "modelTurn"}
+            if rest:
+                content["modelTurn"] = {**turn, "parts": rest}
+            payload = {name: value for name, value in payload.items() if name != "serverContent"}
+            if content:
+                payload["serverContent"] = content
+            if not payload:
+                return audio
+    return audio + server_events(from_sdk_message(sdk_message(payload, vertexai)))
+
+
+def _reply_audio(part: object) -> ReplyAudio | None:
+    """A part that is only audio (``{"inlineData": {"mimeType": "audio/...", "data": "..."}}``), as Gemini wrote it."""
+    if not isinstance(part, dict) or len(part) != 1:
+        return None
+    blob = part.get("inlineData")
+    if not isinstance(blob, dict) or set(blob) != {"mimeType", "data"}:
+        return None
+    mime, data = blob["mimeType"], blob["data"]
+    if not isinstance(mime, str) or not mime.startswith("audio/") or not isinstance(data, str):
+        return None
+    if "-" in data or "_" in data:  # the URL-safe alphabet: browsers' atob takes the standard one only
+        data = data.translate(_URLSAFE_TO_STANDARD)
+    return ReplyAudio(data, mime)
+
+
+def sdk_message(payload: dict[str, Any], vertexai: bool) -> types.LiveServerMessage:
+    """A server frame's JSON as the SDK reads it (``AsyncSession._receive``), Vertex AI's field names included."""
+    if vertexai:
+        fields = _live_converters._LiveServerMessage_from_vertex(payload)
+    else:
+        fields = _live_converters._LiveServerMessage_from_mldev(payload)
+    if not fields and payload:
+        errors.APIError.raise_error(payload.get("code") or 0, payload, None)
+    return types.LiveServerMessage._from_response(response=fields, kwargs={})
+
+
+def audio_frame(chunk: AudioChunk) -> bytes:
+    """A microphone chunk for Gemini (16 kHz by now) in the base64 text it came in."""
+    return orjson.dumps({"realtimeInput": {"audio": {"data": chunk.base64, "mimeType": AUDIO_MIME_HINT}}})
+
+
+def sdk_websocket(session: AsyncSession) -> ClientConnection:
+    """The websocket under the SDK's session, which the project reads and writes audio on itself.
+
+    The SDK opens it (credentials, Vertex AI tokens, the setup in each API's
+    dialect) and still writes the rare messages; the audio both ways, fifty
+    frames a second, skips its conversions (a base64 decode, a pydantic
+    model and an encode per frame).
+    """
+    return session._ws  # type: ignore[no-any-return]
+
+
 def _delete(tree: Any, location: tuple[int | str, ...]) -> None:
     for key in location[:-1]:
         tree = tree[key]
@@ -214,10 +303,10 @@ def _delete(tree: Any, location: tuple[int | str, ...]) -> None:
 
 
 async def forward(session: AsyncSession, event: ClientEvent) -> None:
-    """Send one client event upstream with the SDK call that carries it (audio is already 16 kHz)."""
+    """Send one client event upstream: audio (already 16 kHz) as it came, the rest with the SDK call that carries it."""
     match event:
         case AudioChunk():
-            await session.send_realtime_input(audio=types.Blob(data=event.pcm, mime_type=AUDIO_MIME_HINT))
+            await sdk_websocket(session).send(audio_frame(event))
         case VideoFrame():
             await session.send_realtime_input(video=types.Blob(data=event.image, mime_type=event.mime_type))
         case TextInput():

@@ -32,15 +32,15 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from google.genai import Client, types
+from google.genai import Client, errors, types
 
 from assistant import metrics
 from assistant.backends.gemini.convert import (
     answers_as_text,
     connect_config,
-    from_sdk_message,
     text_history,
     unanswered_calls,
+    upstream_events,
     upstream_model,
 )
 from assistant.backends.gemini.frames import FrameLimiter
@@ -57,11 +57,21 @@ from assistant.protocol import (
     Content,
     ContextChange,
     FunctionCall,
-    ServerMessage,
+    GoingAway,
+    Interrupted,
+    OutputTranscript,
+    ReplyAudio,
+    ReplyParts,
+    ReplyText,
+    ResumptionUpdate,
+    ServerEvent,
+    SetupDone,
+    ToolCalls,
+    ToolCancellation,
     ToolResponses,
+    TurnComplete,
     VideoFrame,
 )
-from assistant.protocol.models import SessionResumptionUpdate
 from assistant.session import BackendError, BackendSession, SessionRequest
 from assistant.session.history import ConversationLog
 
@@ -83,6 +93,7 @@ class GeminiSession(BackendSession):
 
     def __init__(self, client: Client, request: SessionRequest, settings: GeminiSettings, frames: FrameLimiter) -> None:
         self._client = client
+        self._vertexai = bool(client.vertexai)
         self._settings = settings
         self._frames = frames
         self._setup = request.setup
@@ -97,7 +108,7 @@ class GeminiSession(BackendSession):
         self._links_opened = 0
         self._live = False
         self._lock = asyncio.Lock()
-        self._pushed_back: types.LiveServerMessage | Exception | None = None
+        self._pushed_back: bytes | Exception | None = None
         self._pending_calls: set[str] = set()
         self._calls_made: dict[str, FunctionCall] = {}  # by this session's connections, until answered
         # Unanswered calls that the current connection never made (an earlier connection or server did):
@@ -192,7 +203,7 @@ class GeminiSession(BackendSession):
 
     # -- Gemini -> client ----------------------------------------------------
 
-    async def receive(self) -> AsyncIterator[ServerMessage]:
+    async def receive(self) -> AsyncIterator[ServerEvent]:
         while True:
             link = self._link
             assert link is not None
@@ -200,67 +211,71 @@ class GeminiSession(BackendSession):
             if item is None:
                 item = await link.next(self._seconds_left())
             if item is None:
-                for message in self._cut_turn():
-                    yield message
+                for event in self._cut_turn():
+                    yield event
                 await self._switch("the connection's time ran out")
                 continue
+            events: list[ServerEvent] = []
+            if isinstance(item, bytes):
+                try:
+                    events = upstream_events(item, self._vertexai)
+                except errors.APIError as error:  # Gemini sent an error instead of a message
+                    item = error
             if isinstance(item, Exception):
                 failure = classify(item)
                 if failure.fatal:
                     raise BackendError(failure.reason, CloseCode(failure.code), failure.detail)
                 self.log.warning("connection %d lost: %s", link.number, failure)
-                for message in self._cut_turn():
-                    yield message
+                for event in self._cut_turn():
+                    yield event
                 await self._after_failure(failure)
                 await self._switch("connection lost")
                 continue
-            for message in self._relay(item):
-                if message.is_turn_complete:
+            for event in self._relay(events):
+                if isinstance(event, TurnComplete):
                     await self._wait_for_handle(link)
-                yield message
+                yield event
             if self._time_to_move():
                 await self._switch("Gemini sent goAway")
 
-    def _relay(self, received: types.LiveServerMessage) -> list[ServerMessage]:
-        """What the client sees of one upstream message; updates the session's state."""
-        message = from_sdk_message(received)
-        if message.session_resumption_update is not None:
-            self._note_handle(message.session_resumption_update)
-        if message.go_away is not None:
-            self._note_go_away(message.go_away.time_left)
-        message = message.model_copy(
-            update={"session_resumption_update": None, "go_away": None, "setup_complete": None}
-        )
-        if not message.model_dump(exclude_none=True):
-            return []
-        out: list[ServerMessage] = []
-        if message.tool_call is not None:
-            self._pending_calls.update(call.id for call in message.tool_call.function_calls if call.id)
-            self._calls_made.update((call.id, call) for call in message.tool_call.function_calls if call.id)
-            self._replying = True
-        if message.tool_call_cancellation is not None:
-            self._pending_calls.difference_update(message.tool_call_cancellation.ids)
-            self._calls_at_interruption.difference_update(message.tool_call_cancellation.ids)
-        content = message.server_content
-        if content is not None:
-            if content.model_turn is not None or content.output_transcription is not None:
-                self._replying = True
-            if content.interrupted:
-                self._calls_at_interruption = set(self._pending_calls)
-            if content.turn_complete and self._calls_at_interruption:
-                # Gemini did not cancel the calls the user talked over: cancel them for it.
-                out.append(ServerMessage.cancel_calls(sorted(self._calls_at_interruption)))
-                self._pending_calls -= self._calls_at_interruption
-                self._calls_at_interruption = set()
-        out.append(message)
-        self._conversation.server_message(message)
-        if message.is_turn_complete:
-            self._turn_completed()
-        elif message.tool_call is not None:
-            # What the user said led to this call: a move before it is answered must not replay it
-            # (the new connection would call again), but re-seed with it, the call left pending.
-            self._replay.turn_completed()
-            self._history_at_turn = self._conversation.snapshot()
+    def _relay(self, events: list[ServerEvent]) -> list[ServerEvent]:
+        """What the client sees of one upstream frame's events; updates the session's state."""
+        out: list[ServerEvent] = []
+        for event in events:
+            match event:
+                case ResumptionUpdate():
+                    self._note_handle(event)
+                    continue
+                case GoingAway():
+                    self._note_go_away(event.time_left)
+                    continue
+                case SetupDone():
+                    continue
+                case ToolCalls():
+                    self._pending_calls.update(call.id for call in event.calls if call.id)
+                    self._calls_made.update((call.id, call) for call in event.calls if call.id)
+                    self._replying = True
+                case ToolCancellation():
+                    self._pending_calls.difference_update(event.ids)
+                    self._calls_at_interruption.difference_update(event.ids)
+                case ReplyAudio() | ReplyText() | ReplyParts() | OutputTranscript():
+                    self._replying = True
+                case Interrupted():
+                    self._calls_at_interruption = set(self._pending_calls)
+                case TurnComplete() if self._calls_at_interruption:
+                    # Gemini did not cancel the calls the user talked over: cancel them for it.
+                    out.append(ToolCancellation(sorted(self._calls_at_interruption)))
+                    self._pending_calls -= self._calls_at_interruption
+                    self._calls_at_interruption = set()
+            out.append(event)
+            self._conversation.server_event(event)
+            if isinstance(event, TurnComplete):
+                self._turn_completed()
+            elif isinstance(event, ToolCalls):
+                # What the user said led to this call: a move before it is answered must not replay it
+                # (the new connection would call again), but re-seed with it, the call left pending.
+                self._replay.turn_completed()
+                self._history_at_turn = self._conversation.snapshot()
         return out
 
     def _turn_completed(self) -> None:
@@ -271,7 +286,7 @@ class GeminiSession(BackendSession):
         self._replay.turn_completed()
         self._history_at_turn = self._conversation.snapshot()
 
-    def _note_handle(self, update: SessionResumptionUpdate) -> None:
+    def _note_handle(self, update: ResumptionUpdate) -> None:
         if update.resumable and update.new_handle:
             self._handle = update.new_handle
             self._handle_fresh = self._expect_handles = True
@@ -296,9 +311,14 @@ class GeminiSession(BackendSession):
         if self._handle_fresh or not self._expect_handles:
             return
         item = await link.next(self._settings.handle_wait_s)
-        if isinstance(item, types.LiveServerMessage) and _only_handle(item):
-            self._relay(item)
-            return
+        if isinstance(item, bytes):
+            try:
+                events = upstream_events(item, self._vertexai)
+            except errors.APIError:  # left for ``receive``, which reads it again and acts on it
+                events = []
+            if events and all(isinstance(event, ResumptionUpdate) for event in events):
+                self._relay(events)
+                return
         self._pushed_back = item
         if item is None:
             self.log.info(
@@ -315,18 +335,18 @@ class GeminiSession(BackendSession):
         """After a goAway: between turns, with a handle that holds the turn just finished."""
         return self._leave_by is not None and self._handle_fresh and not self._replying and not self._pending_calls
 
-    def _cut_turn(self) -> list[ServerMessage]:
+    def _cut_turn(self) -> list[ServerEvent]:
         """Leaving a connection mid-turn: its reply stops here; its calls stay out, to be answered in words.
 
         The next connection starts afresh from the history (which holds what
         led to the calls) rather than from Gemini's handle, whose replay would
         make the model call again.
         """
-        out = []
+        out: list[ServerEvent] = []
         if self._replying:
-            out.append(ServerMessage.interrupted_turn())
-        for message in out:
-            self._conversation.server_message(message)
+            out.append(Interrupted())
+        for event in out:
+            self._conversation.server_event(event)
         if self._pending_calls:
             self._earlier_calls.update((i, call) for i, call in self._calls_made.items() if i in self._pending_calls)
             self._handle = None
@@ -421,9 +441,3 @@ class GeminiSession(BackendSession):
         task = asyncio.create_task(link.close(), name=f"gemini-close-{link.number}")
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
-
-
-def _only_handle(message: types.LiveServerMessage) -> bool:
-    return message.session_resumption_update is not None and set(message.model_dump(exclude_none=True)) == {
-        "session_resumption_update"
-    }

@@ -1,10 +1,11 @@
 """One websocket to Gemini, and what its failures mean.
 
-The SDK's ``receive()`` ends at every turnComplete, and a read cannot be
-given a deadline without cancelling it, so each connection has a reader task
-that reads across turns into a bounded queue (bounded: a slow session holds
-back the socket instead of growing memory). The session then waits on the
-queue with whatever deadline it needs, such as a goAway's ``timeLeft``.
+The SDK opens the connection; its frames are read raw off the SDK's
+websocket (``convert.upstream_events`` parses them: reply audio stays
+base64), one at a time as the session asks, with whatever deadline it
+needs, such as a goAway's ``timeLeft``. A session that reads slowly holds
+back the socket (websockets buffers a bounded number of frames) instead of
+growing memory.
 
 Failures are sorted once, here: a close Gemini sends because the request is
 wrong (1007 invalid argument, 1008 policy: a rejected key, an unknown model)
@@ -29,17 +30,17 @@ from google.auth.exceptions import GoogleAuthError
 from google.genai import Client, errors, types
 from google.genai.live import AsyncSession
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.frames import CLOSE_CODE_EXPLANATIONS
 
-from assistant.backends.gemini.convert import forward
+from assistant.backends.gemini.convert import forward, sdk_websocket
 from assistant.protocol import ClientEvent, CloseCode
 
 logger = logging.getLogger("assistant.backends.gemini")
 
-READ_QUEUE_SIZE = 64
 CLOSE_TIMEOUT_S = 5.0
 FATAL_CLOSE_CODES = frozenset({CloseCode.INVALID_ARGUMENT, CloseCode.POLICY_VIOLATION})
 
-Received = types.LiveServerMessage | Exception
+Received = bytes | Exception  # one frame as Gemini sent it, or what ended the connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,15 +91,25 @@ def classify(error: BaseException) -> Failure:
     return Failure("unexpected error from Gemini's client", CloseCode.INTERNAL_ERROR, True, repr(error))
 
 
+def closed_by_gemini(closed: ConnectionClosed) -> errors.APIError:
+    """A close as the SDK reports it (``APIError`` with the close code and Gemini's reason), for ``classify``."""
+    code = closed.rcvd.code if closed.rcvd is not None else 1006
+    reason = closed.rcvd.reason if closed.rcvd is not None else CLOSE_CODE_EXPLANATIONS.get(1006, "Abnormal closure.")
+    try:
+        errors.APIError.raise_error(code, reason, None)
+    except errors.APIError as error:
+        return error
+    raise AssertionError("raise_error always raises")  # pragma: no cover
+
+
 class UpstreamLink:
-    """One open Live connection: the SDK session and the task that reads it."""
+    """One open Live connection: the SDK session, read frame by frame off its websocket."""
 
     def __init__(self, number: int, stack: AsyncExitStack, session: AsyncSession) -> None:
         self.number = number
         self.session = session
         self._stack = stack
-        self._messages: asyncio.Queue[Received] = asyncio.Queue(READ_QUEUE_SIZE)
-        self._reader = asyncio.create_task(self._read(), name=f"gemini-upstream-{number}")
+        self._websocket = sdk_websocket(session)
 
     @classmethod
     async def open(
@@ -110,20 +121,22 @@ class UpstreamLink:
             session = await stack.enter_async_context(client.aio.live.connect(model=model, config=config))
         return cls(number, stack, session)
 
-    async def _read(self) -> None:
-        try:
-            while True:
-                async for message in self.session.receive():
-                    await self._messages.put(message)
-        except Exception as error:  # handed to the session, which decides what it means
-            await self._messages.put(error)
-
     async def next(self, timeout_s: float | None) -> Received | None:
-        """The next message or the error that ended the connection; None when ``timeout_s`` passed."""
+        """The next frame or the error that ended the connection; None when ``timeout_s`` passed.
+
+        A read that times out is cancelled, which websockets allows without
+        losing a frame: the next read returns it.
+        """
         try:
-            return await asyncio.wait_for(self._messages.get(), timeout_s)
+            if timeout_s is None:
+                return await self._websocket.recv(decode=False)
+            return await asyncio.wait_for(self._websocket.recv(decode=False), timeout_s)
         except TimeoutError:
             return None
+        except ConnectionClosed as closed:
+            return closed_by_gemini(closed)
+        except Exception as error:  # handed to the session, which decides what it means
+            return error
 
     async def send(self, event: ClientEvent) -> bool:
         """Forward one event; False when the connection is gone (its reader reports why)."""
@@ -135,9 +148,7 @@ class UpstreamLink:
         return True
 
     async def close(self) -> None:
-        """Stop reading and close the socket (bounded: a dead peer does not hold us up)."""
-        self._reader.cancel()
-        await asyncio.gather(self._reader, return_exceptions=True)
+        """Close the socket (bounded: a dead peer does not hold us up)."""
         with contextlib.suppress(Exception, TimeoutError):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 await self._stack.aclose()

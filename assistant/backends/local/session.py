@@ -72,14 +72,21 @@ from assistant.protocol import (
     ContextChange,
     FunctionCall,
     FunctionResponse,
+    GenerationComplete,
+    InputTranscript,
+    Interrupted,
     Part,
-    ServerMessage,
+    ReplyText,
+    ServerEvent,
     TextInput,
+    ToolCalls,
+    ToolCancellation,
     ToolResponses,
+    TurnComplete,
     UsageMetadata,
+    VadSignal,
     VideoFrame,
-    VoiceActivity,
-    VoiceActivityDetectionSignal,
+    VoiceActivityEvent,
 )
 from assistant.protocol.models import ContextUpdate, duration
 from assistant.session import BackendError, BackendSession, SessionRequest
@@ -232,7 +239,7 @@ class Reply:
         self.pending: dict[str, asyncio.Future[FunctionResponse]] = {}
         self.stopped = False
         self._committed = asyncio.Event()
-        self._buffer: list[tuple[ServerMessage, float]] = []
+        self._buffer: list[tuple[ServerEvent, float]] = []
         self._buffered_s = 0.0
         self._speaker: Speaker | None = None
         self._text_turns: list[tuple[int, int, int]] = []  # conversation index, first and last piece
@@ -277,9 +284,9 @@ class Reply:
             prompt_token_count=prompt, response_token_count=response, total_token_count=prompt + response
         )
 
-    def turn_done(self) -> ServerMessage:
+    def turn_done(self) -> TurnComplete:
         """This reply's ``turnComplete``, with its token counts and the reason the dialogue gave, if any."""
-        return ServerMessage.turn_done(self.usage(), self._ends_turn)
+        return TurnComplete(self._ends_turn, self.usage())
 
     def waiting_for(self, call_id: str | None) -> bool:
         future = self.pending.get(call_id or "")
@@ -312,7 +319,7 @@ class Reply:
             self.conversation.turns.append(Content(role="user", parts=[Part(function_response=r) for r in cancelled]))
         return unanswered
 
-    async def emit(self, message: ServerMessage, audio_s: float = 0.0) -> None:
+    async def emit(self, message: ServerEvent, audio_s: float = 0.0) -> None:
         """Send (or hold, until committed) one message, keeping playback at most the lead ahead."""
         while not self.stopped:
             if not self.committed:
@@ -328,7 +335,7 @@ class Reply:
                 return
             await asyncio.sleep(ahead - PLAYOUT_LEAD_S)
 
-    def _send(self, message: ServerMessage, audio_s: float) -> None:
+    def _send(self, message: ServerEvent, audio_s: float) -> None:
         if self.stopped:
             return
         self.session.put(message)
@@ -343,7 +350,7 @@ class Reply:
                 calls = await self._step()
                 if not calls or not await self._call(calls):
                     break
-            await self.emit(ServerMessage.generation_done())
+            await self.emit(GenerationComplete())
             await self._committed.wait()
             await asyncio.sleep(self.playout.ahead())  # barge-in still applies until playback ends
             await self.emit(self.turn_done())
@@ -377,7 +384,7 @@ class Reply:
             self.milestone("first_token")
             text += event.text
             if not session.speak_audio:
-                await self.emit(ServerMessage.model_text(event.text))
+                await self.emit(ReplyText(event.text))
                 continue
             voice = session.voice if isinstance(event, Say) else session.parts.voices.select(f"espeak:{event.voice}")
             (await self._speaker_with(voice)).feed(event.text)
@@ -420,7 +427,7 @@ class Reply:
         background = {call.id for call in calls if self.session.runs_in_background(call.name)}
         self.conversation.turns.append(Content(role="model", parts=[Part(function_call=call) for call in calls]))
         self.milestone("tool_call")
-        await self.emit(ServerMessage.calls(calls))
+        await self.emit(ToolCalls(calls))
         await self._committed.wait()
         all_background = len(background) == len(calls)
         timeout = NON_BLOCKING_GRACE_S if all_background else TOOL_TIMEOUT_S
@@ -479,7 +486,7 @@ class LocalSession(BackendSession):
         self._vad_s = 0.0
         self._recent: deque[np.ndarray] = deque()
         self._recent_s = 0.0
-        self._out: asyncio.Queue[ServerMessage | BaseException | None] = asyncio.Queue()
+        self._out: asyncio.Queue[ServerEvent | BaseException | None] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         logger.info(
@@ -518,7 +525,7 @@ class LocalSession(BackendSession):
     async def run_asr(self, function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.parts.asr_executor, function, *args)
 
-    def put(self, message: ServerMessage) -> None:
+    def put(self, message: ServerEvent) -> None:
         if not self._closed:
             self._out.put_nowait(message)
 
@@ -529,7 +536,7 @@ class LocalSession(BackendSession):
 
     def emit_input(self, text: str, finished: bool) -> None:
         if self.input_transcripts:
-            self.put(ServerMessage.input_transcript(text, finished=finished))
+            self.put(InputTranscript(text, finished=finished))
 
     # -- BackendSession ---------------------------------------------------------------
 
@@ -556,7 +563,7 @@ class LocalSession(BackendSession):
         elif isinstance(event, ContextChange):
             self._on_context_change(event.update)
 
-    async def receive(self) -> AsyncIterator[ServerMessage]:
+    async def receive(self) -> AsyncIterator[ServerEvent]:
         while True:
             item = await self._out.get()
             if item is None:
@@ -617,10 +624,10 @@ class LocalSession(BackendSession):
         started = isinstance(event, SpeechStarted)
         kind = "ACTIVITY_START" if started else "ACTIVITY_END"
         offset = event.speech_end if isinstance(event, TurnEnded) else event.at
-        self.put(ServerMessage(voice_activity=VoiceActivity(type=kind, audio_offset=duration(offset))))
+        self.put(VoiceActivityEvent(kind, duration(offset)))
         if self.vad_signals:
             signal = "VAD_SIGNAL_TYPE_SOS" if started else "VAD_SIGNAL_TYPE_EOS"
-            self.put(ServerMessage(voice_activity_detection_signal=VoiceActivityDetectionSignal(vad_signal_type=signal)))
+            self.put(VadSignal(signal))
 
     def _on_speech_start(self, at: float) -> None:
         """The user started speaking (VAD onset or activityStart): barge in, open a turn."""
@@ -718,10 +725,10 @@ class LocalSession(BackendSession):
         if reply is None:
             return
         unanswered = reply.stop()
-        self.put(ServerMessage.interrupted_turn())
+        self.put(Interrupted())
         if unanswered:
-            self.put(ServerMessage.cancel_calls(unanswered))
-        self.put(ServerMessage.turn_done(reply.usage()))
+            self.put(ToolCancellation(unanswered))
+        self.put(TurnComplete(usage=reply.usage()))
         logger.info("[%s] barge-in: reply stopped after %.1f s of audio", self.id, reply.playout.played())
 
     # -- other client events --------------------------------------------------------------

@@ -24,7 +24,7 @@ import numpy as np
 
 from assistant.backends.local.text import SentenceSplitter, speakable
 from assistant.backends.local.tts import Synthesizer
-from assistant.protocol import OUTPUT_AUDIO_RATE, ServerMessage
+from assistant.protocol import OUTPUT_AUDIO_RATE, OutputTranscript, ReplyAudio, ServerEvent
 from audio.resample import resample
 
 PLAYOUT_LEAD_S = 1.0
@@ -100,7 +100,7 @@ def trim_leading_silence(samples: np.ndarray, rate: int) -> np.ndarray:
     return samples[max(0, int(loud[0]) - int(KEEP_LEADING_S * rate)) :]
 
 
-Emit = Callable[[ServerMessage, float], Awaitable[None]]
+Emit = Callable[[ServerEvent, float], Awaitable[None]]
 
 
 class Speaker:
@@ -164,10 +164,10 @@ class Speaker:
             duration = len(pcm) / 2 / OUTPUT_AUDIO_RATE
             self.record.add(text, self.record_offset(), duration)
             if self.transcribe:
-                await self.emit(ServerMessage.output_transcript(text), 0.0)
+                await self.emit(OutputTranscript(text), 0.0)
             for start in range(0, len(pcm), chunk_bytes):
                 chunk = pcm[start : start + chunk_bytes]
-                await self.emit(ServerMessage.model_audio(chunk), len(chunk) / 2 / OUTPUT_AUDIO_RATE)
+                await self.emit(ReplyAudio.from_pcm(chunk), len(chunk) / 2 / OUTPUT_AUDIO_RATE)
 
     def record_offset(self) -> float:
         if not self.record.pieces:
