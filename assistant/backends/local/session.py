@@ -178,25 +178,35 @@ class UserTurn:
             self.speculative_reply = None
 
     async def _speculate(self) -> str:
-        if self._partial is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._partial)
-        hypothesis = await self._decode_tail()
-        text = f"{self.text} {hypothesis.strip()}".strip()
-        session = self.session
-        if text and self.paused and session.turn_settings.eager_silence_s is not None:
-            if await session.dialogue.sounds_complete(text, session.conversation.tool_names):
-                session.detector.sounds_complete(voice_agrees=await self._voice_sounds_finished())
-        if text and self.paused:
-            self.speculative_reply = session.prepare_reply(text)
-        return hypothesis
+        # the voice's verdict needs only the audio: it is heard on its own thread while Whisper decodes
+        verdict = asyncio.ensure_future(self._voice_sounds_finished())
+        try:
+            if self._partial is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._partial)
+            hypothesis = await self._decode_tail()
+            text = f"{self.text} {hypothesis.strip()}".strip()
+            session = self.session
+            if text and self.paused and session.turn_settings.eager_silence_s is not None:
+                if await session.dialogue.sounds_complete(text, session.conversation.tool_names):
+                    session.milestone("words_complete")
+                    session.detector.sounds_complete(voice_agrees=await verdict)
+            if text and self.paused:
+                self.speculative_reply = session.prepare_reply(text)
+            return hypothesis
+        finally:
+            verdict.cancel()
 
     async def _voice_sounds_finished(self) -> bool:
         """The end-of-turn model's verdict on the audio so far (False without one, or when it is not used)."""
-        model = self.session.parts.turn_model
-        if model is None or self.session.turn_settings.agreed_silence_s is None or not self.paused:
+        session = self.session
+        model = session.parts.turn_model
+        if model is None or session.turn_settings.agreed_silence_s is None:
             return False
-        return bool(await self.session.run_asr(sounds_finished, model, self.window.audio()))
+        finished = await asyncio.to_thread(sounds_finished, model, self.window.audio())
+        if finished:
+            session.milestone("voice_finished")
+        return finished
 
     async def _decode_tail(self) -> str:
         return await self.session.run_asr(
