@@ -7,7 +7,7 @@ opinion. Smart Turn v3 (Pipecat's BSD-2 model, a Whisper-tiny encoder with a
 classifier, 8.7 MB) reads the last 8 seconds of a turn's audio and gives the
 probability that the speaker has finished: falling pitch, a final
 lengthened syllable and so on. When the words and the voice both say done,
-a still shorter silence ends the turn (``TurnSettings.agreed_silence_s``).
+a still shorter silence (200 ms) ends the turn (``TurnSettings.agreed_silence_s``).
 
 The weights come from the ``pipecat-ai`` wheel, which carries them; it is
 installed with ``--no-deps`` (its own dependencies pin an older protobuf)
