@@ -31,7 +31,7 @@ from assistant.protocol.models import RealtimeInputConfig
 
 DEFAULT_SILENCE_MS = 500
 DEFAULT_EAGER_MS = 300  # silence that ends a turn whose words already make a complete request
-DEFAULT_AGREED_MS = 200  # ...and whose voice sounds finished too (150 cut in on 5 of 8 paused prompts, 200 on 1)
+DEFAULT_AGREED_MS = 200  # ...and whose voice sounds finished too (README: its false cut-ins)
 # Start of speech: probability above which a frame is speech, and how much speech commits a start.
 START_THRESHOLD = {"START_SENSITIVITY_HIGH": 0.5, "START_SENSITIVITY_LOW": 0.7}
 START_SPEECH_MS = {"START_SENSITIVITY_HIGH": 60, "START_SENSITIVITY_LOW": 200}
