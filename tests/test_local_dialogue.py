@@ -127,6 +127,11 @@ def test_chat_messages_carry_history_and_tool_traffic() -> None:
         ("Tell me a story about", False),
         ("Tell me a joke.", False),  # a statement: the full silence decides
         ("Could you tell me?", True),
+        # Whisper punctuates a fragment cut by a pause as if it were whole
+        ("What time is it in?", False),
+        ("Remember that my sister's.", False),
+        ("Remember that my sister's birthday is in May.", True),
+        ("What's the date today?", True),
     ],
 )
 async def test_complete_requests_are_recognised(router: ToolRouter, said: str, complete: bool) -> None:

@@ -31,6 +31,7 @@ from assistant.backends.local.llm import (
 )
 from assistant.backends.local.session import LocalSession, SessionParts
 from assistant.backends.local.tts import Voices
+from assistant.backends.local.turn_model import TurnModel
 from assistant.protocol import (
     AudioChunk,
     FunctionCall,
@@ -138,6 +139,7 @@ def open_session(
     setup: Mapping[str, object],
     vad: LoudIsSpeech | None = None,
     recognizer: HearsHello | None = None,
+    turn_model: TurnModel | None = None,
 ) -> LocalSession:
     """A local session over fakes; ``vad`` is None for manual turn-taking (as ``LocalBackend.open`` does)."""
     parts = SessionParts(
@@ -150,6 +152,8 @@ def open_session(
         default_silence_ms=300,
         eager_end_ms=200,
         clock=lambda: 0.0,
+        turn_model=turn_model,
+        agreed_end_ms=100,
     )
     wire = {"setup": {"model": "local", "generationConfig": {"responseModalities": ["TEXT"]}, **setup}}
     parsed: Setup | None = parse_client_message(json.dumps(wire)).setup
@@ -285,6 +289,53 @@ async def test_the_vad_reports_voice_activity_with_its_audio_offsets(
     assert text_of(messages) == "Hi." and messages[-1].is_turn_complete
     kinds = ["start" if m.voice_activity else "reply" for m in messages if m.voice_activity or m.server_content]
     assert kinds.index("reply") > 1  # the end of activity comes before the reply
+
+
+class SoundsComplete(ScriptedDialogue):
+    """Every transcript is a complete request."""
+
+    async def sounds_complete(self, text: str, declared: set[str]) -> bool:
+        return True
+
+
+class FixedVerdict:
+    """An end-of-turn model that always gives ``probability``, and counts its calls."""
+
+    name = "fixed"
+
+    def __init__(self, probability: float) -> None:
+        self.value = probability
+        self.calls = 0
+
+    def probability(self, audio: np.ndarray) -> float:
+        self.calls += 1
+        return self.value
+
+
+@pytest.mark.parametrize(
+    ("voice", "silence_ms"),
+    [(0.9, 128), (0.1, 224)],  # the first 32 ms frame past the agreed 100 ms, or past the eager 200 ms
+)
+async def test_a_finished_voice_ends_a_complete_request_sooner(
+    executor: ThreadPoolExecutor, voice: float, silence_ms: int
+) -> None:
+    model = FixedVerdict(voice)
+    session = open_session(executor, SoundsComplete([[Say("Hi.")]]), {}, LoudIsSpeech(), turn_model=model)
+    await session.send(AudioChunk(tone(1.024, loud=True)))
+    frame = tone(0.032, loud=False)
+    await session.send(AudioChunk(frame))  # the pause begins: transcript, words, voice, speculative reply
+    for _ in range(300):
+        if session.user is None or session.user.speculative_reply is not None:
+            break
+        await asyncio.sleep(0.01)
+    quiet = 1
+    while session.detector.user_active:
+        await session.send(AudioChunk(frame))
+        quiet += 1
+    await until(session)
+    await session.close()
+    assert model.calls == 1
+    assert quiet * 32 == silence_ms
 
 
 # -- NON_BLOCKING scheduling -------------------------------------------------------------

@@ -137,3 +137,37 @@ def test_the_shorter_silence_is_only_for_clients_that_set_none() -> None:
     assert TurnSettings.from_config(None).eager_silence_s is None
     explicit = RealtimeInputConfig(automatic_activity_detection=AutomaticActivityDetection(silence_duration_ms=700))
     assert TurnSettings.from_config(explicit, eager_ms=300).eager_silence_s is None
+
+
+def test_words_and_voice_agreeing_end_the_turn_after_the_shortest_silence() -> None:
+    settings = TurnSettings(silence_s=0.5, eager_silence_s=0.3, agreed_silence_s=0.15)
+    detector = TurnDetector(settings)
+    run(detector, speech(1.0))
+    assert [type(e) for _, e in run(detector, silence(0.064), start=1.024)] == [SpeechPaused]
+    detector.sounds_complete(voice_agrees=True)
+    [(_, ended)] = run(detector, silence(0.4), start=1.088)
+    assert isinstance(ended, TurnEnded) and ended.at - ended.speech_end == pytest.approx(0.16)
+
+    # the words alone: the eager silence; the voice's verdict lapses with the turn
+    detector = TurnDetector(settings)
+    run(detector, speech(1.0) + silence(0.064))
+    detector.sounds_complete(voice_agrees=False)
+    [(_, ended)] = run(detector, silence(0.4), start=1.088)
+    assert isinstance(ended, TurnEnded) and ended.at - ended.speech_end == pytest.approx(0.32)
+
+
+def test_the_voice_verdict_lapses_when_the_user_goes_on() -> None:
+    detector = TurnDetector(TurnSettings(silence_s=0.5, eager_silence_s=0.3, agreed_silence_s=0.15))
+    run(detector, speech(1.0) + silence(0.064))
+    detector.sounds_complete(voice_agrees=True)
+    run(detector, speech(0.3), start=1.088)
+    events = run(detector, silence(0.64), start=1.376)
+    [ended] = [e for _, e in events if isinstance(e, TurnEnded)]
+    assert ended.at - ended.speech_end == pytest.approx(0.512)
+
+
+def test_the_agreed_silence_needs_the_eager_one_and_a_client_that_set_none() -> None:
+    assert TurnSettings.from_config(None, eager_ms=300, agreed_ms=150).agreed_silence_s == 0.15
+    assert TurnSettings.from_config(None, eager_ms=0, agreed_ms=150).agreed_silence_s is None
+    explicit = RealtimeInputConfig(automatic_activity_detection=AutomaticActivityDetection(silence_duration_ms=700))
+    assert TurnSettings.from_config(explicit, eager_ms=300, agreed_ms=150).agreed_silence_s is None

@@ -42,7 +42,7 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,10 @@ GEMINI_MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
 class Prompt:
     text: str
     kind: str  # what should answer: a tool's name, or "chat"
+    then: str = ""  # said after a mid-sentence pause of PAUSE_S: the turn must not end in that pause
+
+
+PAUSE_S = 0.25  # a hesitation: longer than the shortest silence that may end a turn, shorter than the default
 
 
 WARM_UP = Prompt("Hello there.", "chat")
@@ -92,6 +96,14 @@ PROMPTS = (
     Prompt("Why is the sky blue?", "chat"),
 )
 QUICK_PROMPTS = PROMPTS[:3]
+# Paused prompts, counted apart: a turn that ends before the words after the pause is a false cut-in.
+# The first half of the second already sounds like a whole request; the others do not.
+PAUSED_PROMPTS = (
+    Prompt("What time is it in", "get_current_time", then="Tokyo?"),
+    Prompt("Set a timer for five minutes", "set_timer", then="and call it tea."),
+    Prompt("Remember that my sister's", "remember", then="birthday is in May."),
+    Prompt("What's twelve times", "calculate", then="seven?"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +141,9 @@ class TurnResult:
     voice_to_voice_ms: float | None = None
     transport_ms: float | None = None
     tool_ms: float | None = None  # the server tool's own run time, when one ran
+    end_rule: str = ""  # what ended the turn: "words+voice", "words" (eager) or "silence"
+    paused: bool = False  # a prompt with a mid-sentence pause
+    cut_in: bool = False  # the turn ended in that pause, before the rest was said
 
 
 def first_audible(pcm: bytes, rate: int) -> float | None:
@@ -168,6 +183,7 @@ class Target:
     settings: dict[str, Any]
     setup_model: str
     answer: str  # what answers when no tool runs: "chat" (the dialogue) or "echo" (the stand-in)
+    align: Callable[[np.ndarray, str], list[float]] | None = None  # when each word ends (paused prompts need it)
 
 
 @contextlib.asynccontextmanager
@@ -209,7 +225,8 @@ async def local_target(args: argparse.Namespace, timeline: Timeline, scratch: Pa
         if not isinstance(backend.parts.voices.default, EspeakVoice):
             speakers.append(("piper", backend.parts.voices.default))
         settings = {**asdict(config), "server_tools": sorted(d.name for d in registry.declarations())}
-        yield Target(server.live_url, LOCAL_STAGES, speakers, models, settings, "local", "chat")
+        recognizer = backend.parts.recognizer
+        yield Target(server.live_url, LOCAL_STAGES, speakers, models, settings, "local", "chat", recognizer.word_ends)
     finally:
         await server.stop()
         await registry.aclose()
@@ -262,7 +279,8 @@ class LatencyBench:
     def __init__(self, target: Target, timeline: Timeline, prompts: list[Prompt], seed: int) -> None:
         self.target = target
         self.timeline = timeline
-        self.prompts = prompts
+        # paused prompts need to know where words end in the audio: the local target's recogniser says
+        self.prompts = [prompt for prompt in prompts if not prompt.then or target.align is not None]
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.clock = time.monotonic
@@ -300,16 +318,22 @@ class LatencyBench:
 
     async def _say(self, socket: ClientConnection, microphone: Microphone, prompt: Prompt, index: int) -> TurnResult:
         voice_name, voice = self.target.speakers[index % len(self.target.speakers)]
-        pcm = await asyncio.get_running_loop().run_in_executor(None, spoken_prompt, prompt.text, voice)
+        loop = asyncio.get_running_loop()
+        if prompt.then and self.target.align is not None:
+            pcm, rest = await loop.run_in_executor(None, paused_prompt, prompt, voice, self.target.align)
+        else:
+            pcm, rest = await loop.run_in_executor(None, spoken_prompt, prompt.text, voice), b""
         await asyncio.sleep(float(self.rng.uniform(*QUIET_BETWEEN_S)))
         self.timeline.clear()
-        return await self._turn(socket, microphone, prompt, voice_name, pcm)
+        return await self._turn(socket, microphone, prompt, voice_name, pcm, rest)
 
     async def _turn(
-        self, socket: ClientConnection, microphone: Microphone, prompt: Prompt, voice: str, pcm: bytes
+        self, socket: ClientConnection, microphone: Microphone, prompt: Prompt, voice: str, pcm: bytes, rest: bytes
     ) -> TurnResult:
-        result = TurnResult(prompt.text, voice, route=self.target.answer)
-        spoken = microphone.say(pcm)
+        """One prompt, and the reply to all of it (``rest``: what comes after a pause, for paused prompts)."""
+        text = f"{prompt.text} ... {prompt.then}" if prompt.then else prompt.text
+        result = TurnResult(text, voice, route=self.target.answer, paused=bool(rest))
+        spoken = microphone.say(pcm + rest)
         first_audio_at: float | None = None
         deadline = self.clock() + TURN_TIMEOUT_S
         while self.clock() < deadline:
@@ -319,6 +343,8 @@ class LatencyBench:
             content = message.server_content
             if message.tool_call is not None:
                 raise BenchUnavailable(f"the server asked the client to run {message.tool_call.function_calls}")
+            if message.is_interrupted:
+                first_audio_at = None  # a reply to half the prompt, cut off: the reply to all of it counts
             for blob in message.audio_parts():
                 offset = first_audible(blob.data, 24_000)
                 if first_audio_at is None and offset is not None:
@@ -327,10 +353,14 @@ class LatencyBench:
                 result.transcript += content.input_transcription.text
             if content and content.output_transcription and content.output_transcription.text:
                 result.reply += content.output_transcription.text
-            if message.is_turn_complete and first_audio_at is not None:
+            if message.is_turn_complete and first_audio_at is not None and (spoken.done() or not rest):
                 break
-        onset = (await spoken).ended
+        utterance = await spoken
+        onset = utterance.ended
+        ends = [at for name, at in self.timeline.milestones if name == "turn_end"]
+        result.cut_in = bool(rest) and any(at < onset for at in ends)  # the turn ended before the user did
         reached = self.timeline.first()
+        result.end_rule = end_rule(reached)
         for stage in self.target.stages:
             if stage.milestone in reached:
                 result.stages_ms[stage.name] = (reached[stage.milestone] - onset) * 1000
@@ -342,6 +372,37 @@ class LatencyBench:
             if "first_audio" in reached:
                 result.transport_ms = (first_audio_at - reached["first_audio"]) * 1000
         return result
+
+
+def paused_prompt(prompt: Prompt, voice: Any, align: Callable[[np.ndarray, str], list[float]]) -> tuple[bytes, bytes]:
+    """The whole sentence spoken at once, then split after ``prompt.text`` with ``PAUSE_S`` of silence inserted.
+
+    Spoken at once, the first half keeps the rising or level voice of a
+    sentence that goes on; synthesised alone it would end like a sentence.
+    The cut is the quietest 10 ms from 100 ms before to 20 ms after where the recogniser's
+    alignment says the last word of the first half ends.
+    """
+    sentence = f"{prompt.text} {prompt.then}"
+    pcm = spoken_prompt(sentence, voice)
+    audio = np.frombuffer(pcm, dtype="<i2")
+    ends = align(audio.astype(np.float32) / 32768, sentence)
+    first_words = len(prompt.text.split())
+    if len(ends) < first_words:
+        raise BenchUnavailable(f"could not align the words of {sentence!r}")
+    step = 160  # 10 ms
+    aligned = int(ends[first_words - 1] * 16_000)
+    starts = range(max(0, aligned - 10 * step), min(len(audio) - step, aligned + 2 * step), step)
+    cut = min(starts, key=lambda at: float(np.abs(audio[at : at + step].astype(np.int32)).mean()), default=aligned)
+    pause = np.zeros(int(PAUSE_S * 16_000), dtype="<i2")
+    return audio[:cut].tobytes(), pause.tobytes() + audio[cut:].tobytes()
+
+
+def end_rule(reached: dict[str, float]) -> str:
+    """Which rule ended the turn: the words and the voice agreeing, the words alone, or the silence."""
+    ended = reached.get("turn_end", float("inf"))
+    words = reached.get("words_complete", float("inf")) <= ended
+    voice = reached.get("voice_finished", float("inf")) <= ended
+    return "words+voice" if words and voice else "words" if words else "silence"
 
 
 def stage_values(turns: list[TurnResult], stages: tuple[Stage, ...]) -> dict[str, list[float]]:
@@ -364,12 +425,13 @@ def summarise(values: dict[str, list[float]]) -> dict[str, Distribution]:
 
 
 def turn_table(turns: list[TurnResult], stages: tuple[Stage, ...]) -> str:
-    headers = ["prompt", "voice", "route", *(stage.name for stage in stages), TRANSPORT, "v2v ms"]
+    headers = ["prompt", "voice", "route", "ended by", *(stage.name for stage in stages), TRANSPORT, "v2v ms"]
     rows = [
         [
             turn.prompt[:44],
             turn.voice,
             turn.route,
+            f"{turn.end_rule} (cut in)" if turn.cut_in else turn.end_rule,
             *(turn.stages_ms.get(stage.name) for stage in stages),
             turn.transport_ms,
             turn.voice_to_voice_ms,
@@ -398,6 +460,8 @@ def run(args: argparse.Namespace) -> int:
     rng = seed_everything(args.seed)
     chosen = QUICK_PROMPTS if args.quick else PROMPTS * args.rounds
     prompts = [chosen[i] for i in rng.permutation(len(chosen))]
+    if not args.quick:
+        prompts += [PAUSED_PROMPTS[i] for i in rng.permutation(len(PAUSED_PROMPTS))]
     machine = Machine.now()
     try:
         target, warm_up, turns = asyncio.run(measure(args, prompts))
@@ -405,12 +469,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"assistant bench latency: {exc}", file=sys.stderr)
         return 2
     machine.finish()
-    values = stage_values(turns, target.stages)
+    timed = [turn for turn in turns if not turn.paused]
+    paused = [turn for turn in turns if turn.paused]
+    values = stage_values(timed, target.stages)
     summary = summarise(values)
+    cut_ins = [turn.prompt for turn in paused if turn.cut_in]
     print(f"assistant bench latency --backend {args.backend}   ({len(turns)} turns after a warm-up turn)\n")
     print(turn_table(turns, target.stages))
     print()
     print(summary_table(summary))
+    rules = {rule: sum(turn.end_rule == rule for turn in timed) for rule in ("words+voice", "words", "silence")}
+    print("turns ended by: " + ", ".join(f"{rule} {count}" for rule, count in rules.items()))
+    if paused:
+        print(
+            f"prompts with a {PAUSE_S * 1000:.0f} ms mid-sentence pause (not in the figures above): {len(paused)}, "
+            f"false cut-ins {len(cut_ins)}" + (f" ({'; '.join(cut_ins)})" if cut_ins else "")
+        )
     warm = f"{warm_up.voice_to_voice_ms:.0f} ms" if warm_up.voice_to_voice_ms is not None else "no audible reply"
     print(f"\nwarm-up turn (not counted): {warm}")
     if target.models:
@@ -433,6 +507,10 @@ def run(args: argparse.Namespace) -> int:
         "warm_up": asdict(warm_up),
         "turns": [asdict(turn) for turn in turns],
         "summary_ms": {name: asdict(row) for name, row in summary.items()},
+        "ended_by": rules,
+        "pause_ms": PAUSE_S * 1000,
+        "false_cut_ins": len(cut_ins),
+        "paused_prompts": len(paused),
     }
     publish(args, report, plot_latency)
     missing = [turn.prompt for turn in turns if turn.voice_to_voice_ms is None]

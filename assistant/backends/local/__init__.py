@@ -36,6 +36,8 @@ def settings_from_args(args: argparse.Namespace) -> LocalConfig:
         voice=args.voice,
         silence_ms=args.silence_ms,
         eager_end_ms=args.eager_end_ms,
+        turn_model=args.turn_model,
+        agreed_end_ms=args.agreed_end_ms,
         threads=args.local_threads,
         device=args.device,
         allow_download=args.allow_download,

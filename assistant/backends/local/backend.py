@@ -60,7 +60,8 @@ from assistant.backends.local.services import (
 )
 from assistant.backends.local.session import LocalSession, SessionParts
 from assistant.backends.local.tts import DEFAULT_PIPER_VOICE, SpeechUnavailable, Voices, load_voices
-from assistant.backends.local.turns import DEFAULT_EAGER_MS, DEFAULT_SILENCE_MS, TurnSettings
+from assistant.backends.local.turn_model import load_turn_model
+from assistant.backends.local.turns import DEFAULT_AGREED_MS, DEFAULT_EAGER_MS, DEFAULT_SILENCE_MS, TurnSettings
 from assistant.embeddings import limit_blas_threads
 from assistant.session import Backend, BackendSession, SessionRequest
 from audio.vad import SileroVad, VadUnavailable
@@ -85,6 +86,8 @@ class LocalConfig:
     voice: str = DEFAULT_PIPER_VOICE
     silence_ms: int = DEFAULT_SILENCE_MS
     eager_end_ms: int = DEFAULT_EAGER_MS
+    turn_model: str = "smart-turn"  # the end-of-turn model (see ``turn_model``), or "none"
+    agreed_end_ms: int = DEFAULT_AGREED_MS
     threads: int = 2
     device: str = "auto"  # auto | cpu | cuda, see ``devices``
     context_tokens: int = 4096
@@ -164,6 +167,8 @@ class LocalBackend(Backend):
             eager_end_ms=config.eager_end_ms,
             clock=time.monotonic,
             observe=self.observe,
+            turn_model=load_turn_model(config.turn_model, self.progress),
+            agreed_end_ms=config.agreed_end_ms,
         )
 
     def _load_recognizer(self) -> Recognizer:

@@ -27,6 +27,7 @@ import asyncio
 import functools
 import json
 import logging
+import re
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -206,6 +207,29 @@ def is_question(text: str) -> bool:
     return text.rstrip().endswith("?") and len(text.split()) >= 3
 
 
+# Words a request does not end on: the sentence goes on after a pause ("What time is it in... Tokyo?",
+# "Remember that my sister's... birthday"). Whisper punctuates such a fragment as if it were whole.
+_TRAILING_WORDS = frozenset(
+    "a an the my your our their his its and or but because if than to of in on at for with from by about into "
+    "like as".split()
+)
+_CONTRACTED_IS = frozenset("it's what's that's there's here's who's where's how's let's he's she's".split())
+
+
+def trails_off(text: str) -> bool:
+    """The last word leaves the sentence open (an article, a preposition, a conjunction, a possessive).
+
+    Only the shortcut depends on it: such a turn waits for the full silence.
+    Some whole questions end on a preposition ("What is it for?"); they wait
+    the full silence too, a small cost next to answering half a sentence.
+    """
+    words = re.findall(r"[\w']+", text.lower().replace("\u2019", "'"))
+    if not words:
+        return False
+    last = words[-1]
+    return last in _TRAILING_WORDS or (last.endswith("'s") and last not in _CONTRACTED_IS)
+
+
 PARSED_BOOST = 0.25  # added to an intent's similarity when its argument parser finds a whole request...
 CUE_BOOST = 0.15  # ...or when a word names what the request is about (the camera, the user's notes)
 
@@ -282,7 +306,9 @@ class RouterDialogue:
         return route
 
     async def sounds_complete(self, text: str, declared: set[str]) -> bool:
-        """A question, or a tool request that has everything the tool needs."""
+        """A question, or a tool request that has everything the tool needs, that does not trail off."""
+        if trails_off(text):
+            return False
         if is_question(text):
             return True
         route = await self._route_text(text, declared)
@@ -469,7 +495,7 @@ class ModelDialogue:
         self.persona = persona
 
     async def sounds_complete(self, text: str, declared: set[str]) -> bool:
-        return is_question(text)
+        return is_question(text) and not trails_off(text)
 
     async def respond(self, conversation: Conversation, settings: GenerationSettings) -> AsyncIterator[DialogueEvent]:
         tools = [ToolSpec.from_declaration(declaration) for declaration in conversation.tools]

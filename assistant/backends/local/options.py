@@ -13,7 +13,7 @@ from assistant.backends.local.asr import DEFAULT_ASR_MODEL
 from assistant.backends.local.devices import DEVICES
 from assistant.backends.local.llm import DEFAULT_CHAT_MODEL
 from assistant.backends.local.tts import DEFAULT_PIPER_VOICE
-from assistant.backends.local.turns import DEFAULT_EAGER_MS, DEFAULT_SILENCE_MS
+from assistant.backends.local.turns import DEFAULT_AGREED_MS, DEFAULT_EAGER_MS, DEFAULT_SILENCE_MS
 from assistant.backends.local.unhonoured import SUMMARY
 
 
@@ -85,6 +85,19 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
         default=DEFAULT_EAGER_MS,
         help="shorter silence that ends a turn already heard as a complete request (a question, or a tool request "
         "with all it needs); only when the client sets no silence duration; 0 turns it off (default %(default)s)",
+    )
+    parser.add_argument(
+        "--turn-model",
+        default="smart-turn",
+        help="end-of-turn model that hears whether the voice sounds finished: smart-turn (Smart Turn v3, carried "
+        "by the pipecat-ai wheel), a Smart Turn v3 .onnx file, or none (default %(default)s)",
+    )
+    parser.add_argument(
+        "--agreed-end-ms",
+        type=int,
+        default=DEFAULT_AGREED_MS,
+        help="still shorter silence that ends a turn when the words make a complete request and the end-of-turn "
+        "model says the voice sounds finished too; needs --eager-end-ms; 0 turns it off (default %(default)s)",
     )
     parser.add_argument(
         "--device",

@@ -51,6 +51,7 @@ from assistant.backends.local.dialogue import CallTools, Conversation, Dialogue,
 from assistant.backends.local.llm import GenerationSettings, TokenUsage
 from assistant.backends.local.speech import PLAYOUT_LEAD_S, PlayoutClock, Speaker, SpokenRecord
 from assistant.backends.local.tts import Synthesizer, Voices
+from assistant.backends.local.turn_model import TurnModel, sounds_finished
 from assistant.backends.local.turns import (
     SpeechPaused,
     SpeechResumed,
@@ -118,6 +119,8 @@ class SessionParts:
     eager_end_ms: int
     clock: Callable[[], float]
     observe: Callable[[str, str, float], None] | None = None  # (session id, milestone, clock time)
+    turn_model: TurnModel | None = None  # does the voice sound finished (see ``turn_model``)
+    agreed_end_ms: int = 0  # silence that ends a turn when the words and the voice say it is complete
 
 
 class UserTurn:
@@ -182,18 +185,35 @@ class UserTurn:
             self.speculative_reply = None
 
     async def _speculate(self) -> str:
-        if self._partial is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._partial)
-        hypothesis = await self._decode_tail()
-        text = f"{self.text} {hypothesis.strip()}".strip()
+        # the voice's verdict needs only the audio: it is heard on its own thread while Whisper decodes
+        verdict = asyncio.ensure_future(self._voice_sounds_finished())
+        try:
+            if self._partial is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._partial)
+            hypothesis = await self._decode_tail()
+            text = f"{self.text} {hypothesis.strip()}".strip()
+            session = self.session
+            if text and self.paused and session.turn_settings.eager_silence_s is not None:
+                if await session.dialogue.sounds_complete(text, session.conversation.tool_names):
+                    session.milestone("words_complete")
+                    session.detector.sounds_complete(voice_agrees=await verdict)
+            if text and self.paused:
+                self.speculative_reply = session.prepare_reply(text)
+            return hypothesis
+        finally:
+            verdict.cancel()
+
+    async def _voice_sounds_finished(self) -> bool:
+        """The end-of-turn model's verdict on the audio so far (False without one, or when it is not used)."""
         session = self.session
-        if text and self.paused and session.turn_settings.eager_silence_s is not None:
-            if await session.dialogue.sounds_complete(text, session.conversation.tool_names):
-                session.detector.sounds_complete()
-        if text and self.paused:
-            self.speculative_reply = session.prepare_reply(text)
-        return hypothesis
+        model = session.parts.turn_model
+        if model is None or session.turn_settings.agreed_silence_s is None:
+            return False
+        finished = await asyncio.to_thread(sounds_finished, model, self.window.audio())
+        if finished:
+            session.milestone("voice_finished")
+        return finished
 
     async def _decode_tail(self) -> str:
         return await self.session.run_asr(
@@ -460,7 +480,10 @@ class LocalSession(BackendSession):
         self.parts = parts
         self.id = request.session_id
         self.turn_settings = TurnSettings.from_config(
-            setup.realtime_input_config, parts.default_silence_ms, parts.eager_end_ms
+            setup.realtime_input_config,
+            parts.default_silence_ms,
+            parts.eager_end_ms,
+            parts.agreed_end_ms if parts.turn_model is not None else 0,
         )
         self.speak_audio = "AUDIO" in setup.response_modalities()
         self.vad_signals = bool(setup.explicit_vad_signal)

@@ -11,7 +11,10 @@ silence has lasted long enough to end the turn (``TurnEnded``): the session
 uses that window to transcribe and even prepare the reply speculatively, and
 throws the work away if the user carries on (``SpeechResumed``). When that
 speculative transcript is already a complete request, the session says so
-(``sounds_complete``) and a shorter silence ends the turn.
+(``sounds_complete``) and a shorter silence ends the turn; when the voice
+sounds finished too (an end-of-turn model, see ``turn_model``), a shorter one
+still. The voice alone never shortens the wait: on spoken prompts the model
+also calls "Set a timer for" finished.
 
 ``TurnSettings.from_config`` maps the Live ``realtimeInputConfig`` onto the
 thresholds: start sensitivity and prefix padding decide how much speech
@@ -28,6 +31,7 @@ from assistant.protocol.models import RealtimeInputConfig
 
 DEFAULT_SILENCE_MS = 500
 DEFAULT_EAGER_MS = 300  # silence that ends a turn whose words already make a complete request
+DEFAULT_AGREED_MS = 200  # ...and whose voice sounds finished too (README: its false cut-ins)
 # Start of speech: probability above which a frame is speech, and how much speech commits a start.
 START_THRESHOLD = {"START_SENSITIVITY_HIGH": 0.5, "START_SENSITIVITY_LOW": 0.7}
 START_SPEECH_MS = {"START_SENSITIVITY_HIGH": 60, "START_SENSITIVITY_LOW": 200}
@@ -47,6 +51,7 @@ class TurnSettings:
     start_speech_s: float = START_SPEECH_MS[DEFAULT_START] / 1000
     silence_s: float = DEFAULT_SILENCE_MS / 1000
     eager_silence_s: float | None = None
+    agreed_silence_s: float | None = None
     interrupts: bool = True
 
     @classmethod
@@ -55,11 +60,13 @@ class TurnSettings:
         config: RealtimeInputConfig | None,
         default_silence_ms: int = DEFAULT_SILENCE_MS,
         eager_ms: int = 0,
+        agreed_ms: int = 0,
     ) -> TurnSettings:
         """Settings for a session's ``realtimeInputConfig`` (None: the defaults).
 
-        ``eager_ms`` (0: off) applies only when the client did not set a
-        silence duration: a client that asked for one gets exactly that.
+        ``eager_ms`` and ``agreed_ms`` (0: off) apply only when the client did
+        not set a silence duration: a client that asked for one gets exactly
+        that. ``agreed_ms`` needs ``eager_ms``: the voice only confirms words.
         """
         detection = config.automatic_activity_detection if config else None
         start = (detection.start_of_speech_sensitivity if detection else None) or DEFAULT_START
@@ -75,6 +82,7 @@ class TurnSettings:
             start_speech_s=(prefix_ms if prefix_ms is not None else START_SPEECH_MS[start]) / 1000,
             silence_s=(silence_ms if silence_ms is not None else default_silence_ms) / 1000,
             eager_silence_s=eager_ms / 1000 if eager_ms and silence_ms is None else None,
+            agreed_silence_s=agreed_ms / 1000 if agreed_ms and eager_ms and silence_ms is None else None,
             interrupts=not (config and config.activity_handling == "NO_INTERRUPTION"),
         )
 
@@ -128,6 +136,7 @@ class TurnDetector:
         self._speech_run = 0.0
         self._pause_start = 0.0
         self._complete = False
+        self._voice_agrees = False
 
     @property
     def user_active(self) -> bool:
@@ -160,23 +169,25 @@ class TurnDetector:
         # PAUSED
         if probability >= s.start_threshold:
             self.state = TurnState.SPEAKING
-            self._complete = False
+            self._complete = self._voice_agrees = False
             return [SpeechResumed(start)]
         return self._maybe_ended(end)
 
-    def sounds_complete(self) -> None:
+    def sounds_complete(self, voice_agrees: bool = False) -> None:
         """The words so far make a complete request: the current pause may end the turn sooner.
 
         The session says so when the speculative transcript of a pause is a
-        whole question or a tool request with all its arguments; it holds
-        until the user speaks again.
+        whole question or a tool request with all its arguments, and
+        ``voice_agrees`` when the end-of-turn model heard a finished voice too;
+        it holds until the user speaks again.
         """
         if self.state is TurnState.PAUSED:
             self._complete = True
+            self._voice_agrees = voice_agrees
 
     def flush(self, at: float) -> list[TurnEvent]:
         """The audio stream paused: end a turn in progress now."""
-        self._complete = False
+        self._complete = self._voice_agrees = False
         if self.state is TurnState.SPEAKING:
             self.state = TurnState.QUIET
             return [TurnEnded(at, at)]
@@ -193,11 +204,14 @@ class TurnDetector:
         return []
 
     def _maybe_ended(self, now: float) -> list[TurnEvent]:
-        silence = self.settings.silence_s
-        if self._complete and self.settings.eager_silence_s is not None:
-            silence = min(silence, self.settings.eager_silence_s)
+        s = self.settings
+        silence = s.silence_s
+        if self._complete and s.eager_silence_s is not None:
+            silence = min(silence, s.eager_silence_s)
+            if self._voice_agrees and s.agreed_silence_s is not None:
+                silence = min(silence, s.agreed_silence_s)
         if now - self._pause_start + 1e-9 >= silence:
             self.state = TurnState.QUIET
-            self._complete = False
+            self._complete = self._voice_agrees = False
             return [TurnEnded(self._pause_start, now)]
         return []
