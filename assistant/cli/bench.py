@@ -62,6 +62,13 @@ BENCHMARKS = {
         "Route every phrasing of the router's public evaluation set (tool requests in everyday and recogniser-style "
         "wording, small talk, general questions) and report the accuracy, a confusion table and what was misrouted.",
     ),
+    "hearing": (
+        "hearing",
+        "the offline recogniser: word error with and without the session's vocabulary, when to ask again",
+        "Decode spoken requests as a session does, after a reply, with and without the session's vocabulary in "
+        "the recogniser's prompt; and the recogniser's confidence on clean and garbled requests, with the false "
+        "'please repeat' rate and the mishearings caught at each threshold.",
+    ),
 }
 PLOTTED = {"latency", "relay", "frontend"}
 
