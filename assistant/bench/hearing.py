@@ -2,8 +2,9 @@
 
 Requests are spoken at run time by two voices (espeak-ng and the packaged
 Piper voice) and decoded by Whisper as a session decodes them: a partial
-decode every ``PARTIAL_STEP_S`` of audio, words committed when two decodes
-agree, a final decode of the tail (``StreamingTranscript``). Two questions:
+decode every ``PARTIAL_STEP_S`` of audio once there is
+``MIN_PARTIAL_WINDOW_S``, words committed when two decodes agree, a final
+decode of the tail (``StreamingTranscript``). Two questions:
 
 - **Vocabulary.** Does a prompt with the session's vocabulary lower the
   word error on requests that follow? The vocabulary is what
@@ -40,6 +41,7 @@ import numpy as np
 
 from assistant.backends.local.asr import (
     ASK_AGAIN_BELOW,
+    MIN_PARTIAL_WINDOW_S,
     SAMPLE_RATE,
     Recognizer,
     StreamingTranscript,
@@ -134,7 +136,7 @@ def decode_as_a_session(recognizer: Recognizer, audio: np.ndarray, prompt: str =
     """The transcript and its confidence as a session gets them: partial decodes, agreement, a final tail."""
     transcript = StreamingTranscript(prompt=prompt)
     step = int(PARTIAL_STEP_S * SAMPLE_RATE)
-    for end in range(step, len(audio), step):
+    for end in range(max(step, int(MIN_PARTIAL_WINDOW_S * SAMPLE_RATE)), len(audio), step):
         partial = hear(recognizer, audio[:end], transcript.prefix, transcript.context)
         transcript.agree(partial.text, partial.logprob)
     final = hear(recognizer, audio, transcript.prefix, transcript.context)

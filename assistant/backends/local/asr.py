@@ -58,6 +58,10 @@ PACKAGED_WHISPER = {
 }
 PAD_S = 1.0  # silence after the audio: Whisper needs to hear that speech ended
 MIN_WINDOW_S = 3.0  # shorter windows make Whisper repeat itself more often
+# No partial decode of less audio: on half a second Whisper guesses, and two guesses that agree are committed.
+# Piper's "Set a timer for three seconds." from its first sample, first partial at 0.5 s: 10 of 30 heard as "At a
+# time or for 3 seconds." ("at a time." at 0.5 s, "at a time or for three." at 1 s); from 1 s: 0 of 30.
+MIN_PARTIAL_WINDOW_S = 1.0
 MAX_WINDOW_S = 20.0  # longer turns move committed audio out of the window
 KEEP_AFTER_TRIM_S = 5.0
 TOKENS_PER_SECOND = 8  # generous bound on Whisper tokens per second of speech
@@ -72,9 +76,9 @@ _NAME = re.compile(r"(?<![.?!:\n]\s)(?<![.?!:\n])(?<=\s)(?P<name>(?!I\b)[A-Z][a-
 # Below this confidence (``StreamingTranscript.confidence``) the user is asked to say it again. Measured by
 # ``assistant bench hearing`` (tiny.en, 15 clean requests in two voices; seeds 1 and 2): the least sure clean
 # request heard right scores -1.05 ("Hello there.", Piper), the least sure of all -1.11 ("Hello there." heard as
-# "The lone air."); of the garbled requests
-# that were misheard (noise at 0 and -5 dB SNR, backwards, two requests at once) -1.2 catches 46% and 37%, and asks
-# again 0 of 9 and 1 of 5 garbled requests heard right anyway. -1.0 would catch 70% but ask a clean request again.
+# "The lone air."). Of the garbled requests that were misheard (noise at 0 and -5 dB SNR, backwards, two requests
+# at once) -1.2 catches 46 of 99 and 39 of 98, and asks again 0 of 9 and 1 of 5 garbled requests heard right
+# anyway; -1.0 would catch 70 of 99 but ask a clean request heard right again.
 ASK_AGAIN_BELOW = -1.2
 ASK_AGAIN = "Sorry, I didn't catch that. Could you say it again?"
 MAX_VOCABULARY = 12  # names in the recogniser's prompt; Whisper's prompt is short, the reply may follow
@@ -183,14 +187,11 @@ def vocabulary_prompt(user_turns: Iterable[str]) -> str:
     come back in later requests. Names are the words written with a capital
     inside a sentence (not "I"). Measured by ``assistant bench hearing`` (15
     requests after a reply, two voices, tiny.en; seeds 1 and 2): word error
-    22.8% / 20.6% with the reply prompt alone, 15.6% / 16.1% with the user's
-    names. Two other vocabularies were measured and left out: the declared
-    tools' words ("timer, reminder, ...") after the names, 17.8% / 17.2%
-    (though "timer" alone in the prompt made tiny.en hear all 24 of Piper's
-    "Set a timer for three/ten seconds." right in a fresh turn, against 20
-    of 24 without a prompt, "At a time or" for the rest), and a persona's
-    terms (Thiruvalluvar's: "Thiruvalluvar, Thirukkural, English, Tamil")
-    before the names, 19.4% / 19.4%.
+    19.4% / 20.6% with the reply prompt alone, 15.0% / 16.1% with the user's
+    names. Two other vocabularies were measured and left out: the words that
+    ask for the built-in tools ("timer, reminder, ...") after the names,
+    17.8% / 17.2%, and a persona's terms (Thiruvalluvar's: "Thiruvalluvar,
+    Thirukkural, English, Tamil") before them, 19.4% / 15.6%.
     """
     names: dict[str, str] = {}
     for text in user_turns:

@@ -48,6 +48,7 @@ import numpy as np
 
 from assistant.backends.local.asr import (
     ASK_AGAIN,
+    MIN_PARTIAL_WINDOW_S,
     Heard,
     Recognizer,
     SpeechWindow,
@@ -145,6 +146,8 @@ class UserTurn:
     def heard_audio(self) -> None:
         """New audio arrived: decode again once enough has accumulated."""
         if self.paused or self._partial is not None or self._speculation is not None:
+            return
+        if self.window.duration_s < MIN_PARTIAL_WINDOW_S:
             return
         if self.window.duration_s - self._decoded_s >= PARTIAL_STEP_S:
             self._partial = self.session.spawn(self._decode_partial(), "asr-partial")
