@@ -17,10 +17,12 @@ from __future__ import annotations
 import re
 import wave
 from collections.abc import Iterator
+from difflib import SequenceMatcher
 from pathlib import Path
 
 import cv2
 import numpy as np
+import onnxruntime
 import pytest
 
 from assistant.backends.local.tts import PiperVoice, resolve_piper_voice
@@ -34,6 +36,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 BETWEEN_TURNS_S = 12.0  # quiet in one recording between two requests: the first is answered meanwhile
 SAMPLE_RATE = 16_000
+PIPER_SEED = 1  # the benchmarks' default seed
 SIGN_FRAMES = 30  # one second at 30 fps; Chromium loops the file
 SIGN_KEY_WORDS = {"meeting", "moved", "room", "twelve"}
 
@@ -55,6 +58,8 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
 
 @pytest.fixture(scope="module")
 def piper() -> Iterator[PiperVoice]:
+    """The Piper voice, seeded: it samples its speech, so unseeded each run would say a different rendition."""
+    onnxruntime.set_seed(PIPER_SEED)
     voice = PiperVoice(resolve_piper_voice("joe"))
     yield voice
     voice.close()
@@ -97,6 +102,12 @@ def sign_video(path: Path) -> Path:
     return path
 
 
+def sounds_like(heard: str, name: str) -> bool:
+    """A spelling of ``name`` a recogniser may write for it: at most one letter added, dropped or changed."""
+    heard = heard.lower()
+    return heard == name or SequenceMatcher(None, heard, name).ratio() >= 0.8
+
+
 async def replies(browsing: Browsing, count: int) -> list[str]:
     """The first ``count`` finished replies on the page."""
     finished = browsing.page.locator("#log .message.model[data-final]")
@@ -128,7 +139,10 @@ async def test_a_name_remembered_by_voice_is_recalled(serve: Serve, piper: Piper
         answers = await replies(browsing, 2)
         heard = await browsing.bubbles("user")
         assert "remember" in await server_tools(browsing), (heard, answers)
-        assert "priya" in words(answers[1]), (heard, answers)
+        # the name as the recogniser spelled it ("Priya", or a homophone such as "Pria"), recalled as it was heard
+        remembered = re.search(r"name is (\w+)", heard[0])
+        assert remembered is not None and sounds_like(remembered.group(1), "priya"), (heard, answers)
+        assert remembered.group(1).lower() in words(answers[1]), (heard, answers)
         assert browsing.errors == []
 
 
