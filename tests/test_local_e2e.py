@@ -356,10 +356,6 @@ class TimerTools:
         return FunctionResponse(id=call.id, name=call.name, response={"output": started})
 
 
-@pytest.mark.skip(
-    reason="known, open: in the whole suite's process tiny.en hears 'Set a timer' as 'At a time or' (every full "
-    "run, also when run in a fresh subprocess from the suite); passes in every run of this module alone"
-)
 async def test_a_timer_set_by_voice_is_announced_when_it_fires(
     live_server: ServerFactory, tls_certificate: Certificate, local_stack: LocalBackend, piper: PiperVoice
 ) -> None:

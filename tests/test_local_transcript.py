@@ -6,12 +6,17 @@ import numpy as np
 import pytest
 
 from assistant.backends.local.asr import (
+    ASK_AGAIN,
+    ASK_AGAIN_BELOW,
+    MAX_VOCABULARY,
     StreamingTranscript,
     WhisperRecognizer,
     drop_repeats,
     normalise_text,
+    recogniser_prompt,
     reply_prompt,
     split_words,
+    vocabulary_prompt,
 )
 from assistant.backends.local.tts import EspeakVoice
 from assistant.bench.speech import spoken_prompt
@@ -79,6 +84,40 @@ def test_what_was_said_before_the_turn_prompts_the_decoder_but_is_not_the_users(
     transcript.trim(2)  # "Please read" moves out of the window with its audio
     assert transcript.context == "I can read it in Tamil if you like. Please read"
     assert transcript.text == "Please read it in Tamil."  # the prompt is never part of what the user said
+
+
+def test_asking_again_does_not_prompt_the_recogniser() -> None:
+    assert ASK_AGAIN.endswith("?") and reply_prompt(ASK_AGAIN) == ""  # the user says the request again
+
+
+def test_the_vocabulary_is_the_names_the_user_said_newest_last() -> None:
+    said = ["Remember that my sister's name is Priya.", "Hello. My brother Arjun is in Paris. I'm fine."]
+    assert vocabulary_prompt(said) == "Priya, Arjun, Paris."
+    assert vocabulary_prompt(["What time is it?", "I said Priya. Priya is my sister."]) == "Priya."
+    assert vocabulary_prompt(["what time is it", "I'm here. Where am I?"]) == ""
+    many = [f"I met {name} today." for name in ("Ann", "Bob", "Cy", "Dee", "Eve", "Fay", "Gus", "Hal") * 2]
+    names = vocabulary_prompt([*many, "I met Ivy and Jo and Kim and Lee and Max."]).removesuffix(".").split(", ")
+    assert len(names) == MAX_VOCABULARY and names[-1] == "Max" and "Ann" not in names
+
+
+def test_the_recogniser_prompt_is_the_vocabulary_then_an_inviting_reply() -> None:
+    assert recogniser_prompt("Priya.", "7 times 8 is 56.") == "Priya."
+    assert recogniser_prompt("Priya.", "For how long?") == "Priya. For how long?"
+    assert recogniser_prompt("", "For how long?") == "For how long?"
+
+
+def test_a_transcript_is_as_sure_as_the_decodes_that_made_it() -> None:
+    transcript = StreamingTranscript()
+    assert transcript.confidence is None and not transcript.unsure
+    transcript.agree(" What's the", -0.2)
+    transcript.agree(" What's twelve times", -0.4)  # commits "What's": its decode counts
+    transcript.agree(" What's twelve times", -3.0)  # a decode that commits nothing does not count
+    transcript.finish(" twelve times seven?", -0.6)
+    assert transcript.confidence == pytest.approx(-0.5) and not transcript.unsure
+    unsure = StreamingTranscript()
+    unsure.finish(" At a time or.", ASK_AGAIN_BELOW - 0.1)
+    assert unsure.unsure
+    assert not StreamingTranscript().unsure  # nothing heard is a noise, not something to ask again
 
 
 @pytest.mark.parametrize(

@@ -93,6 +93,7 @@ ADD_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "tools": lambda parser: None,
     "vision": add_vision_arguments,
     "routing": lambda parser: None,
+    "hearing": lambda parser: None,
     "scale": add_scale_arguments,
     "wakeword": add_wakeword_arguments,
 }

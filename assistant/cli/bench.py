@@ -70,6 +70,13 @@ BENCHMARKS = {
         "Piper voice, optionally under noise: --snr) through each packaged wake word model, counting false accepts "
         "per hour, then say each model's word 20 times and count the misses.",
     ),
+    "hearing": (
+        "hearing",
+        "the offline recogniser: word error with and without the session's vocabulary, when to ask again",
+        "Decode spoken requests as a session does, after a reply, with and without the session's vocabulary in "
+        "the recogniser's prompt; and the recogniser's confidence on clean and garbled requests, with the false "
+        "'please repeat' rate and the mishearings caught at each threshold.",
+    ),
 }
 PLOTTED = {"latency", "relay", "frontend"}
 # Benchmarks that serve with the serve command's tool, persona and knowledge options.

@@ -160,13 +160,23 @@ class Browsing:
 
 @asynccontextmanager
 async def chromium(
-    url: str, *, microphone: Path | None = None, viewport: dict[str, int] | None = None, color_scheme: str = "dark"
+    url: str,
+    *,
+    microphone: Path | None = None,
+    camera: Path | None = None,
+    viewport: dict[str, int] | None = None,
+    color_scheme: str = "dark",
 ) -> AsyncIterator[Browsing]:
-    """Chromium on ``url``; the fake microphone plays ``microphone`` once (silence without one)."""
+    """Chromium on ``url``; the fake microphone plays ``microphone`` once (silence without one).
+
+    The fake camera shows ``camera`` (a Y4M or MJPEG file, looped), or Chromium's test pattern without one.
+    """
     require_tools()
     flags = list(CHROMIUM_FLAGS)
     if microphone is not None:
         flags.append(f"--use-file-for-fake-audio-capture={microphone}%noloop")
+    if camera is not None:
+        flags.append(f"--use-file-for-fake-video-capture={camera}")
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=flags)
         try:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from assistant.backends.local.asr import SAMPLE_RATE, TOKENS_PER_SECOND, drop_repeats, split_words
+from assistant.backends.local.asr import SAMPLE_RATE, TOKENS_PER_SECOND, Heard, drop_repeats, split_words
 from assistant.backends.local.devices import torch_runtime
 from assistant.backends.local.models import ModelMissing, ProgressCallback, hub_checkpoint, loading, log_progress
 
@@ -94,16 +94,20 @@ class TransformersWhisperRecognizer:
         return list(self._tokenizer.encode(text, add_special_tokens=False).ids) if text else []
 
     def transcribe(self, audio: np.ndarray, prefix: str = "", context: str = "") -> str:
+        return self.hear(audio, prefix, context).text
+
+    def hear(self, audio: np.ndarray, prefix: str = "", context: str = "") -> Heard:
         if len(audio) == 0:
-            return ""
+            return Heard("")
         duration = len(audio) / SAMPLE_RATE
         prompt, start_index = self._prompt(prefix, context)
         limit = min(self._model.config.max_target_positions, len(prompt) + int(duration * TOKENS_PER_SECOND) + 16)
         with self._lock, self._torch.inference_mode():
             tokens, no_speech, mean_logprob = self._greedy(self._encode(audio), prompt, start_index, limit, not prefix)
         if not prefix and no_speech > NO_SPEECH_PROBABILITY and mean_logprob < NO_SPEECH_LOGPROB:
-            return ""  # Whisper's own rule for "this was not speech"
-        return drop_repeats(self._tokenizer.decode(tokens, skip_special_tokens=True), prefix)
+            return Heard("", mean_logprob, no_speech)  # Whisper's own rule for "this was not speech"
+        text = drop_repeats(self._tokenizer.decode(tokens, skip_special_tokens=True), prefix)
+        return Heard(text, mean_logprob, no_speech)
 
     def _greedy(
         self, encoded: Any, prompt: list[int], start_index: int, limit: int, first_is_free: bool

@@ -46,7 +46,18 @@ from typing import Any
 
 import numpy as np
 
-from assistant.backends.local.asr import Recognizer, SpeechWindow, StreamingTranscript, reply_prompt, trim_window
+from assistant.backends.local.asr import (
+    ASK_AGAIN,
+    MIN_PARTIAL_WINDOW_S,
+    Heard,
+    Recognizer,
+    SpeechWindow,
+    StreamingTranscript,
+    hear,
+    recogniser_prompt,
+    trim_window,
+    vocabulary_prompt,
+)
 from assistant.backends.local.dialogue import CallTools, Conversation, Dialogue, Say
 from assistant.backends.local.llm import GenerationSettings, TokenUsage
 from assistant.backends.local.speech import PLAYOUT_LEAD_S, PlayoutClock, Speaker, SpokenRecord
@@ -134,7 +145,7 @@ class UserTurn:
         self.emitted = False
         self._decoded_s = 0.0
         self._partial: asyncio.Task[None] | None = None
-        self._speculation: asyncio.Task[str] | None = None
+        self._speculation: asyncio.Task[Heard] | None = None
         self.speculative_reply: Reply | None = None
         self.paused = False
 
@@ -146,6 +157,8 @@ class UserTurn:
         """New audio arrived: decode again once enough has accumulated."""
         if self.paused or self._partial is not None or self._speculation is not None:
             return
+        if self.window.duration_s < MIN_PARTIAL_WINDOW_S:
+            return
         if self.window.duration_s - self._decoded_s >= PARTIAL_STEP_S:
             self._partial = self.session.spawn(self._decode_partial(), "asr-partial")
 
@@ -153,10 +166,10 @@ class UserTurn:
         try:
             audio = self.window.audio()
             self._decoded_s = self.window.duration_s
-            hypothesis = await self.session.run_asr(
-                self.session.parts.recognizer.transcribe, audio, self.transcript.prefix, self.transcript.context
+            heard = await self.session.run_asr(
+                hear, self.session.parts.recognizer, audio, self.transcript.prefix, self.transcript.context
             )
-            fragment = self.transcript.agree(hypothesis)
+            fragment = self.transcript.agree(heard.text, heard.logprob)
             if fragment:
                 self.session.emit_input(fragment, finished=False)
                 self.emitted = True
@@ -184,7 +197,7 @@ class UserTurn:
             self.speculative_reply.stop()
             self.speculative_reply = None
 
-    async def _speculate(self) -> str:
+    async def _speculate(self) -> Heard:
         # the voice's verdict needs only the audio: it is heard on its own thread while Whisper decodes
         verdict = asyncio.ensure_future(self._voice_sounds_finished())
         try:
@@ -192,7 +205,7 @@ class UserTurn:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._partial)
             hypothesis = await self._decode_tail()
-            text = f"{self.text} {hypothesis.strip()}".strip()
+            text = f"{self.text} {hypothesis.text.strip()}".strip()
             session = self.session
             if text and self.paused and session.turn_settings.eager_silence_s is not None:
                 if await session.dialogue.sounds_complete(text, session.conversation.tool_names):
@@ -215,9 +228,10 @@ class UserTurn:
             session.milestone("voice_finished")
         return finished
 
-    async def _decode_tail(self) -> str:
+    async def _decode_tail(self) -> Heard:
         return await self.session.run_asr(
-            self.session.parts.recognizer.transcribe,
+            hear,
+            self.session.parts.recognizer,
             self.window.audio(),
             self.transcript.prefix,
             self.transcript.context,
@@ -225,7 +239,7 @@ class UserTurn:
 
     async def final(self) -> tuple[str, str]:
         """The whole utterance and the fragment not yet sent, decoding only what the pause did not."""
-        hypothesis: str | None = None
+        hypothesis: Heard | None = None
         if self._speculation is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 hypothesis = await self._speculation
@@ -234,7 +248,7 @@ class UserTurn:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._partial)
             hypothesis = await self._decode_tail()
-        fragment = self.transcript.finish(hypothesis)
+        fragment = self.transcript.finish(hypothesis.text, hypothesis.logprob)
         return self.text, fragment
 
     def cancel(self) -> None:
@@ -244,15 +258,28 @@ class UserTurn:
         self.drop_speculative_reply()
 
 
+async def said(event: Say) -> AsyncIterator[Say]:
+    """One fixed thing to say, as the dialogue's events."""
+    yield event
+
+
 class Reply:
     """One model turn: dialogue steps, speech, tool calls; gated until committed."""
 
     def __init__(
-        self, session: LocalSession, conversation: Conversation, *, committed: bool, user_text: str = ""
+        self,
+        session: LocalSession,
+        conversation: Conversation,
+        *,
+        committed: bool,
+        user_text: str = "",
+        fixed: str | None = None,
     ) -> None:
+        """``fixed`` is said instead of asking the dialogue (the recogniser was unsure what the user said)."""
         self.session = session
         self.conversation = conversation
         self.user_text = user_text
+        self.fixed = fixed
         self.base_turns = len(session.conversation.turns)
         self.playout = PlayoutClock(session.parts.clock)
         self.record = SpokenRecord()
@@ -389,7 +416,12 @@ class Reply:
         calls: list[FunctionCall] = []
         first_piece = len(self.record.pieces)
         text = ""
-        async for event in session.dialogue.respond(self.conversation, session.generation):
+        events = (
+            said(Say(self.fixed, ends_turn="NEED_MORE_INPUT"))
+            if self.fixed
+            else session.dialogue.respond(self.conversation, session.generation)
+        )
+        async for event in events:
             if isinstance(event, CallTools):
                 calls.extend(event.calls)
                 continue
@@ -505,6 +537,7 @@ class LocalSession(BackendSession):
         self.answered: set[str] = set()
         self._waiting: deque[Content] = deque()  # user input or announcements that wait for a quiet moment
         self._reply_requested = False
+        self._ask_again = False  # the next reply asks the user to say it again (the recogniser was unsure)
         self._audio_s = 0.0
         self._vad_s = 0.0
         self._recent: deque[np.ndarray] = deque()
@@ -664,7 +697,8 @@ class LocalSession(BackendSession):
         window.append(recent[-keep:] if 0 < keep < len(recent) else recent)
         self._recent.clear()
         self._recent_s = 0.0
-        self.user = UserTurn(self, window, reply_prompt(self.conversation.last_text("model")))
+        vocabulary = vocabulary_prompt(self.conversation.user_texts())
+        self.user = UserTurn(self, window, recogniser_prompt(vocabulary, self.conversation.last_text("model")))
 
     def _end_user_turn(self) -> None:
         user, self.user = self.user, None
@@ -687,6 +721,12 @@ class LocalSession(BackendSession):
             user.drop_speculative_reply()
             return
         logger.info("[%s] user: %s", self.id, text)
+        if user.transcript.unsure:
+            logger.info("[%s] unsure of what was heard (%.2f): asking again", self.id, user.transcript.confidence)
+            user.drop_speculative_reply()
+            self._ask_again = True
+            self._user_said(text, already_heard=True)
+            return
         prepared, user.speculative_reply = user.speculative_reply, None
         if (
             prepared is not None
@@ -735,7 +775,8 @@ class LocalSession(BackendSession):
         while self._waiting:
             self.conversation.turns.append(self._waiting.popleft())
         self._reply_requested = False
-        self.reply = Reply(self, self.conversation, committed=True)
+        fixed, self._ask_again = (ASK_AGAIN if self._ask_again else None), False
+        self.reply = Reply(self, self.conversation, committed=True, fixed=fixed)
 
     def reply_finished(self, reply: Reply) -> None:
         if self.reply is reply:
