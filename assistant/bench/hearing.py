@@ -28,7 +28,6 @@ decode of the tail (``StreamingTranscript``). Two questions:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import re
 import sys
@@ -293,10 +292,6 @@ def run(args: argparse.Namespace) -> int:
     from assistant.backends.local.tts import SpeechUnavailable
 
     rng = seed_everything(args.seed)
-    with contextlib.suppress(ModuleNotFoundError):
-        import onnxruntime
-
-        onnxruntime.set_seed(args.seed)  # the Piper voice samples its speech: the same seed, the same audio
     try:
         recognizer = WhisperRecognizer(threads=2)
         speakers = Speakers()

@@ -207,6 +207,7 @@ async def local_target(args: argparse.Namespace, timeline: Timeline, scratch: Pa
     backend = LocalBackend(config, progress=progress, observe=lambda _session, name, at: timeline.mark(name, at))
     sources = ToolSources.from_config(load_config(args.config), modules=args.tools, builtins=args.builtin_tools)
     knowledge = KnowledgeService(scratch / "knowledge")
+    await knowledge.open_async()  # as `assistant serve` does at startup (PersonaProfiles.start)
     registry = await load_tools(replace(sources, knowledge=knowledge))
     for problem in registry.problems:
         print(f"assistant bench: skipped {problem.source}: {problem.message}", file=sys.stderr)
