@@ -70,6 +70,7 @@ from assistant.session.tools import WatchedTools
 AUDIBLE_LEVEL = 500  # int16 amplitude of the first sample that counts as the reply
 QUIET_BETWEEN_S = (0.8, 1.6)  # seeded quiet before each prompt, so turns start at varied phases
 TURN_TIMEOUT_S = 60.0
+REST_ANSWER_S = 8.0  # after a false cut-in: how long the rest of the sentence may take to get its own reply
 MAX_REPLY_TOKENS = 48
 GEMINI_MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
 
@@ -144,6 +145,7 @@ class TurnResult:
     end_rule: str = ""  # what ended the turn: "words+voice", "words" (eager) or "silence"
     paused: bool = False  # a prompt with a mid-sentence pause
     cut_in: bool = False  # the turn ended in that pause, before the rest was said
+    rest_unanswered: bool = False  # after the cut-in, what the user said next got no reply of its own
 
 
 def first_audible(pcm: bytes, rate: int) -> float | None:
@@ -336,14 +338,26 @@ class LatencyBench:
         result = TurnResult(text, voice, route=self.target.answer, paused=bool(rest))
         spoken = microphone.say(pcm + rest)
         first_audio_at: float | None = None
+        replied_to_half = False  # a reply to the first half of a paused prompt came (a false cut-in)
         deadline = self.clock() + TURN_TIMEOUT_S
         while self.clock() < deadline:
-            raw = await asyncio.wait_for(socket.recv(), TURN_TIMEOUT_S)
+            wait = deadline - self.clock()
+            if replied_to_half and spoken.done():
+                wait = min(wait, spoken.result().ended + REST_ANSWER_S - self.clock())
+            try:
+                raw = await asyncio.wait_for(socket.recv(), max(0.0, wait))
+            except TimeoutError:
+                if replied_to_half and spoken.done():
+                    result.rest_unanswered = True  # the server heard nothing in the rest: reported, not fatal
+                    break
+                raise BenchUnavailable(f"no reply to {text!r} within {TURN_TIMEOUT_S:.0f} s") from None
             received = self.clock()
             message = decode_server_message(raw)
             content = message.server_content
             if message.tool_call is not None:
                 raise BenchUnavailable(f"the server asked the client to run {message.tool_call.function_calls}")
+            if rest and not spoken.done() and (message.is_interrupted or message.is_turn_complete):
+                replied_to_half = True
             if message.is_interrupted:
                 first_audio_at = None  # a reply to half the prompt, cut off: the reply to all of it counts
             for blob in message.audio_parts():
@@ -475,6 +489,7 @@ def run(args: argparse.Namespace) -> int:
     values = stage_values(timed, target.stages)
     summary = summarise(values)
     cut_ins = [turn.prompt for turn in paused if turn.cut_in]
+    unanswered = [turn.prompt for turn in paused if turn.rest_unanswered]
     print(f"assistant bench latency --backend {args.backend}   ({len(turns)} turns after a warm-up turn)\n")
     print(turn_table(turns, target.stages))
     print()
@@ -486,6 +501,8 @@ def run(args: argparse.Namespace) -> int:
             f"prompts with a {PAUSE_S * 1000:.0f} ms mid-sentence pause (not in the figures above): {len(paused)}, "
             f"false cut-ins {len(cut_ins)}" + (f" ({'; '.join(cut_ins)})" if cut_ins else "")
         )
+        if unanswered:
+            print(f"after the cut-in, the rest got no reply of its own: {'; '.join(unanswered)}")
     warm = f"{warm_up.voice_to_voice_ms:.0f} ms" if warm_up.voice_to_voice_ms is not None else "no audible reply"
     print(f"\nwarm-up turn (not counted): {warm}")
     if target.models:
@@ -511,10 +528,11 @@ def run(args: argparse.Namespace) -> int:
         "ended_by": rules,
         "pause_ms": PAUSE_S * 1000,
         "false_cut_ins": len(cut_ins),
+        "rests_unanswered": len(unanswered),
         "paused_prompts": len(paused),
     }
     publish(args, report, plot_latency)
-    missing = [turn.prompt for turn in turns if turn.voice_to_voice_ms is None]
+    missing = [turn.prompt for turn in turns if turn.voice_to_voice_ms is None and not turn.rest_unanswered]
     if missing:
         print(f"no audible reply to: {', '.join(missing)}", file=sys.stderr)
         return 1
