@@ -6,7 +6,7 @@ store. Its methods take what happened (a client event, a backend event, a
 tool that finished, a save that landed, a drain) and return the effects the
 driver must perform, in order: send to the client, send to the backend,
 start or cancel a server tool, save or delete a resumption handle, flush
-queued reply audio, close. Tests drive it directly, without an event loop,
+queued reply audio, close (``effects``). Tests drive it directly, without an event loop,
 as the ``websockets`` library tests its ``protocol.py``; ``Session`` is the
 asyncio driver around it.
 

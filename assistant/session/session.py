@@ -27,7 +27,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, assert_never
 
 from assistant import metrics
 from assistant.errors import AssistantError
@@ -389,6 +389,8 @@ class Session:
                         await self.store.delete(handle)
                 case Close(code, reason):
                     raise ProtocolError(reason, code)
+                case _:
+                    assert_never(effect)
         self._changed.set()
 
     async def _save_in_order(self) -> None:
