@@ -49,7 +49,7 @@ from assistant.protocol import (
 )
 from assistant.protocol.errors import MAX_CLOSE_REASON_BYTES
 from assistant.session import BackendError, MemoryResumptionStore, SessionSettings
-from assistant.session import session as session_module
+from assistant.session import core as core_module
 from assistant.session.history import ConversationLog
 from assistant.session.limits import ImageTooLarge, approx_bytes, check_image_pixels
 from assistant.session.queues import FlowQueue
@@ -208,14 +208,14 @@ async def test_the_saved_history_is_capped_in_the_store() -> None:
 
 async def test_a_client_changing_rates_holds_one_resampler(monkeypatch: pytest.MonkeyPatch) -> None:
     alive: weakref.WeakSet[object] = weakref.WeakSet()
-    real = session_module.StreamResampler
+    real = core_module.StreamResampler
 
     class Counted(real):  # type: ignore[misc, valid-type]
         def __init__(self, in_rate: int, out_rate: int) -> None:
             super().__init__(in_rate, out_rate)
             alive.add(self)
 
-    monkeypatch.setattr(session_module, "StreamResampler", Counted)
+    monkeypatch.setattr(core_module, "StreamResampler", Counted)
     rates = list(range(8_000, 96_001, 4_000))
 
     async def script(s: ScriptedSession) -> None:

@@ -29,6 +29,7 @@ from assistant.session import (
     BackendError,
     MemoryResumptionStore,
     ProfileResolver,
+    SavedSession,
     Session,
     SessionProfile,
     SessionSettings,
@@ -289,6 +290,43 @@ async def test_resumption_handle_after_each_turn_and_resume_continues_history() 
         # The saved configuration comes back too: the client tool is still declared.
         assert [d.name for d in request.setup.function_declarations()] == ["client_tool"]
         assert session.stats.turns == 2
+
+
+class GatedStore(MemoryResumptionStore):
+    """A store whose saves wait until the test opens the gate, as a slow Redis would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.saving: list[str] = []
+
+    async def save(self, handle: str, saved: SavedSession, ttl_s: float) -> None:
+        self.saving.append(handle)
+        await self.gate.wait()
+        await super().save(handle, saved, ttl_s)
+
+
+async def test_a_slow_store_never_holds_up_the_reply_and_saves_land_in_order() -> None:
+    store = GatedStore()
+
+    async def script(s: ScriptedSession) -> None:
+        for answer in ("Four.", "Six."):
+            await s.expect(TextInput)
+            s.emit(ServerMessage.output_transcript(answer), ServerMessage.turn_done())
+        await s.closed.wait()
+
+    async with running(script, setup=RESUMABLE_SETUP, store=store) as (client, _, _):
+        for question in ("two plus two?", "three plus three?"):
+            await client.send({"realtimeInput": {"text": question}})
+            assert (await client.recv()).server_content is not None
+            assert (await client.recv()).is_turn_complete  # while the turn's save still waits for the store
+        assert len(store.saving) == 1  # one save at a time: the second waits behind the first
+        store.gate.set()
+        updates = [(await client.recv()).session_resumption_update for _ in range(2)]
+        handles = [update.new_handle for update in updates if update is not None and update.resumable]
+        assert len(handles) == 2 and store.saving == handles  # in the order the turns completed
+        assert await store.load(handles[0]) is None  # the superseded handle was retired after its successor
+        assert await store.load(handles[1]) is not None
 
 
 async def test_unknown_resumption_handle_is_refused() -> None:

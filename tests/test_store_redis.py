@@ -20,7 +20,9 @@ from assistant.protocol import FunctionCall, FunctionResponse, ServerMessage
 from assistant.session import Session
 from assistant.session.counts import MemorySessionCounter
 from assistant.session.pipe import pipe
-from assistant.session.redis_store import RedisConversationStore, RedisSessionCounter, redacted
+from assistant.session.redis_connection import redacted
+from assistant.session.redis_counts import RedisSessionCounter
+from assistant.session.redis_store import RedisConversationStore
 from assistant.session.resumption import SavedSession, StoreUnavailable
 from assistant.tools import ToolRegistry
 from assistant.tools.builtin.timers import Timers

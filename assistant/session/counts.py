@@ -3,7 +3,7 @@
 A limit per key means nothing once a deployment runs several server
 processes unless they count together, so the count sits behind this seam:
 ``MemorySessionCounter`` counts in this process (one server),
-``RedisSessionCounter`` (``redis_store``) counts across every process that
+``RedisSessionCounter`` (``redis_counts``) counts across every process that
 shares a Redis server. The caller takes a slot before the session starts and
 releases it when the session ends::
 

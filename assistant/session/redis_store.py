@@ -15,9 +15,10 @@
   slip between a session attaching and the list being read;
 - session counts per key: a sorted set of slots scored by their expiry; each
   process renews its own slots, so the slots of a killed process run out by
-  themselves instead of holding the key's limit for ever.
+  themselves instead of holding the key's limit for ever (``redis_counts``).
 
-When Redis goes away the conversations go on: the store logs one line,
+All three share one ``redis_connection.RedisConnection``. When Redis goes
+away the conversations go on: the store logs one line,
 handles are not promised (``StoreUnavailable``), late results reach only a
 session on the same process, counts fall back to this process's. Every
 command reconnects by itself, and the first that succeeds logs that the
@@ -28,25 +29,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import secrets
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
-from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from assistant import metrics
 from assistant.protocol import FunctionResponse
-from assistant.session.counts import MemorySessionCounter, SessionCounter, SessionSlot
 from assistant.session.late import MAX_HELD_PER_CONVERSATION, LateResultRouter, Receiver
+from assistant.session.redis_connection import (
+    DEFAULT_PREFIX,
+    RedisConnection,
+    cancel_request_count,
+    raise_if_cancel_was_swallowed,
+    text_of,
+)
+from assistant.session.redis_counts import RedisSessionCounter
 from assistant.session.resumption import (
     DEFAULT_HANDLE_TTL_S,
     ResumptionStore,
@@ -57,101 +57,7 @@ from assistant.session.stores import ConversationStore
 
 logger = logging.getLogger("assistant.session.redis")
 
-DEFAULT_PREFIX = "assistant:"
-COMMAND_TIMEOUT_S = 1.0  # a turn waits at most this long for a store that went away
-SLOT_LEASE_S = 30.0  # a killed process's session slots free themselves after this long
 RESUBSCRIBE_MAX_S = 5.0
-T = TypeVar("T")
-
-
-def redacted(url: str) -> str:
-    """``url`` without its password, for log lines."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _text(value: str | bytes) -> str:
-    """A reply as text (the client decodes replies; this keeps the type checker sure of it)."""
-    return value if isinstance(value, str) else value.decode()
-
-
-def _cancel_requests() -> int:
-    task = asyncio.current_task()
-    return task.cancelling() if task is not None else 0
-
-
-def _raise_if_cancel_was_swallowed(requests_before: int) -> None:
-    """Stop a task whose cancellation redis-py swallowed.
-
-    redis-py 8.1's asyncio client returns normally from a command cancelled at
-    the wrong moment (seen on about half of cancellations landing inside a
-    command), leaving the task running with the cancellation pending. A
-    session ending while it saved a handle then went on reading its backend
-    forever, and its connection never closed. The request count tells.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling() > requests_before:
-        raise asyncio.CancelledError
-
-
-class RedisConnection:
-    """The process's Redis client, and the two log lines of an outage: when it starts and when it ends."""
-
-    def __init__(self, url: str, *, prefix: str = DEFAULT_PREFIX, timeout_s: float = COMMAND_TIMEOUT_S) -> None:
-        self.url = url
-        self.prefix = prefix
-        self.client: Redis = Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=timeout_s,
-            socket_timeout=timeout_s,
-            # One retry replaces a pooled connection that a Redis restart left dead; more would only stall turns.
-            retry=Retry(NoBackoff(), 1),
-            health_check_interval=10,
-        )
-        self.available = True
-
-    async def run(self, what: str, operation: Callable[[Redis], Awaitable[T]]) -> T:
-        """``operation`` on the client; ``StoreUnavailable`` (logged once per outage) when Redis does not answer."""
-        cancel_requests = _cancel_requests()
-        try:
-            result = await operation(self.client)
-        except (RedisError, OSError) as exc:
-            _raise_if_cancel_was_swallowed(cancel_requests)
-            self.failed(what, exc)
-            raise StoreUnavailable(f"{what}: Redis unreachable") from exc
-        _raise_if_cancel_was_swallowed(cancel_requests)
-        self.succeeded()
-        return result
-
-    def failed(self, what: str, exc: BaseException) -> None:
-        metrics.STORE_ERRORS.inc()
-        if self.available:
-            self.available = False
-            logger.warning(
-                "conversation store %s unreachable (%s while trying to %s): conversations go on, "
-                "but new resumption handles wait until it is back",
-                redacted(self.url),
-                type(exc).__name__,
-                what,
-            )
-
-    def succeeded(self) -> None:
-        if not self.available:
-            self.available = True
-            logger.warning("conversation store %s reachable again: resumption handles resume", redacted(self.url))
-
-    async def ping(self) -> bool:
-        with contextlib.suppress(StoreUnavailable):
-            return bool(await self.run("ping", lambda client: client.ping()))
-        return False
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
 
 
 class RedisResumptionStore(ResumptionStore):
@@ -169,7 +75,7 @@ class RedisResumptionStore(ResumptionStore):
 
     async def load(self, handle: str) -> SavedSession | None:
         payload = await self._redis.run("load a resumption handle", lambda r: r.get(self._prefix + handle))
-        return SavedSession.from_json(_text(payload)) if payload is not None else None
+        return SavedSession.from_json(text_of(payload)) if payload is not None else None
 
     async def delete(self, handle: str) -> None:
         await self._redis.run("delete a resumption handle", lambda r: r.delete(self._prefix + handle))
@@ -355,9 +261,9 @@ class RedisLateResults(LateResultRouter):
                 self.listening.set()
                 pause = 0.2
                 while True:
-                    cancel_requests = _cancel_requests()
+                    cancel_requests = cancel_request_count()
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    _raise_if_cancel_was_swallowed(cancel_requests)
+                    raise_if_cancel_was_swallowed(cancel_requests)
                     if message is not None and message["type"] == "message":
                         self._dispatch(message["data"])
             except (RedisError, OSError) as exc:
@@ -400,90 +306,6 @@ class RedisLateResults(LateResultRouter):
         task = asyncio.create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-# KEYS: the key's slot set. ARGV: now ms, limit, slot expiry ms, slot name, set lifetime ms.
-_ACQUIRE = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return 1
-"""
-
-
-class _RedisSlot(SessionSlot):
-    def __init__(self, counter: RedisSessionCounter, key: str, name: str) -> None:
-        self._counter = counter
-        self.key = key
-        self.name = name
-
-    async def release(self) -> None:
-        await self._counter._release(self)
-
-
-class RedisSessionCounter(SessionCounter):
-    """Session slots per key in Redis, renewed by their process; this process's count while Redis is away."""
-
-    def __init__(self, connection: RedisConnection, lease_s: float = SLOT_LEASE_S) -> None:
-        self._redis = connection
-        self._lease_ms = int(lease_s * 1000)
-        self._slots: set[_RedisSlot] = set()
-        self._fallback = MemorySessionCounter()
-        self._acquire_script = connection.client.register_script(_ACQUIRE)
-        self._renewer: asyncio.Task[None] | None = None
-
-    def _key(self, key_id: str) -> str:
-        digest = hashlib.sha256(key_id.encode()).hexdigest()[:24]  # the store never holds the key itself
-        return f"{self._redis.prefix}sessions:{digest}"
-
-    async def start(self) -> None:
-        self._renewer = asyncio.create_task(self._renew(), name="session-slot-renewer")
-
-    async def aclose(self) -> None:
-        if self._renewer is not None:
-            self._renewer.cancel()
-            await asyncio.gather(self._renewer, return_exceptions=True)
-
-    async def acquire(self, key_id: str, limit: int) -> SessionSlot | None:
-        key, name = self._key(key_id), secrets.token_hex(8)
-        now = int(time.time() * 1000)
-        args: list[str | int] = [now, limit, now + self._lease_ms, name, self._lease_ms * 2]
-        try:
-            granted = await self._redis.run("count a key's sessions", lambda r: self._acquire_script([key], args))
-        except StoreUnavailable:
-            return await self._fallback.acquire(key_id, limit)
-        if not granted:
-            return None
-        slot = _RedisSlot(self, key, name)
-        self._slots.add(slot)
-        return slot
-
-    async def _release(self, slot: _RedisSlot) -> None:
-        if slot not in self._slots:
-            return
-        self._slots.discard(slot)
-        with contextlib.suppress(StoreUnavailable):  # then it runs out with its lease
-            await self._redis.run("release a session slot", lambda r: r.zrem(slot.key, slot.name))
-
-    async def count(self, key_id: str) -> int:
-        key, now = self._key(key_id), int(time.time() * 1000)
-        return int(await self._redis.run("count a key's sessions", lambda r: r.zcount(key, now, "+inf")))
-
-    async def _renew(self) -> None:
-        while True:
-            await asyncio.sleep(self._lease_ms / 3000)
-            if self._slots:
-                with contextlib.suppress(StoreUnavailable):
-                    await self._redis.run("renew session slots", self._renew_all)
-
-    async def _renew_all(self, client: Redis) -> Any:
-        expiry = int(time.time() * 1000) + self._lease_ms
-        async with client.pipeline(transaction=False) as pipe:
-            for slot in list(self._slots):
-                pipe.zadd(slot.key, {slot.name: expiry}, xx=True)
-                pipe.pexpire(slot.key, self._lease_ms * 2)
-            return await pipe.execute()
 
 
 class RedisConversationStore(ConversationStore):

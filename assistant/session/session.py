@@ -1,102 +1,88 @@
 """One Live conversation, from the setup handshake to the close frame.
 
 A ``Session`` joins a transport (a websocket, or an in-process pipe for the
-desktop app) to a ``BackendSession``. After the handshake four tasks run at
-once, joined by two bounded ``FlowQueue``s:
+desktop app) to a ``BackendSession``. It is the asyncio driver of a
+``SessionCore`` (``core``), which holds the session's rules: the driver reads,
+feeds the core what happened, and performs the effects it returns. After the
+handshake these tasks run at once, joined by two bounded ``FlowQueue``s:
 
     client reader -> inbound queue -> backend writer
     backend reader -> outbound queue -> client writer
+    saver: resumption saves, one at a time, in order
 
 The reader and writer of each direction are separate so a slow backend never
 stalls the client's socket and a stalled client never stalls the backend
-beyond the queue's bound; audio gives way first (see ``queues``).
-
-The backend reader is where the session's own rules live: tool calls are
-split between the client (functions it declared) and the server's tools;
-cancellations reach whoever runs the call; a barge-in flushes queued reply
-audio; each completed turn gets a resumption handle when the client asked for
-resumption. Whatever ends the session ends it with a close code and reason.
+beyond the queue's bound; audio gives way first (see ``queues``). Saves run
+in their own task so the backend reader never waits for the store. Whatever
+ends the session ends it with a close code and reason.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Protocol, assert_never
 
 from assistant import metrics
 from assistant.errors import AssistantError
 from assistant.logs import SessionLogger
 from assistant.protocol import (
-    INPUT_AUDIO_RATE,
-    ActivityEnd,
-    AudioChunk,
-    AudioStreamEnd,
     ClientEvent,
-    ClientTurns,
     CloseCode,
-    Content,
-    ContextChange,
     FunctionCall,
     FunctionResponse,
-    GoingAway,
-    InputTranscript,
-    Interrupted,
     ProtocolError,
     ReplyAudio,
-    ReplyParts,
-    ReplyText,
-    ResumptionUpdate,
     ServerEvent,
     Setup,
     SetupDone,
-    TextInput,
-    Tool,
-    ToolActivity,
-    ToolCalls,
-    ToolCancellation,
-    ToolResponses,
-    TurnComplete,
     VideoFrame,
-    client_events,
     decode_client_frame,
     encode_event,
     fit_close_reason,
     parse_client_message,
 )
 from assistant.protocol.errors import new_error_id, with_error_id
-from assistant.protocol.models import ServerToolActivity, duration
 from assistant.session.backend import Backend, BackendError, BackendSession, SessionRequest
+from assistant.session.core import SessionCore, merge_server_tools
+from assistant.session.effects import (
+    CancelServerTool,
+    Close,
+    DeleteHandle,
+    Effect,
+    FlushReplyAudio,
+    SaveResumption,
+    SendToBackend,
+    SendToClient,
+    StartServerTool,
+)
 from assistant.session.history import ConversationLog
 from assistant.session.late import LateResultRouter, LateResults
-from assistant.session.limits import (
-    DEFAULT_HISTORY_BYTES,
-    DEFAULT_MAX_IMAGE_PIXELS,
-    DEFAULT_QUEUE_BYTES,
-    ImageTooLarge,
-    check_image_pixels,
-    event_bytes,
-)
+from assistant.session.limits import DEFAULT_HISTORY_BYTES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_QUEUE_BYTES, event_bytes
 from assistant.session.profiles import ProfileResolver, SessionProfile, UnknownProfile
 from assistant.session.queues import FlowQueue, QueueClosed
-from assistant.session.resumption import (
-    DEFAULT_HANDLE_TTL_S,
-    ResumptionStore,
-    SavedSession,
-    StoreUnavailable,
-    new_handle,
-)
+from assistant.session.resumption import DEFAULT_HANDLE_TTL_S, ResumptionStore, SavedSession, StoreUnavailable
 from assistant.session.tools import NoServerTools, ServerTools, ToolContext
-from audio.resample import StreamResampler
+from assistant.session.turns import SessionStats
+
+__all__ = [
+    "DRAINED_REASON",
+    "Session",
+    "SessionSettings",
+    "SessionStats",
+    "Transport",
+    "TransportClosed",
+    "merge_server_tools",
+]
 
 logger = logging.getLogger("assistant.session")
 
-DRAIN_SAVE_MARGIN_S = 1.0  # of a drain's time left, kept for saving the conversation and closing
 DRAINED_REASON = "the server is restarting; reconnect with your newest resumption handle"
 
 
@@ -137,87 +123,9 @@ class SessionSettings:
     drain_timeout_s: float = 5.0
 
 
-@dataclass(slots=True)
-class SessionStats:
-    """Counters logged when the session ends (and read by tests and benchmarks)."""
-
-    messages_in: int = 0
-    messages_out: int = 0
-    audio_in_s: float = 0.0
-    audio_out_s: float = 0.0
-    turns: int = 0
-    flushed_on_interrupt: int = 0
-
-
-def merge_server_tools(setup: Setup, tools: ServerTools, offers: Callable[[str], bool] = lambda name: True) -> Setup:
-    """The setup a backend sees: the client's declarations plus the server's it ``offers``.
-
-    A server tool the client also declared is left out: the client's own
-    declaration wins, and the model never sees one name twice.
-    """
-    client_names = {declaration.name for declaration in setup.function_declarations()}
-    extra = [d for d in tools.declarations() if d.name not in client_names and offers(d.name)]
-    if not extra:
-        return setup
-    return setup.model_copy(update={"tools": [*(setup.tools or []), Tool(function_declarations=extra)]})
-
-
 def _detail(detail: str | None) -> str:
     """What a library said, for the log line only (the client got an error id instead)."""
     return f" ({detail})" if detail else ""
-
-
-def _is_droppable_input(event: ClientEvent) -> bool:
-    return isinstance(event, (AudioChunk, VideoFrame))
-
-
-class TurnClock:
-    """Times each turn: end of user input to first reply, for the log."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self.user_done_at: float | None = None
-        self.first_reply_at: float | None = None
-        self.reply_audio_s = 0.0
-        self.tool_calls = 0
-        self.interrupted = False
-
-    def user_finished(self) -> None:
-        self.user_done_at = self._clock()
-        self.first_reply_at = None
-
-    def reply(self, audio_s: float = 0.0) -> None:
-        if self.first_reply_at is None:
-            self.first_reply_at = self._clock()
-        self.reply_audio_s += audio_s
-
-    def first_reply_s(self) -> float | None:
-        """Seconds from the end of the user's input to the first reply, when both happened this turn."""
-        if self.user_done_at is None or self.first_reply_at is None:
-            return None
-        return self.first_reply_at - self.user_done_at
-
-    def observe(self) -> None:
-        """Count the turn just finished in the process's metrics (before ``summary`` resets the clock)."""
-        metrics.TURNS.labels("interrupted" if self.interrupted else "complete").inc()
-        latency_s = self.first_reply_s()
-        if latency_s is not None:
-            metrics.STAGE_LATENCY.labels("first_reply").observe(latency_s)
-
-    def summary(self, turn: int) -> str:
-        """One log line for the turn just finished; resets for the next."""
-        latency_s = self.first_reply_s()
-        latency = "n/a" if latency_s is None else f"{latency_s * 1000:.0f} ms"
-        text = (
-            f"turn {turn} {'interrupted' if self.interrupted else 'complete'}: "
-            f"first reply {latency} after end of input, "
-            f"{self.reply_audio_s:.1f} s reply audio, {self.tool_calls} tool calls"
-        )
-        self.user_done_at = self.first_reply_at = None
-        self.reply_audio_s = 0.0
-        self.tool_calls = 0
-        self.interrupted = False
-        return text
 
 
 class Session:
@@ -239,14 +147,22 @@ class Session:
         late_results: LateResultRouter | None = None,
     ) -> None:
         self.id = session_id or secrets.token_hex(4)
-        self.conversation_id = self.id  # a resumed session takes over its conversation's id
         self.transport = transport
         self.backend = backend
         self.store = store
         self.tools = tools or NoServerTools()
         self.settings = settings or SessionSettings()
-        self.stats = SessionStats()
         self.log = SessionLogger(logger, self.id, transport.peer, backend.name)
+        self.core = SessionCore(
+            self.id,
+            backend_name=backend.name,
+            tools=self.tools,
+            log=self.log,
+            clock=clock,
+            history_bytes=self.settings.history_bytes,
+            max_image_pixels=self.settings.max_image_pixels,
+            observe_tools=observe_tools,
+        )
         self.inbound: FlowQueue[ClientEvent] = FlowQueue(
             self.settings.inbound_queue_size, max_bytes=self.settings.inbound_queue_bytes, size=event_bytes
         )
@@ -256,30 +172,44 @@ class Session:
             max_bytes=self.settings.outbound_queue_bytes,
             size=event_bytes,
         )
-        self.conversation = ConversationLog(max_bytes=self.settings.history_bytes)
-        self.client_setup: Setup | None = None
         self.close_code: int | None = None
         self.close_reason = ""
         self._backend_session: BackendSession | None = None
-        self._client_tool_names: set[str] = set()
-        self._client_calls: dict[str, str] = {}
-        self._server_calls: dict[str, asyncio.Task[None]] = {}
-        self._server_call_names: dict[str, str] = {}  # for activity events about calls being cancelled
-        self._resampler: StreamResampler | None = None  # one per session: the client's latest input rate
-        self._handle: str | None = None
-        self.latest_frame: VideoFrame | None = None
+        self._tool_tasks: dict[str, asyncio.Task[None]] = {}
+        self._saves: asyncio.Queue[SaveResumption] = asyncio.Queue()
         self._profiles = profiles
         self._requested_profile = requested_profile
-        self._observe_tools = observe_tools
-        self.profile: SessionProfile | None = None
-        self._turn_clock = TurnClock(clock)
         self._late: LateResultRouter = late_results or LateResults()
-        self._receive_late = self._deliver_tool_response  # one bound method: LateResults knows it by identity
+        self._receive_late = self._deliver_late_result  # one bound method: LateResults knows it by identity
         self._drain_requested = asyncio.Event()
         self._drain_time_left_s = 0.0
-        self._changed = asyncio.Event()  # a turn moved on: a drain looks again whether it may save
-        self._input_closed = False  # a drain saved the conversation: later input could not be kept
-        self._told_unresumable = False  # the newest update said resumable: false
+        self._changed = asyncio.Event()  # the core took an event: a drain looks again whether it may save
+
+    # What the core keeps, as callers (tools, tests, the server's ops page) read it.
+
+    @property
+    def stats(self) -> SessionStats:
+        return self.core.stats
+
+    @property
+    def conversation(self) -> ConversationLog:
+        return self.core.conversation
+
+    @property
+    def conversation_id(self) -> str:
+        return self.core.conversation_id
+
+    @property
+    def client_setup(self) -> Setup | None:
+        return self.core.client_setup
+
+    @property
+    def profile(self) -> SessionProfile | None:
+        return self.core.profile
+
+    @property
+    def latest_frame(self) -> VideoFrame | None:
+        return self.core.latest_frame
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -337,20 +267,19 @@ class Session:
         await self.transport.send(encode_event(SetupDone(self.id)))
         for response in await self._late.attach(self.conversation_id, self._receive_late):
             self.log.info("delivering the late result of %s that came while the client was away", response.name)
-            await self._deliver_tool_response(response)
+            await self._deliver_late_result(response)
+        client_tools = self.core.client_tool_count()
         self.log.info(
             "started: model %s, %d client tools, %d server tools%s",
             request.setup.model,
-            len(self._client_tool_names),
-            len(request.setup.function_declarations()) - len(self._client_tool_names),
+            client_tools,
+            len(request.setup.function_declarations()) - client_tools,
             f", resumed after {self.stats.turns} turns" if request.history else "",
         )
 
     async def _session_request(self, setup: Setup) -> SessionRequest:
-        """Resolve a resumption handle, then merge the server's tools into the setup."""
-        history: list[Content] = []
-        backend_state = None
-        profile_name = self._requested_profile
+        """Load the conversation a resumption handle names, resolve the persona, and let the core take the setup."""
+        saved: SavedSession | None = None
         handle = setup.session_resumption.handle if setup.session_resumption else None
         if handle:
             try:
@@ -365,25 +294,8 @@ class Session:
                     "sessionResumption.handle is unknown or expired; "
                     "connect without a handle to start a new conversation"
                 )
-            fields = {**saved.setup, **setup.model_dump(mode="json", exclude_unset=True)}
-            setup = Setup.model_validate(fields)
-            history = [Content.model_validate(turn) for turn in saved.history]
-            backend_state = saved.backend_state if saved.backend == self.backend.name else None
-            self.stats.turns = saved.turns
-            self._client_calls = dict(saved.pending_calls)
-            self._handle = handle
-            self.conversation_id = saved.conversation or self.conversation_id
-            profile_name = profile_name or saved.profile
-        self.profile = await self._resolve_profile(profile_name)
-        self._set_client_setup(setup)
-        self.conversation = ConversationLog(history, max_bytes=self.settings.history_bytes)
-        return SessionRequest(
-            session_id=self.id,
-            setup=merge_server_tools(self._backend_view(setup), self.tools, self._offers_tool),
-            history=history,
-            backend_state=backend_state,
-            history_bytes=self.settings.history_bytes,
-        )
+        profile_name = self._requested_profile or (saved.profile if saved is not None else None)
+        return self.core.open(setup, saved, await self._resolve_profile(profile_name))
 
     async def _resolve_profile(self, name: str | None) -> SessionProfile | None:
         if self._profiles is None:
@@ -398,23 +310,12 @@ class Session:
         except UnknownProfile as exc:
             raise ProtocolError(str(exc), CloseCode.POLICY_VIOLATION) from None
 
-    def _backend_view(self, setup: Setup) -> Setup:
-        """The client's setup as the profile adjusts it for the backend."""
-        return self.profile.apply(setup) if self.profile is not None else setup
-
-    def _offers_tool(self, name: str) -> bool:
-        """A server tool this session may use (the profile may narrow the set)."""
-        return self.tools.handles(name) and (self.profile is None or self.profile.offers_tool(name))
-
-    def _set_client_setup(self, setup: Setup) -> None:
-        self.client_setup = setup
-        self._client_tool_names = {d.name for d in setup.function_declarations()}
-
     async def _pump(self) -> tuple[int, str]:
         tasks = [
             asyncio.create_task(self._read_client(), name=f"{self.id}-client-reader"),
             asyncio.create_task(self._write_backend(), name=f"{self.id}-backend-writer"),
             asyncio.create_task(self._read_backend(), name=f"{self.id}-backend-reader"),
+            asyncio.create_task(self._save_in_order(), name=f"{self.id}-saver"),
         ]
         writer = asyncio.create_task(self._write_client(), name=f"{self.id}-client-writer")
         tasks.append(asyncio.create_task(self._drain_when_asked(), name=f"{self.id}-drain"))
@@ -424,11 +325,13 @@ class Session:
                 if task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
             # Only the backend reader (the backend closed the session) and a drain end without an
-            # error. Deliver what was said before closing.
+            # error. Deliver what was said before closing, the handle of the last turn included.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._saves.join(), self.settings.drain_timeout_s)
             self.outbound.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(writer), self.settings.drain_timeout_s)
-            if self._input_closed:
+            if self.core.input_closed:
                 return CloseCode.GOING_AWAY, DRAINED_REASON
             return CloseCode.NORMAL, "the backend ended the session"
         finally:
@@ -437,21 +340,136 @@ class Session:
             await asyncio.gather(*tasks, writer, return_exceptions=True)
 
     async def _release(self) -> None:
-        resumable = self._handle is not None  # the client holds a handle it may come back with
+        resumable = self.core.handle is not None  # the client holds a handle it may come back with
         await self._late.detach(
             self.conversation_id, self._receive_late, self.settings.handle_ttl_s if resumable else None
         )
         self.inbound.close()
         self.outbound.close()
-        for task in self._server_calls.values():
+        for task in self._tool_tasks.values():
             task.cancel()
-        await asyncio.gather(*self._server_calls.values(), return_exceptions=True)
-        self._server_calls.clear()
+        await asyncio.gather(*self._tool_tasks.values(), return_exceptions=True)
+        self._tool_tasks.clear()
         if self._backend_session is not None:
             try:
                 await self._backend_session.close()
             except Exception:
                 self.log.exception("backend session failed to close")
+
+    # -- effects -------------------------------------------------------------
+
+    async def _perform(self, effects: list[Effect]) -> None:
+        """Do what the core decided, in its order."""
+        for effect in effects:
+            match effect:
+                case SendToClient(event, droppable):
+                    await self.outbound.put(event, droppable=droppable)
+                case SendToBackend(event, droppable):
+                    await self.inbound.put(event, droppable=droppable)
+                case FlushReplyAudio():
+                    self.stats.flushed_on_interrupt += self.outbound.discard(
+                        lambda queued: isinstance(queued, ReplyAudio)
+                    )
+                case StartServerTool(call):
+                    assert call.id is not None
+                    self._tool_tasks[call.id] = asyncio.create_task(
+                        self._run_server_tool(call), name=f"{self.id}-tool-{call.name}"
+                    )
+                case CancelServerTool(call_id):
+                    task = self._tool_tasks.pop(call_id, None)
+                    if task is not None:
+                        task.cancel()
+                case SaveResumption():
+                    assert self._backend_session is not None
+                    state = self._backend_session.resumption_state()  # as of now, not when the store gets to it
+                    saved = dataclasses.replace(effect.saved, backend_state=state)
+                    self._saves.put_nowait(dataclasses.replace(effect, saved=saved))
+                case DeleteHandle(handle):
+                    with contextlib.suppress(StoreUnavailable):  # then the superseded handle expires by itself
+                        await self.store.delete(handle)
+                case Close(code, reason):
+                    raise ProtocolError(reason, code)
+                case _:
+                    assert_never(effect)
+        self._changed.set()
+
+    async def _save_in_order(self) -> None:
+        """Resumption saves, one at a time and in order, off the readers' path."""
+        while True:
+            save = await self._saves.get()
+            try:
+                try:
+                    with metrics.STAGE_LATENCY.labels("store_save").time():
+                        await self.store.save(save.handle, save.saved, self.settings.handle_ttl_s)
+                except StoreUnavailable:
+                    await self._perform(self.core.save_failed(save))
+                else:
+                    await self._perform(self.core.save_done(save))
+            finally:
+                self._saves.task_done()
+
+    # -- client -> backend ---------------------------------------------------
+
+    async def _read_client(self) -> None:
+        while True:
+            data = await self.transport.recv()
+            if self.core.frame_received():
+                await self._perform(self.core.client_message(decode_client_frame(data)))
+
+    async def _write_backend(self) -> None:
+        assert self._backend_session is not None
+        while True:
+            try:
+                event = await self.inbound.get()
+            except QueueClosed:
+                return
+            await self._backend_session.send(event)
+
+    # -- backend -> client ---------------------------------------------------
+
+    async def _read_backend(self) -> None:
+        assert self._backend_session is not None
+        async for event in self._backend_session.receive():
+            await self._perform(self.core.backend_event(event))
+
+    async def _run_server_tool(self, call: FunctionCall) -> None:
+        started = time.perf_counter()
+        context = ToolContext(
+            session_id=self.id,
+            send_response=self._late_result,
+            latest_frame=lambda: self.latest_frame,
+            profile=self.profile,
+        )
+        try:
+            response = await self.tools.call(call, context)
+        except Exception:
+            self.log.exception("server tool %s crashed", call.name)
+            effects = self.core.tool_failed(call)
+        else:
+            effects = self.core.tool_finished(call, response)
+        finally:
+            assert call.id is not None
+            self._tool_tasks.pop(call.id, None)
+        elapsed_s = time.perf_counter() - started
+        metrics.STAGE_LATENCY.labels("server_tool").observe(elapsed_s)
+        self.log.info("server tool %s answered in %.0f ms", call.name, elapsed_s * 1000)
+        await self._perform(effects)
+
+    async def _late_result(self, response: FunctionResponse) -> None:
+        """A result that came after its call returned: to this conversation's session, whichever it is now."""
+        await self._late.deliver(self.conversation_id, response)
+
+    async def _deliver_late_result(self, response: FunctionResponse) -> None:
+        await self._perform(self.core.tool_result(response))
+
+    async def _write_client(self) -> None:
+        while True:
+            try:
+                event = await self.outbound.get()
+            except QueueClosed:
+                return
+            await self.transport.send(encode_event(event))
+            self.stats.messages_out += 1
 
     # -- graceful drain ------------------------------------------------------
 
@@ -468,344 +486,13 @@ class Session:
         self._drain_time_left_s = max(0.0, time_left_s)
         self._drain_requested.set()
 
-    def _turn_in_flight(self) -> bool:
-        clock = self._turn_clock
-        return (
-            clock.user_done_at is not None
-            or clock.first_reply_at is not None
-            or bool(self._client_calls)
-            or bool(self._server_calls)
-        )
-
     async def _drain_when_asked(self) -> None:
         await self._drain_requested.wait()
         loop = asyncio.get_running_loop()
-        time_left = self._drain_time_left_s
-        settle_by = loop.time() + time_left - min(DRAIN_SAVE_MARGIN_S, time_left / 4)
-        self.log.info("server stopping: goAway, %.1f s left", time_left)
-        await self._send(GoingAway(duration(time_left)))
-        while self._turn_in_flight() and loop.time() < settle_by:
+        await self._perform(self.core.drain(loop.time(), self._drain_time_left_s))
+        while not self.core.drain_settled(loop.time()):
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), settle_by - loop.time())
-        self._input_closed = True
-        if self._turn_in_flight():
-            self.log.info(
-                "saving mid-turn for the restart (%d client calls unanswered, %d server calls cut short)",
-                len(self._client_calls),
-                len(self._server_calls),
-            )
-        if self._resumption_requested():
-            # The previous handle stays valid: a client that moved on the goAway (as the page and
-            # Gemini's clients do) may be resuming with it on another process right now.
-            await self._issue_handle(retire_previous=False)
-
-    # -- client -> backend ---------------------------------------------------
-
-    async def _read_client(self) -> None:
-        while True:
-            data = await self.transport.recv()
-            self.stats.messages_in += 1
-            if self._input_closed:
-                continue  # the conversation was saved for the restart; the client resends after it
-            message = decode_client_frame(data)
-            if isinstance(message, AudioChunk):
-                events: list[ClientEvent] = [message]  # a microphone chunk, still base64: nothing to validate
-            elif message.setup is not None:
-                raise ProtocolError("setup was already sent; send it once, as the first message")
-            else:
-                events = client_events(message)
-            for event in events:
-                accepted = self._accept_client_event(event)
-                if accepted is not None:
-                    await self.inbound.put(accepted, droppable=_is_droppable_input(accepted))
-                if isinstance(accepted, ToolResponses):
-                    await self._after_answers()
-
-    def _accept_client_event(self, event: ClientEvent) -> ClientEvent | None:
-        """Normalise one event and apply the session's bookkeeping; None drops it."""
-        if isinstance(event, AudioChunk):
-            self.stats.audio_in_s += event.duration_s
-            return self._to_input_rate(event)
-        self._check_images(event)
-        if isinstance(event, VideoFrame):
-            self.latest_frame = event
-        if isinstance(event, ToolResponses):
-            known = self._known_client_responses(event)
-            if known is None:
-                return None
-            event = known
-        if isinstance(event, ContextChange):
-            event = self._apply_context_change(event)
-        if isinstance(event, (ActivityEnd, AudioStreamEnd, TextInput)) or (
-            isinstance(event, ClientTurns) and event.turn_complete
-        ):
-            self._turn_clock.user_finished()
-        self.conversation.client_event(event)
-        return event
-
-    def _to_input_rate(self, chunk: AudioChunk) -> AudioChunk:
-        """Resample to 16 kHz with one resampler, replaced when the client's rate changes.
-
-        A client alternating rates costs a new resampler per change, never
-        one per distinct rate kept for the life of the session.
-        """
-        if chunk.sample_rate == INPUT_AUDIO_RATE:
-            return chunk
-        if self._resampler is None or self._resampler.in_rate != chunk.sample_rate:
-            self._resampler = StreamResampler(chunk.sample_rate, INPUT_AUDIO_RATE)
-        return AudioChunk(pcm=self._resampler.process(chunk.pcm), sample_rate=INPUT_AUDIO_RATE)
-
-    def _check_images(self, event: ClientEvent) -> None:
-        """Refuse (1009) a client image whose header claims more pixels than the server decodes."""
-        if isinstance(event, VideoFrame):
-            images = [("realtimeInput.video", event.image)]
-        elif isinstance(event, ClientTurns):
-            images = [
-                (f"clientContent.turns[{turn}].parts[{index}].inlineData", part.inline_data.data)
-                for turn, content in enumerate(event.turns)
-                for index, part in enumerate(content.parts or [])
-                if part.inline_data is not None and part.inline_data.mime_type.startswith("image/")
-            ]
-        else:
-            return
-        for where, data in images:
-            try:
-                check_image_pixels(data, self.settings.max_image_pixels)
-            except ImageTooLarge as exc:
-                raise ProtocolError(f"{where}: {exc}; send smaller frames", CloseCode.MESSAGE_TOO_BIG) from None
-
-    def _known_client_responses(self, event: ToolResponses) -> ToolResponses | None:
-        known = []
-        for response in event.responses:
-            if response.id is not None and self._client_calls.pop(response.id, None) is not None:
-                known.append(response)
-                self._changed.set()
-            else:
-                self.log.warning("ignoring toolResponse for call %s: no such call is pending", response.id)
-        return ToolResponses(known) if known else None
-
-    def _apply_context_change(self, event: ContextChange) -> ContextChange:
-        """Track the client's new setup; new tools reach the backend with the server's appended."""
-        assert self.client_setup is not None
-        changed = {name: getattr(event.update, name) for name in event.update.model_fields_set}
-        self._set_client_setup(self.client_setup.model_copy(update=changed))
-        backend_setup = merge_server_tools(self._backend_view(self.client_setup), self.tools, self._offers_tool)
-        update = {name: getattr(backend_setup, name) for name in event.update.model_fields_set}
-        return ContextChange(event.update.model_copy(update=update))
-
-    async def _write_backend(self) -> None:
-        assert self._backend_session is not None
-        while True:
-            try:
-                event = await self.inbound.get()
-            except QueueClosed:
-                return
-            await self._backend_session.send(event)
-
-    # -- backend -> client ---------------------------------------------------
-
-    async def _read_backend(self) -> None:
-        assert self._backend_session is not None
-        async for event in self._backend_session.receive():
-            await self._route(event)
-
-    async def _route(self, event: ServerEvent) -> None:
-        match event:
-            case SetupDone() | ResumptionUpdate():
-                return  # the session owns the handshake and the handles; a backend's own are internal
-            case ToolCalls():
-                event = self._with_call_ids(event)
-                self.conversation.server_event(event)
-                await self._route_tool_calls(event.calls)
-                return
-            case ToolCancellation():
-                await self._cancel_calls(event.ids)
-                return
-            case Interrupted():
-                self.stats.flushed_on_interrupt += self.outbound.discard(lambda queued: isinstance(queued, ReplyAudio))
-                self._turn_clock.interrupted = True
-            case ReplyAudio():
-                seconds = event.duration_s
-                self.stats.audio_out_s += seconds
-                self._turn_clock.reply(seconds)
-            case ReplyText() | ReplyParts():
-                self._turn_clock.reply()
-            case InputTranscript() if event.finished:
-                self._turn_clock.user_finished()
-        self.conversation.server_event(event)
-        await self._send(event, droppable=isinstance(event, ReplyAudio))
-        if isinstance(event, TurnComplete):
-            await self._complete_turn()
-        self._changed.set()
-
-    async def _send(self, event: ServerEvent, droppable: bool = False) -> None:
-        await self.outbound.put(event, droppable=droppable)
-
-    @staticmethod
-    def _with_call_ids(event: ToolCalls) -> ToolCalls:
-        """Give every call an id, so its response and cancellation can be matched."""
-        return ToolCalls(
-            [call if call.id else call.model_copy(update={"id": f"call-{secrets.token_hex(6)}"})
-             for call in event.calls]
-        )
-
-    async def _route_tool_calls(self, calls: list[FunctionCall]) -> None:
-        for_client: list[FunctionCall] = []
-        unknown: list[FunctionResponse] = []
-        for call in calls:
-            assert call.id is not None
-            self._turn_clock.tool_calls += 1
-            self._turn_clock.reply()
-            if call.name in self._client_tool_names:
-                self._client_calls[call.id] = call.name
-                for_client.append(call)
-            elif self._offers_tool(call.name):
-                self._server_call_names[call.id] = call.name
-                self._server_calls[call.id] = asyncio.create_task(
-                    self._run_server_tool(call), name=f"{self.id}-tool-{call.name}"
-                )
-            else:
-                self.log.warning("model called unknown tool %s", call.name)
-                unknown.append(
-                    FunctionResponse(
-                        id=call.id, name=call.name, response={"error": f"there is no tool named {call.name}"}
-                    )
-                )
-        if for_client:
-            await self._send(ToolCalls(for_client))
-        if unknown:
-            self.conversation.tool_results(unknown)
-            await self.inbound.put(ToolResponses(unknown))
-
-    async def _run_server_tool(self, call: FunctionCall) -> None:
-        assert call.id is not None
-        started = time.perf_counter()
-        await self._tool_activity(call.id, call.name, "running", args=call.args)
-        context = ToolContext(
-            session_id=self.id,
-            send_response=self._late_result,
-            latest_frame=lambda: self.latest_frame,
-            profile=self.profile,
-        )
-        try:
-            response = await self.tools.call(call, context)
-        except Exception:
-            self.log.exception("server tool %s crashed", call.name)
-            response = FunctionResponse(id=call.id, name=call.name, response={"error": f"{call.name} failed"})
-        finally:
-            self._server_calls.pop(call.id, None)
-            self._server_call_names.pop(call.id, None)
-            self._changed.set()
-        elapsed_s = time.perf_counter() - started
-        metrics.STAGE_LATENCY.labels("server_tool").observe(elapsed_s)
-        self.log.info("server tool %s answered in %.0f ms", call.name, elapsed_s * 1000)
-        await self._deliver_tool_response(response.model_copy(update={"id": call.id, "name": call.name}))
-        await self._after_answers()
-
-    async def _late_result(self, response: FunctionResponse) -> None:
-        """A result that came after its call returned: to this conversation's session, whichever it is now."""
-        await self._late.deliver(self.conversation_id, response)
-
-    async def _deliver_tool_response(self, response: FunctionResponse) -> None:
-        self.conversation.tool_results([response])
-        await self.inbound.put(ToolResponses([response]))
-        failed = response.response is not None and "error" in response.response
-        await self._tool_activity(
-            response.id or "", response.name or "", "failed" if failed else "done", response=response.response
-        )
-
-    async def _tool_activity(
-        self,
-        call_id: str,
-        name: str,
-        state: Literal["running", "done", "failed", "cancelled"],
-        args: dict[str, Any] | None = None,
-        response: dict[str, Any] | None = None,
-    ) -> None:
-        """Tell a client that asked (``?events=tools``) what a server tool is doing."""
-        if self._observe_tools:
-            activity = ServerToolActivity(id=call_id, name=name, state=state, args=args, response=response)
-            await self._send(ToolActivity(activity))
-
-    async def _cancel_calls(self, ids: list[str]) -> None:
-        for call_id in ids:
-            task = self._server_calls.pop(call_id, None)
-            if task is not None:
-                task.cancel()
-                await self._tool_activity(call_id, self._server_call_names.pop(call_id, ""), "cancelled")
-        for_client = [call_id for call_id in ids if self._client_calls.pop(call_id, None) is not None]
-        if for_client:
-            await self._send(ToolCancellation(for_client))
-        if ids:
-            self.log.info("cancelled tool calls %s", ", ".join(ids))
-
-    async def _complete_turn(self) -> None:
-        self.stats.turns += 1
-        self._turn_clock.observe()
-        self.log.info(self._turn_clock.summary(self.stats.turns))
-        if not self._resumption_requested() or self._input_closed:
-            return
-        if self._client_calls or self._server_calls:
-            # As Gemini does: no handle while a call is out; one follows its answer (``_after_answers``).
-            self._told_unresumable = True
-            await self._send(ResumptionUpdate(resumable=False))
-            return
-        await self._issue_handle()
-
-    async def _after_answers(self) -> None:
-        """The last call out was answered after the client heard ``resumable: false``: a handle again."""
-        if (
-            self._told_unresumable
-            and self._resumption_requested()
-            and not self._input_closed
-            and not self._client_calls
-            and not self._server_calls
-            and not self._turn_in_flight()
-        ):
-            await self._issue_handle()
-
-    def _resumption_requested(self) -> bool:
-        return self.client_setup is not None and self.client_setup.session_resumption is not None
-
-    async def _issue_handle(self, *, retire_previous: bool = True) -> None:
-        """Save the conversation so far under a fresh handle, retire the old one, tell the client.
-
-        Client calls still waiting for an answer are saved with it, so the
-        session that resumes accepts their responses.
-        """
-        setup = self.client_setup
-        assert setup is not None and self._backend_session is not None
-        handle = new_handle()
-        saved = SavedSession(
-            setup=setup.model_dump(mode="json", exclude_none=True),
-            history=[turn.model_dump(mode="json", exclude_none=True) for turn in self.conversation.snapshot()],
-            backend=self.backend.name,
-            backend_state=self._backend_session.resumption_state(),
-            turns=self.stats.turns,
-            profile=self.profile.name if self.profile is not None else None,
-            conversation=self.conversation_id,
-            pending_calls=dict(self._client_calls),
-        )
-        try:
-            with metrics.STAGE_LATENCY.labels("store_save").time():
-                await self.store.save(handle, saved, self.settings.handle_ttl_s)
-        except StoreUnavailable:
-            # The store logged the outage once; the conversation goes on, and the client keeps the handle it has.
-            await self._send(ResumptionUpdate(resumable=False))
-            return
-        previous, self._handle = self._handle, handle
-        self._told_unresumable = False
-        await self._send(ResumptionUpdate(new_handle=handle, resumable=True))
-        if previous is not None and retire_previous:
-            with contextlib.suppress(StoreUnavailable):  # then the superseded handle expires by itself
-                await self.store.delete(previous)
-
-    async def _write_client(self) -> None:
-        while True:
-            try:
-                event = await self.outbound.get()
-            except QueueClosed:
-                return
-            await self.transport.send(encode_event(event))
-            self.stats.messages_out += 1
+                await asyncio.wait_for(self._changed.wait(), self.core.settle_by() - loop.time())
+        await self._perform(self.core.close_input())
+        await self._saves.join()  # the client hears its handle before the close
