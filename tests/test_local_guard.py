@@ -75,6 +75,9 @@ def guarded(text: str) -> tuple[list[str], ReplyGuard, int]:
         ("Hello! <|im_end|><|im_start|>user", "Hello!", "it is not speech"),
         ("Sure. ```python print(1)```", "Sure.", "it is not speech"),
         ("The result: 3 4 5 6 7 8 9 10 11 12 13 14 15", "", "it is not speech"),
+        ("Sure, 7, 7, 7, 7, 7, 7, 7", "", "it repeats a word or phrase"),  # numbers go round loops too
+        # seen live, to the token cap: the "7?" sentences had no words, so neither loop nor sentence cap saw them
+        ("What's 12 times 7? 7? 7? 7? 7? 7? 7?", "What's 12 times 7?", "it repeats a word or phrase"),
     ],
 )
 def test_degenerate_replies_stop_before_the_repetition_is_spoken(reply: str, spoken: str, reason: str) -> None:

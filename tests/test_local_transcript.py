@@ -66,6 +66,9 @@ def test_repeats_past_the_audio_are_dropped() -> None:
     prefix = "The quick brown fox."
     assert drop_repeats(" and the lazy dog. The quick brown fox.", prefix=prefix) == " and the lazy dog."
     assert drop_repeats(" Yes. Yes.") == " Yes. Yes."  # too short to call a repeat
+    assert drop_repeats(" Yes. Yes. Yes.") == " Yes."  # a loop
+    assert drop_repeats(" What's 12 times 7? 7? 7? 7?") == " What's 12 times 7?"  # it fed the next prompt
+    assert drop_repeats(" Is it 7? 7 or 8?") == " Is it 7? 7 or 8?"
     assert drop_repeats(" Set a timer for five minutes. Set a timer for") == " Set a timer for five minutes."
     # The sentence said twice may have begun in the prefix the decoder was forced to continue.
     assert drop_repeats(" Tamil. Read it in Tamil.", prefix="Read it in") == " Tamil."

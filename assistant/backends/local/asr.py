@@ -68,6 +68,7 @@ TOKENS_PER_SECOND = 8  # generous bound on Whisper tokens per second of speech
 MAX_CONTEXT_CHARS = 400
 SECONDS_PER_TIMESTAMP = 0.02
 MIN_REPEAT_CHARS = 8
+STUTTER_REPEATS = 2  # a sentence's end said again this many times over is a decoding loop
 _WORD = re.compile(r"\s*\S+")
 _NORMALISE = re.compile(r"[^\w']+")
 _SENTENCE_END = re.compile(r"(?<=[.?!])(?=\s)")
@@ -130,17 +131,26 @@ def drop_repeats(text: str, prefix: str = "") -> str:
     """Cut ``text`` where a sentence repeats an earlier one (here or in the prefix), or starts to.
 
     A short window sometimes makes Whisper say the utterance twice without a
-    timestamp between; people rarely repeat a whole sentence in one turn.
+    timestamp between; people rarely repeat a whole sentence in one turn. It
+    also loops on the end of a sentence ("7? 7? 7?"), which is cut too.
     """
     earlier_sentences = _SENTENCE_END.split(prefix)
     seen = [normalise_text(s) for s in earlier_sentences]
     # A prefix that stops mid-sentence ("Read it in") is finished by the text's first sentence (" Tamil.").
     unfinished = earlier_sentences.pop() if prefix.strip() and not prefix.rstrip().endswith((".", "?", "!")) else None
     kept = ""
+    before_stutter, stutters = 0, 0
     for sentence in _SENTENCE_END.split(text):
         key = normalise_text(sentence)
         if len(key) >= MIN_REPEAT_CHARS and any(earlier.startswith(key) for earlier in seen):
             break
+        if key and seen and f" {seen[-1]}".endswith(f" {key}"):
+            # "Yes. Yes." is speech; "What's 12 times 7? 7? 7? 7?" is a loop (which fed the next prompt)
+            before_stutter, stutters = (before_stutter, stutters + 1) if stutters else (len(kept), 1)
+            if stutters == STUTTER_REPEATS:
+                return kept[:before_stutter]
+        else:
+            stutters = 0
         if unfinished is not None:
             seen[-1] = normalise_text(unfinished + sentence)
             unfinished = None

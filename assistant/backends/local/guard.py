@@ -45,12 +45,18 @@ ENOUGH_WORDS = 3  # a stopped reply that released fewer words than this needs a 
 _BOUNDARY = re.compile(r"[,;:.!?]+|\n+")
 _SENTENCE_END = re.compile(r"[.!?]|\n")
 _WORD = re.compile(r"[a-z']+")
+_TOKEN = re.compile(r"[a-z0-9']+")
 _NOT_SPEECH = re.compile(r"<\||\|>|```|</?[a-z_]+>|https?://")
 
 
 def words_of(text: str) -> list[str]:
     """Lower-case words, digits and punctuation aside: what makes two clauses "the same"."""
     return [word.strip("'") for word in _WORD.findall(text.lower()) if word.strip("'")]
+
+
+def spoken_tokens(text: str) -> list[str]:
+    """Lower-case words and numbers: what a loop goes round ("7? 7? 7?") and what makes a sentence."""
+    return [token.strip("'") for token in _TOKEN.findall(text.lower()) if token.strip("'")]
 
 
 def ends_in_cycle(words: list[str]) -> bool:
@@ -85,7 +91,7 @@ class ReplyGuard:
     _held: str = ""  # streamed but not released yet
     _checked: int = 0  # how much of the held text has been checked, clause by clause
     _clauses: set[tuple[str, ...]] = field(default_factory=set)
-    _words: list[str] = field(default_factory=list)
+    _tokens: list[str] = field(default_factory=list)  # words and numbers checked so far
     _released_words: int = 0
     _sentences: int = 0
     _sentence_words: int = 0  # words checked since the last sentence end
@@ -120,7 +126,7 @@ class ReplyGuard:
         tail = self._held[self._checked :]
         if _NOT_SPEECH.search(tail.lower()):
             return self._stop("it is not speech")
-        if ends_in_cycle(self._words + words_of(tail)):
+        if ends_in_cycle(self._tokens + spoken_tokens(tail)):
             return self._stop("it repeats a word or phrase")
         if len(self._held[release:].split()) >= MAX_HELD_WORDS:
             if not self._check(self._held[self._checked :]):
@@ -139,26 +145,29 @@ class ReplyGuard:
     def _check(self, clause: str) -> bool:
         """Record one clause; False (with the reason in ``stopped``) when it makes the reply degenerate."""
         words = tuple(words_of(clause))
+        tokens = spoken_tokens(clause)
         if is_noise(clause):
             self.stopped = "it is not speech"
         elif len(words) >= MIN_REPEATED_WORDS and words in self._clauses:
             self.stopped = "it repeats itself"
         elif len(words) >= MIN_REPEATED_WORDS and words == tuple(words_of(self.echo_of)):
             self.stopped = "it says the user's words back"
-        elif ends_in_cycle(self._words + list(words)):
+        elif ends_in_cycle(self._tokens + tokens) or (
+            not words and tokens and self._tokens[-len(tokens) :] == tokens  # "What's 12 times 7? 7?"
+        ):
             self.stopped = "it repeats a word or phrase"
         if self.stopped is not None:
             return False
         if words:
             self._clauses.add(words)
-        self._words.extend(words)
-        self._sentence_words += len(words)
+        self._tokens.extend(tokens)
+        self._sentence_words += len(tokens)
         return True
 
     def _release(self, end: int) -> str:
         released, self._held = self._held[:end], self._held[end:]
         self._checked -= end
-        self._released_words += len(words_of(released))
+        self._released_words += len(spoken_tokens(released))
         return released
 
     def _stop(self, reason: str | None = None) -> str:
