@@ -132,6 +132,10 @@ class ReplyGuard:
             if not self._check(self._held[self._checked :]):
                 return self._stop()
             release = self._checked = len(self._held)
+        if not release and self._released_words:
+            # The space after a released sentence goes out at once: the voice cuts "I'm fine." into a piece
+            # only once it sees that space, and waiting for the next clause cost 300 ms before the first audio.
+            release = len(self._held) - len(self._held.lstrip())
         return self._release(release)
 
     def finish(self) -> str:
@@ -166,7 +170,7 @@ class ReplyGuard:
 
     def _release(self, end: int) -> str:
         released, self._held = self._held[:end], self._held[end:]
-        self._checked -= end
+        self._checked = max(0, self._checked - end)
         self._released_words += len(spoken_tokens(released))
         return released
 
