@@ -333,7 +333,7 @@ def test_time_zones_are_names_from_the_zone_database_not_paths() -> None:
 def test_a_local_session_speaks_with_the_default_voice_for_an_unknown_name(name: str) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from assistant.backends.local.session import LocalSession, SessionParts
+    from assistant.backends.local.stream import LocalStream, SessionParts
     from assistant.backends.local.tts import EspeakVoice, Voices, espeak_voices
     from assistant.protocol import Setup
     from assistant.session import SessionRequest
@@ -353,10 +353,10 @@ def test_a_local_session_speaks_with_the_default_voice_for_an_unknown_name(name:
             clock=lambda: 0.0,
         )
 
-        def open_with(voice: str) -> LocalSession:
+        def open_with(voice: str) -> LocalStream:
             speech = {"voiceConfig": {"prebuiltVoiceConfig": {"voiceName": voice}}}
             setup = Setup.model_validate({"model": "m", "generationConfig": {"speechConfig": speech}})
-            return LocalSession(parts, SessionRequest(session_id="s", setup=setup), None)
+            return LocalStream(parts, SessionRequest(session_id="s", setup=setup), None)
 
         with recording() as record:
             session = open_with(name)

@@ -22,7 +22,7 @@ from assistant.backends.gemini.convert import connect_config, from_sdk_message, 
 from assistant.backends.gemini.frames import JITTER_SLACK, FrameLimiter
 from assistant.backends.gemini.options import DEFAULT_MODEL, DEFAULT_VERTEX_MODEL, GeminiSettings, add_arguments
 from assistant.backends.gemini.replay import ReplayBuffer
-from assistant.backends.gemini.session import duration_seconds
+from assistant.backends.gemini.stream import duration_seconds
 from assistant.backends.gemini.upstream import classify
 from assistant.cli import main
 from assistant.protocol import (

@@ -2,7 +2,7 @@
 
 The frames are the ones ``test_sdk_corpus`` captures from the installed
 google-genai SDK. Each is parsed as the server parses it and handed to a
-real ``LocalSession`` (the models are fakes: a scripted dialogue, a VAD that
+real ``LocalStream`` (the models are fakes: a scripted dialogue, a VAD that
 keeps what it hears, a fixed transcript), and what the frame means is
 checked where the local backend keeps it: the audio reaches the VAD, a
 frame becomes the latest picture, a context update replaces the system
@@ -25,7 +25,7 @@ from google.genai import types
 
 from assistant.backends.local import LocalBackend
 from assistant.backends.local.dialogue import Say
-from assistant.backends.local.session import LocalSession
+from assistant.backends.local.stream import LocalStream
 from assistant.backends.local.unhonoured import unhonoured_fields
 from assistant.protocol import (
     ActivityStart,
@@ -57,7 +57,7 @@ WITH_LIGHTS: dict[str, object] = {"tools": [{"functionDeclarations": [{"name": "
 class Local:
     """A local session over fakes, with the parts a check looks at."""
 
-    session: LocalSession
+    session: LocalStream
     dialogue: ScriptedDialogue
     vad: LoudIsSpeech | None
 
@@ -260,7 +260,7 @@ async def test_the_corpus_setup_and_a_context_update_through_the_real_local_mode
         SharedBackend(local_stack), tls_cert=tls_certificate.cert, tls_key=tls_certificate.key
     ) as server:
         client = sdk_client(server.port, tls_certificate)
-        with caplog.at_level(logging.INFO, logger="assistant.local.session"):
+        with caplog.at_level(logging.INFO, logger="assistant.local.stream"):
             async with client.aio.live.connect(model="local", config=config) as session:
                 await session.send_context_update(system_instruction="Answer in French.", tools=[LIGHTS])
                 # small talk: the chat model answers (a question of fact gets the offline "can't")

@@ -33,7 +33,7 @@ from assistant.backends.local.asr import WhisperRecognizer
 from assistant.backends.local.tts import EspeakVoice, PiperVoice, resolve_piper_voice
 from assistant.bench.speech import Microphone, Utterance, spoken_prompt
 from assistant.protocol import FunctionCall, FunctionDeclaration, FunctionResponse
-from assistant.session import Backend, BackendSession, SessionRequest
+from assistant.session import Backend, BackendStream, SessionRequest
 from assistant.session.tools import ToolContext
 from audio.resample import resample
 from tests.conftest import Certificate, ServerFactory
@@ -86,7 +86,7 @@ class SharedBackend(Backend):
     async def start(self) -> None:
         await self.inner.start()
 
-    async def open(self, request: SessionRequest) -> BackendSession:
+    async def open(self, request: SessionRequest) -> BackendStream:
         return await self.inner.open(request)
 
 

@@ -1,6 +1,6 @@
 """What the local session does with what the recogniser heard: its vocabulary, and asking again when unsure.
 
-A real ``LocalSession`` over the fakes of ``test_local_parity`` (a VAD that
+A real ``LocalStream`` over the fakes of ``test_local_parity`` (a VAD that
 hears loud samples as speech, a scripted dialogue), with recognisers that
 say how sure they are and record the prompt they were given.
 """
@@ -14,7 +14,7 @@ from google.genai import types
 
 from assistant.backends.local.asr import ASK_AGAIN, ASK_AGAIN_BELOW, Heard
 from assistant.backends.local.dialogue import Say
-from assistant.backends.local.session import LocalSession
+from assistant.backends.local.stream import LocalStream
 from assistant.protocol import AudioChunk, TextInput
 from tests.test_local_parity import (
     HearsHello,
@@ -46,7 +46,7 @@ class HearsHelloThisSurely(HearsHello):
         return self.hear(audio, prefix, context).text
 
 
-async def speak(session: LocalSession) -> None:
+async def speak(session: LocalStream) -> None:
     """A second of "speech" between quiet: one user turn."""
     for pcm in (tone(0.512, loud=False), tone(1.024, loud=True), tone(1.024, loud=False)):
         for start in range(0, len(pcm), 2048):

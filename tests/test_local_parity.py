@@ -1,6 +1,6 @@
 """The local backend's Live signals: usageMetadata, voiceActivity, turnCompleteReason and NON_BLOCKING scheduling.
 
-A real ``LocalSession`` with its real turn-taking, fed by fakes for the
+A real ``LocalStream`` with its real turn-taking, fed by fakes for the
 models (a scripted dialogue, a VAD that hears loud samples as speech, a
 recogniser with a fixed transcript), so each rule is checked in well under a
 second. The messages a check is about are encoded to the wire and read by the
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from google.genai import types
 
-from assistant.backends.local import session as local_session
+from assistant.backends.local import stream as local_session
 from assistant.backends.local.dialogue import CallTools, Conversation, DialogueEvent, ModelDialogue, Say
 from assistant.backends.local.llm import (
     ChatEvent,
@@ -29,7 +29,7 @@ from assistant.backends.local.llm import (
     ToolCalls,
     ToolSpec,
 )
-from assistant.backends.local.session import LocalSession, SessionParts
+from assistant.backends.local.stream import LocalStream, SessionParts
 from assistant.backends.local.tts import Voices
 from assistant.backends.local.turn_model import TurnModel
 from assistant.protocol import (
@@ -140,7 +140,7 @@ def open_session(
     vad: LoudIsSpeech | None = None,
     recognizer: HearsHello | None = None,
     turn_model: TurnModel | None = None,
-) -> LocalSession:
+) -> LocalStream:
     """A local session over fakes; ``vad`` is None for manual turn-taking (as ``LocalBackend.open`` does)."""
     parts = SessionParts(
         recognizer=recognizer or HearsHello(),
@@ -158,7 +158,7 @@ def open_session(
     wire = {"setup": {"model": "local", "generationConfig": {"responseModalities": ["TEXT"]}, **setup}}
     parsed: Setup | None = parse_client_message(json.dumps(wire)).setup
     assert parsed is not None
-    return LocalSession(parts, SessionRequest(session_id="s", setup=parsed), vad)  # type: ignore[arg-type]
+    return LocalStream(parts, SessionRequest(session_id="s", setup=parsed), vad)  # type: ignore[arg-type]
 
 
 def as_sdk(message: ServerMessage) -> types.LiveServerMessage:
@@ -167,7 +167,7 @@ def as_sdk(message: ServerMessage) -> types.LiveServerMessage:
 
 
 async def until(
-    session: LocalSession, done: Callable[[ServerMessage], bool] = lambda m: m.is_turn_complete, timeout: float = 3.0
+    session: LocalStream, done: Callable[[ServerMessage], bool] = lambda m: m.is_turn_complete, timeout: float = 3.0
 ) -> list[ServerMessage]:
     """The session's events, as a client reads them off the wire, up to and including the first that is ``done``."""
     messages: list[ServerMessage] = []
@@ -345,7 +345,7 @@ SLOW = {"tools": [{"functionDeclarations": [{"name": "slow", "behavior": "NON_BL
 
 async def started_background_call(
     executor: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch, then: list[Script]
-) -> tuple[LocalSession, ScriptedDialogue]:
+) -> tuple[LocalStream, ScriptedDialogue]:
     """A session whose first turn called ``slow`` (NON_BLOCKING) and ended without its answer."""
     monkeypatch.setattr(local_session, "NON_BLOCKING_GRACE_S", 0.05)
     call = FunctionCall(id="bg", name="slow", args={})
@@ -361,7 +361,7 @@ def late_answer(scheduling: Scheduling) -> ToolResponses:
     return ToolResponses([FunctionResponse(id="bg", name="slow", response={"output": 7}, scheduling=scheduling)])
 
 
-async def quiet_for(session: LocalSession, seconds: float) -> list[ServerMessage]:
+async def quiet_for(session: LocalStream, seconds: float) -> list[ServerMessage]:
     """What the session sends within ``seconds`` (nothing, when it is quiet)."""
     try:
         return await until(session, lambda m: True, timeout=seconds)

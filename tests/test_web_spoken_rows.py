@@ -24,10 +24,10 @@ import cv2
 import numpy as np
 import onnxruntime
 import pytest
-from vision.bench import render_text_frame
 
 from assistant.backends.local.tts import PiperVoice, resolve_piper_voice
 from assistant.bench.speech import spoken_prompt
+from assistant.bench.vision_costs import render_text_frame
 from tests.support.browser import Browsing, chromium
 from tests.test_vision_tool import SENTENCE
 from tests.test_web_local import TURN_TIMEOUT_S, Serve, converse, words

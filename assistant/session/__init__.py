@@ -7,7 +7,7 @@ tool registry; ``ResumptionStore`` keeps handles between connections;
 connection holds its conversation by then.
 """
 
-from assistant.session.backend import Backend, BackendError, BackendSession, SessionRequest
+from assistant.session.backend import Backend, BackendError, BackendStream, SessionRequest
 from assistant.session.late import LateResultRouter, LateResults
 from assistant.session.profiles import ProfileResolver, SessionProfile, UnknownProfile
 from assistant.session.resumption import (
@@ -25,7 +25,7 @@ __all__ = [
     "DEFAULT_HANDLE_TTL_S",
     "Backend",
     "BackendError",
-    "BackendSession",
+    "BackendStream",
     "LateResultRouter",
     "LateResults",
     "MemoryResumptionStore",

@@ -1,7 +1,7 @@
 """The seam between a session and whatever produces the replies.
 
 A ``Backend`` is created once per server and owns what sessions share (loaded
-models, an HTTP client). Each connection opens a ``BackendSession`` that takes
+models, an HTTP client). Each connection opens a ``BackendStream`` that takes
 normalised client events and yields server events (``ServerEvent``). The session manager does
 the rest (handshake, queues, tool routing, resumption), so a backend never
 sees the wire, the socket or which kind of client is attached.
@@ -57,7 +57,7 @@ class SessionRequest:
     history_bytes: int = DEFAULT_HISTORY_BYTES
 
 
-class BackendSession(ABC):
+class BackendStream(ABC):
     """One conversation with a backend: client events in, server events out."""
 
     @abstractmethod
@@ -90,7 +90,7 @@ class Backend(ABC):
         """Load what sessions share (models, clients) before the first connection."""
 
     @abstractmethod
-    async def open(self, request: SessionRequest) -> BackendSession:
+    async def open(self, request: SessionRequest) -> BackendStream:
         """Open one conversation; raise ``BackendError`` when it cannot start."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, empty by design

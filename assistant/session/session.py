@@ -1,7 +1,7 @@
 """One Live conversation, from the setup handshake to the close frame.
 
 A ``Session`` joins a transport (a websocket, or an in-process pipe for the
-desktop app) to a ``BackendSession``. It is the asyncio driver of a
+desktop app) to a ``BackendStream``. It is the asyncio driver of a
 ``SessionCore`` (``core``), which holds the session's rules: the driver reads,
 feeds the core what happened, and performs the effects it returns. After the
 handshake these tasks run at once, joined by two bounded ``FlowQueue``s:
@@ -49,7 +49,7 @@ from assistant.protocol import (
     parse_client_message,
 )
 from assistant.protocol.errors import new_error_id, with_error_id
-from assistant.session.backend import Backend, BackendError, BackendSession, SessionRequest
+from assistant.session.backend import Backend, BackendError, BackendStream, SessionRequest
 from assistant.session.core import SessionCore, merge_server_tools
 from assistant.session.effects import (
     CancelServerTool,
@@ -174,7 +174,7 @@ class Session:
         )
         self.close_code: int | None = None
         self.close_reason = ""
-        self._backend_session: BackendSession | None = None
+        self._backend_session: BackendStream | None = None
         self._tool_tasks: dict[str, asyncio.Task[None]] = {}
         self._saves: asyncio.Queue[SaveResumption] = asyncio.Queue()
         self._profiles = profiles

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from assistant.protocol import AudioChunk, ClientEvent, ServerEvent, ServerMessage, server_events
-from assistant.session import Backend, BackendError, BackendSession, SessionRequest
+from assistant.session import Backend, BackendError, BackendStream, SessionRequest
 
 E = TypeVar("E")
 Script = Callable[["ScriptedSession"], Awaitable[None]]
@@ -21,7 +21,7 @@ END = object()
 OUT_QUEUE_SIZE = 256
 
 
-class ScriptedSession(BackendSession):
+class ScriptedSession(BackendStream):
     """One conversation driven by a script; records everything it received."""
 
     def __init__(self, request: SessionRequest) -> None:
@@ -32,7 +32,7 @@ class ScriptedSession(BackendSession):
         self.closed = asyncio.Event()
         self.state: dict[str, object] | None = None
 
-    # -- BackendSession ------------------------------------------------------
+    # -- BackendStream ------------------------------------------------------
 
     async def send(self, event: ClientEvent) -> None:
         self.received.append(event)
@@ -105,7 +105,7 @@ class ScriptedBackend(Backend):
         self.script_errors: list[BaseException] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def open(self, request: SessionRequest) -> BackendSession:
+    async def open(self, request: SessionRequest) -> BackendStream:
         if self.open_error is not None:
             raise self.open_error
         session = ScriptedSession(request)

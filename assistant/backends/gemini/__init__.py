@@ -6,7 +6,7 @@ protocol to this server and never see either. The package's parts:
 (our models and the SDK's types), ``frames`` (the camera frame cap),
 ``replay`` (input to send again after a reconnect), ``quirks`` (how each
 model family differs), ``upstream`` (one
-connection and its failures) and ``session`` (a conversation across
+connection and its failures) and ``stream`` (a conversation across
 connections).
 """
 

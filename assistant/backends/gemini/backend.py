@@ -10,8 +10,8 @@ from google.genai import types
 
 from assistant.backends.gemini.frames import ChangeGate, FrameLimiter, bytes_changed
 from assistant.backends.gemini.options import GeminiSettings
-from assistant.backends.gemini.session import GeminiSession
-from assistant.session import Backend, BackendSession, SessionRequest
+from assistant.backends.gemini.stream import GeminiStream
+from assistant.session import Backend, BackendStream, SessionRequest
 
 
 def make_client(settings: GeminiSettings) -> genai.Client:
@@ -30,7 +30,7 @@ def make_client(settings: GeminiSettings) -> genai.Client:
 
 
 class GeminiBackend(Backend):
-    """Opens a ``GeminiSession`` per client connection.
+    """Opens a ``GeminiStream`` per client connection.
 
     ``clock`` and ``change_gate`` decide which camera frames go upstream
     (injected by tests, and by the vision package's perceptual gate).
@@ -51,9 +51,9 @@ class GeminiBackend(Backend):
         self._clock = clock
         self._change_gate = change_gate
 
-    async def open(self, request: SessionRequest) -> BackendSession:
+    async def open(self, request: SessionRequest) -> BackendStream:
         frames = FrameLimiter(self.settings.max_fps, self._clock, self._change_gate)
-        session = GeminiSession(self.client, request, self.settings, frames)
+        session = GeminiStream(self.client, request, self.settings, frames)
         await session.start()
         return session
 

@@ -1,7 +1,7 @@
 """The offline backend: Silero VAD, streaming Whisper, a tool router or LLM, and Piper.
 
 Everything runs on this machine; see ``backend`` for what is shared between
-sessions and ``session`` for one conversation.
+sessions and ``stream`` for one conversation.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The local backend: loads the models once, then opens a ``LocalSession`` per connection.
+"""The local backend: loads the models once, then opens a ``LocalStream`` per connection.
 
 What is shared and how it is kept safe:
 
@@ -58,12 +58,12 @@ from assistant.backends.local.services import (
     WyomingVoice,
     service_protocol,
 )
-from assistant.backends.local.session import LocalSession, SessionParts
+from assistant.backends.local.stream import LocalStream, SessionParts
 from assistant.backends.local.tts import DEFAULT_PIPER_VOICE, SpeechUnavailable, Voices, load_voices
 from assistant.backends.local.turn_model import load_turn_model
 from assistant.backends.local.turns import DEFAULT_AGREED_MS, DEFAULT_EAGER_MS, DEFAULT_SILENCE_MS, TurnSettings
 from assistant.embeddings import limit_blas_threads
-from assistant.session import Backend, BackendSession, SessionRequest
+from assistant.session import Backend, BackendStream, SessionRequest
 from audio.vad import SileroVad, VadUnavailable
 
 logger = logging.getLogger("assistant.local")
@@ -239,13 +239,13 @@ class LocalBackend(Backend):
         assert self._chat is not None
         return ModelDialogue(self._chat)
 
-    async def open(self, request: SessionRequest) -> BackendSession:
+    async def open(self, request: SessionRequest) -> BackendStream:
         if self.parts is None:
             await self.start()
         assert self.parts is not None
         automatic = TurnSettings.from_config(request.setup.realtime_input_config).automatic
         vad = await asyncio.to_thread(self.parts.new_vad) if automatic else None  # loads a model: ~0.1 s
-        return LocalSession(self.parts, request, vad)
+        return LocalStream(self.parts, request, vad)
 
     async def aclose(self) -> None:
         if isinstance(self._chat, OpenAIChat):

@@ -101,10 +101,10 @@ from assistant.protocol import (
     VoiceActivityEvent,
 )
 from assistant.protocol.models import ContextUpdate, duration
-from assistant.session import BackendError, BackendSession, SessionRequest
+from assistant.session import BackendError, BackendStream, SessionRequest
 from audio.vad import SileroVad
 
-logger = logging.getLogger("assistant.local.session")
+logger = logging.getLogger("assistant.local.stream")
 
 SAMPLE_RATE = 16_000
 PARTIAL_STEP_S = 0.5  # new audio between partial decodes
@@ -137,7 +137,7 @@ class SessionParts:
 class UserTurn:
     """One utterance: its audio, its transcript, and the speculative work done in its pauses."""
 
-    def __init__(self, session: LocalSession, window: SpeechWindow, heard_before: str = "") -> None:
+    def __init__(self, session: LocalStream, window: SpeechWindow, heard_before: str = "") -> None:
         self.session = session
         self.window = window
         self.transcript = StreamingTranscript(prompt=heard_before)
@@ -268,7 +268,7 @@ class Reply:
 
     def __init__(
         self,
-        session: LocalSession,
+        session: LocalStream,
         conversation: Conversation,
         *,
         committed: bool,
@@ -504,8 +504,8 @@ class Reply:
         return True
 
 
-class LocalSession(BackendSession):
-    """A ``BackendSession`` over the local models."""
+class LocalStream(BackendStream):
+    """A ``BackendStream`` over the local models."""
 
     def __init__(self, parts: SessionParts, request: SessionRequest, vad: SileroVad | None) -> None:
         setup = request.setup
@@ -594,7 +594,7 @@ class LocalSession(BackendSession):
         if self.input_transcripts:
             self.put(InputTranscript(text, finished=finished))
 
-    # -- BackendSession ---------------------------------------------------------------
+    # -- BackendStream ---------------------------------------------------------------
 
     async def send(self, event: ClientEvent) -> None:
         if isinstance(event, AudioChunk):

@@ -72,7 +72,7 @@ from assistant.protocol import (
     TurnComplete,
     VideoFrame,
 )
-from assistant.session import BackendError, BackendSession, SessionRequest
+from assistant.session import BackendError, BackendStream, SessionRequest
 from assistant.session.history import ConversationLog
 
 logger = logging.getLogger("assistant.backends.gemini")
@@ -88,8 +88,8 @@ def duration_seconds(text: str | None) -> float:
         return 0.0
 
 
-class GeminiSession(BackendSession):
-    """A ``BackendSession`` over a chain of Live connections."""
+class GeminiStream(BackendStream):
+    """A ``BackendStream`` over a chain of Live connections."""
 
     def __init__(self, client: Client, request: SessionRequest, settings: GeminiSettings, frames: FrameLimiter) -> None:
         self._client = client
