@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from google.genai import types
 
-from assistant.backends.local import stream as local_session
+from assistant.backends.local import reply as local_reply
 from assistant.backends.local.dialogue import CallTools, Conversation, DialogueEvent, ModelDialogue, Say
 from assistant.backends.local.llm import (
     ChatEvent,
@@ -347,7 +347,7 @@ async def started_background_call(
     executor: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch, then: list[Script]
 ) -> tuple[LocalStream, ScriptedDialogue]:
     """A session whose first turn called ``slow`` (NON_BLOCKING) and ended without its answer."""
-    monkeypatch.setattr(local_session, "NON_BLOCKING_GRACE_S", 0.05)
+    monkeypatch.setattr(local_reply, "NON_BLOCKING_GRACE_S", 0.05)
     call = FunctionCall(id="bg", name="slow", args={})
     dialogue = ScriptedDialogue([[Say("Started. "), CallTools([call])], *then])
     session = open_session(executor, dialogue, SLOW)
@@ -421,7 +421,7 @@ async def test_a_noise_that_held_the_floor_lets_a_waiting_announcement_go(
     executor: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A sound with no words in it opens a user turn; what waited for the floor (an alarm) is spoken after it."""
-    monkeypatch.setattr(local_session, "NON_BLOCKING_GRACE_S", 0.05)
+    monkeypatch.setattr(local_reply, "NON_BLOCKING_GRACE_S", 0.05)
     call = FunctionCall(id="bg", name="slow", args={})
     dialogue = ScriptedDialogue([[Say("Started. "), CallTools([call])]], after_call=[Say("The alarm rang. ")])
     session = open_session(executor, dialogue, SLOW, LoudIsSpeech(), recognizer=HearsNothing())
