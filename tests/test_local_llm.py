@@ -21,6 +21,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from assistant.backends.local.chat_tools import ToolSpec
 from assistant.backends.local.dialogue import CallTools, Conversation, ModelDialogue
 from assistant.backends.local.llm import (
     DEFAULT_CHAT_MODEL,
@@ -33,7 +34,6 @@ from assistant.backends.local.llm import (
     TextDelta,
     TokenUsage,
     ToolCalls,
-    ToolSpec,
     resolve_gguf,
 )
 from assistant.protocol import Content, FunctionDeclaration, Part

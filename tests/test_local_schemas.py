@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from assistant.backends.local.llm import (
+from assistant.backends.local.chat_tools import (
     ToolSpec,
     gemini_to_json_schema,
     parameters_schema,

@@ -35,6 +35,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from assistant.backends.local import about, cues, extract
+from assistant.backends.local.chat_tools import ToolSpec
 from assistant.backends.local.guard import ReplyGuard
 from assistant.backends.local.llm import (
     ChatEvent,
@@ -45,7 +46,6 @@ from assistant.backends.local.llm import (
     StopGeneration,
     TokenUsage,
     ToolCalls,
-    ToolSpec,
 )
 from assistant.backends.local.originals import SEARCH_TOOL, asks_for_original, last_original
 from assistant.backends.local.phrasing import ASK_FOR, phrase_response
