@@ -234,5 +234,5 @@ async def no_tasks_left_running(request: pytest.FixtureRequest) -> AsyncIterator
     for task in left:
         task.cancel()
     await asyncio.gather(*left, return_exceptions=True)
-    names = ", ".join(sorted(f"{task.get_name()} ({task.get_coro().__qualname__})" for task in left))
+    names = ", ".join(sorted(f"{task.get_name()} ({getattr(task.get_coro(), '__qualname__', '?')})" for task in left))
     pytest.fail(f"the test left {len(left)} task(s) running: {names}")

@@ -112,7 +112,10 @@ async def test_the_sdk_conversation_survives_a_restart_of_assistant_serve(
         finally:
             await first.stop()
         call_kinds = kinds(before)
-        assert call_kinds[:2] == ["sessionResumptionUpdate", "toolCall"]
+        # The first turn's handle comes once the store has it (saves run beside the turn), so under load it may
+        # follow the second turn's call; it comes before the drain either way.
+        assert call_kinds.index("sessionResumptionUpdate") < call_kinds.index("goAway")
+        assert next(kind for kind in call_kinds if kind != "sessionResumptionUpdate") == "toolCall"
         assert "goAway" in call_kinds and call_kinds[-1] == "sessionResumptionUpdate"
         assert "toolCallCancellation" not in call_kinds
         [go_away] = [m.go_away for m in before if m.go_away]

@@ -105,11 +105,8 @@ async def played_to_end(process: subprocess.Popen[bytes]) -> None:
     await asyncio.to_thread(process.wait, 30)
 
 
-async def test_a_spoken_question_through_the_microphone_gets_a_spoken_reply_on_the_speaker(
-    pulse: PulseServer, speech: dict[str, Path], live_server: ServerFactory, tmp_path: Path
-) -> None:
-    answer = read_wav(speech["answer"], 24_000)
-    question = read_wav(speech["question"], 16_000)
+def answering_backend(answer: bytes) -> tuple[ScriptedBackend, list[bytes], asyncio.Event]:
+    """A model that records the utterance it hears, answers it with ``answer``, then waits for the close."""
     heard: list[bytes] = []
     replied = asyncio.Event()
 
@@ -119,7 +116,14 @@ async def test_a_spoken_question_through_the_microphone_gets_a_spoken_reply_on_t
         replied.set()
         await s.closed.wait()
 
-    backend = ScriptedBackend(script)
+    return ScriptedBackend(script), heard, replied
+
+async def test_a_spoken_question_through_the_microphone_gets_a_spoken_reply_on_the_speaker(
+    pulse: PulseServer, speech: dict[str, Path], live_server: ServerFactory, tmp_path: Path
+) -> None:
+    question = read_wav(speech["question"], 16_000)
+    answer = read_wav(speech["answer"], 24_000)
+    backend, heard, replied = answering_backend(answer)
     recording = tmp_path / "speaker.raw"
     async with live_server(backend) as server, talk_process(pulse, server) as lines:
         await wait_for_microphone(backend)
@@ -296,18 +300,8 @@ async def printed(lines: list[str], prefix: str, after: int = 0, timeout: float 
 async def test_with_a_wake_word_nothing_is_streamed_before_it_and_a_turn_happens_after_it(
     pulse: PulseServer, speech: dict[str, Path], live_server: ServerFactory
 ) -> None:
-    answer = read_wav(speech["answer"], 24_000)
     question = read_wav(speech["question"], 16_000)
-    heard: list[bytes] = []
-    replied = asyncio.Event()
-
-    async def script(s: ScriptedSession) -> None:
-        heard.append(await Listener(s).utterance())
-        s.emit(ServerMessage.input_transcript(QUESTION, finished=True), *reply_messages(answer, ANSWER))
-        replied.set()
-        await s.closed.wait()
-
-    backend = ScriptedBackend(script)
+    backend, heard, replied = answering_backend(read_wav(speech["answer"], 24_000))
     async with (
         live_server(backend) as server,
         talk_process(pulse, server, "--wake-word", "okay_nabu") as lines,
