@@ -261,6 +261,22 @@ def test_each_turn_saves_under_a_fresh_handle_and_retires_the_previous_once_save
     ]
 
 
+def test_a_save_that_lands_after_a_call_went_out_is_not_announced() -> None:
+    # Saves run beside the turn: the first turn's save may land after the second turn said resumable: false.
+    core = make_core(resumption=True)
+    first = core.backend_event(TurnComplete())[-1]
+    assert isinstance(first, SaveResumption)
+    core.backend_event(ToolCalls([FunctionCall(id="c1", name="light_on")]))
+    assert sent_to_client(core.backend_event(TurnComplete()))[-1] == ResumptionUpdate(resumable=False)
+    assert core.save_done(first) == []  # the client's last word stays "not resumable now"
+    _, save = client(core, answer("c1"))
+    assert isinstance(save, SaveResumption)
+    assert core.save_done(save) == [
+        SendToClient(ResumptionUpdate(new_handle=save.handle, resumable=True)),
+        DeleteHandle(first.handle),
+    ]
+
+
 def test_a_failed_save_says_resumable_false_and_keeps_the_handle_the_client_has() -> None:
     core = make_core(resumption=True)
     first = core.backend_event(TurnComplete())[-1]

@@ -446,9 +446,16 @@ class SessionCore:
         return SaveResumption(new_handle(), saved, retire_previous)
 
     def save_done(self, save: SaveResumption) -> list[Effect]:
-        """``save`` is in the store: the client gets its handle, and the one it supersedes is retired."""
+        """``save`` is in the store: the client gets its handle, and the one it supersedes is retired.
+
+        A save that lands after a later turn told the client ``resumable: false``
+        (a call went out meanwhile) is not announced: the client's last word
+        stays "not resumable now", and a fresh handle follows the answers.
+        """
         previous, self.handle = self.handle, save.handle
-        effects: list[Effect] = [SendToClient(ResumptionUpdate(new_handle=save.handle, resumable=True))]
+        effects: list[Effect] = []
+        if not self._told_unresumable:
+            effects.append(SendToClient(ResumptionUpdate(new_handle=save.handle, resumable=True)))
         if previous is not None and save.retire_previous:
             effects.append(DeleteHandle(previous))
         return effects
