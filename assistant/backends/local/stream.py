@@ -8,7 +8,9 @@ pauses, the final decode starts at once (speculatively) and, when it is
 ready and the user is still silent, so does the reply: its messages wait
 behind a gate. If the silence lasts (``TurnEnded``) the final fragment is
 sent and the gate opens, so the reply is often already speaking; if the
-user carries on, both are thrown away unseen.
+user carries on, both are thrown away unseen. A user who runs on after a
+turn that a short silence ended (a hesitation taken for the end) barges in
+on its reply, and the rest is heard as part of one utterance (``_run_on``).
 
 Output side. A ``Reply`` (``reply``) asks the dialogue what to say or call, speaks text
 through a ``Speaker`` (first clause early, paced to playback), sends tool
@@ -67,7 +69,7 @@ from assistant.backends.local.turns import (
     TurnSettings,
 )
 from assistant.backends.local.unhonoured import unhonoured_fields
-from assistant.backends.local.user_turn import UserTurn
+from assistant.backends.local.user_turn import EndedTurn, UserTurn
 from assistant.protocol import (
     ActivityEnd,
     ActivityStart,
@@ -149,6 +151,7 @@ class LocalStream(BackendStream):
         self.latest_frame: VideoFrame | None = None
         self.user: UserTurn | None = None
         self.reply: Reply | None = None
+        self._ended: EndedTurn | None = None
         self.answered: set[str] = set()
         self._waiting: deque[Content] = deque()  # user input or announcements that wait for a quiet moment
         self._reply_requested = False
@@ -288,7 +291,7 @@ class LocalStream(BackendStream):
         elif isinstance(event, SpeechResumed) and self.user is not None:
             self.user.resume()
         elif isinstance(event, TurnEnded):
-            self._end_user_turn()
+            self._end_user_turn(event.speech_end)
 
     def _voice_activity(self, event: SpeechStarted | TurnEnded) -> None:
         """Tell the client what the VAD heard: ``voiceActivity``, and the VAD signal if the setup asked for it."""
@@ -302,26 +305,36 @@ class LocalStream(BackendStream):
 
     def _on_speech_start(self, at: float) -> None:
         """The user started speaking (VAD onset or activityStart): barge in, open a turn."""
-        if self.reply is not None and self.reply.committed and self.turn_settings.interrupts:
+        ended, self._ended = self._ended, None
+        barging_in = self.reply is not None and self.reply.committed and self.turn_settings.interrupts
+        runs_on = barging_in and ended is not None and ended.runs_on(self.reply, at, self.turn_settings.silence_s)
+        if barging_in:
             self._interrupt()
         if self.user is not None:
             return
-        window = SpeechWindow()
         recent = np.concatenate(list(self._recent)) if self._recent else np.zeros(0, dtype=np.float32)
-        keep = int((self._audio_s - at + PREROLL_S) * SAMPLE_RATE)
-        window.append(recent[-keep:] if 0 < keep < len(recent) else recent)
         self._recent.clear()
         self._recent_s = 0.0
+        if runs_on and ended is not None:
+            withdrawn = ended.withdraw(self.conversation)
+            if withdrawn:
+                logger.info("[%s] the user ran on: one utterance with the turn before", self.id)
+            self.user = ended.turn.continued(recent, withdrawn)
+            return
+        window = SpeechWindow()
+        keep = int((self._audio_s - at + PREROLL_S) * SAMPLE_RATE)
+        window.append(recent[-keep:] if 0 < keep < len(recent) else recent)
         vocabulary = vocabulary_prompt(self.conversation.user_texts())
         self.user = UserTurn(self, window, recogniser_prompt(vocabulary, self.conversation.last_text("model")))
 
-    def _end_user_turn(self) -> None:
+    def _end_user_turn(self, speech_end: float | None = None) -> None:
+        """The user is done; ``speech_end`` (audio time) when the VAD decided, so they may still run on."""
         user, self.user = self.user, None
         if user is not None:
             self.milestone("turn_end")
-            self.spawn(self._finish_user_turn(user), "final-transcript")
+            self.spawn(self._finish_user_turn(user, speech_end), "final-transcript")
 
-    async def _finish_user_turn(self, user: UserTurn) -> None:
+    async def _finish_user_turn(self, user: UserTurn, speech_end: float | None) -> None:
         text, fragment = await user.final()
         self.milestone("final_transcript")
         if fragment or user.emitted:
@@ -342,20 +355,25 @@ class LocalStream(BackendStream):
             self._ask_again = True
             self._user_said(text, already_heard=True)
             return
+        floor_free = self.reply is None
         prepared, user.speculative_reply = user.speculative_reply, None
         if (
             prepared is not None
-            and self.reply is None
+            and floor_free
             and prepared.user_text == text
             and prepared.base_turns == len(self.conversation.turns)
         ):
             self.conversation = prepared.conversation
             self.reply = prepared
             prepared.commit()
-            return
-        if prepared is not None:
-            prepared.stop()
-        self._user_said(text, already_heard=True)
+        else:
+            if prepared is not None:
+                prepared.stop()
+            self._user_said(text, already_heard=True)
+        if floor_free and speech_end is not None and self.reply is not None:
+            said = [turn for turn in self.conversation.turns if turn.role == "user" and turn.text() == text]
+            if said:
+                self._ended = EndedTurn(user, speech_end, said[-1], self.reply)
 
     # -- replies ----------------------------------------------------------------------
 

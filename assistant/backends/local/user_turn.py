@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from assistant.backends.local.asr import (
     MIN_PARTIAL_WINDOW_S,
@@ -25,8 +29,10 @@ from assistant.backends.local.asr import (
 from assistant.backends.local.turn_model import sounds_finished
 
 if TYPE_CHECKING:
+    from assistant.backends.local.dialogue import Conversation
     from assistant.backends.local.reply import Reply
     from assistant.backends.local.stream import LocalStream
+    from assistant.protocol import Content
 
 PARTIAL_STEP_S = 0.5  # new audio between partial decodes
 
@@ -45,10 +51,36 @@ class UserTurn:
         self._speculation: asyncio.Task[Heard] | None = None
         self.speculative_reply: Reply | None = None
         self.paused = False
+        self._said_before = 0  # leading transcript words that belong to an earlier turn still in the history
 
     @property
     def text(self) -> str:
-        return f"{self.carried}{self.transcript.text}".strip()
+        words = self.transcript.context_words + self.transcript.window_words
+        return f"{self.carried}{''.join(words[self._said_before :])}".strip()
+
+    def continued(self, since: np.ndarray, withdrawn: bool) -> UserTurn:
+        """The user ran on after this turn ended early: one utterance, decoded over both turns' audio.
+
+        The new turn's window starts with this turn's audio (then ``since``,
+        what came after it), and its transcript with this turn's words as the
+        decoder's prefix: heard alone, a short rest ("...and call it tea")
+        was sometimes decoded as nothing at all, and the words were lost.
+        ``withdrawn``: this turn left the history, so the new turn's text is
+        the whole utterance; otherwise only what the user said after it.
+        """
+        window = SpeechWindow()
+        window.append(self.window.audio())
+        window.append(since)
+        window.trimmed_s = self.window.trimmed_s
+        turn = UserTurn(self.session, window)
+        turn.transcript = copy.deepcopy(self.transcript)
+        turn.transcript.forget_hypothesis()
+        turn._decoded_s = window.duration_s  # the next partial decode waits for new speech
+        if withdrawn:
+            turn.carried = self.carried
+        else:
+            turn._said_before = len(self.transcript.context_words) + len(self.transcript.window_words)
+        return turn
 
     def heard_audio(self) -> None:
         """New audio arrived: decode again once enough has accumulated."""
@@ -153,3 +185,38 @@ class UserTurn:
             if task is not None:
                 task.cancel()
         self.drop_speculative_reply()
+
+
+@dataclass(frozen=True, slots=True)
+class EndedTurn:
+    """The last turn of speech and the reply to it, while the user may still run on from it."""
+
+    turn: UserTurn
+    speech_end: float  # audio time
+    content: Content  # the turn in the conversation
+    reply: Reply
+
+    def runs_on(self, reply: Reply | None, at: float, silence_s: float) -> bool:
+        """Speech that starts at ``at``, sooner after this turn than the silence that ends a turn by default.
+
+        Only a shortened wait (words and voice sounding complete) can end a
+        turn that soon, so the user was hesitating, not done: what follows
+        belongs to the same utterance, and the reply to half of it (still
+        ``reply``, the one in progress) is cut.
+        """
+        return reply is self.reply and at - self.speech_end < silence_s
+
+    def withdraw(self, conversation: Conversation) -> bool:
+        """Take this turn and the reply to it out of the history, if the reply only spoke.
+
+        A reply that called a tool stays: the call may have done something
+        (a timer set), and the rest of the sentence is then a turn of its own.
+        """
+        if self.reply.pending:
+            return False
+        turns = conversation.turns
+        at = next((index for index, content in enumerate(turns) if content is self.content), None)
+        if at is None:
+            return False
+        del turns[at:]
+        return True
