@@ -73,6 +73,10 @@ def test_repeats_past_the_audio_are_dropped() -> None:
     # The sentence said twice may have begun in the prefix the decoder was forced to continue.
     assert drop_repeats(" Tamil. Read it in Tamil.", prefix="Read it in") == " Tamil."
     assert drop_repeats(" Tamil. And then in English.", prefix="Read it in") == " Tamil. And then in English."
+    # A prefix that covers the audio: the decoder says it again, its two sentences as one.
+    prefix = "Set a timer for five minutes. And call it tea."
+    assert drop_repeats(" Set a timer for five minutes and call it tea. Set", prefix=prefix) == ""
+    assert drop_repeats(" It's for the five minutes.", prefix=prefix) == " It's for the five minutes."
 
 
 def test_words_keep_their_spaces() -> None:

@@ -139,6 +139,7 @@ class TurnResult:
     transcript: str = ""
     reply: str = ""
     stages_ms: dict[str, float] = field(default_factory=dict)  # from silence onset
+    milestones_ms: dict[str, float] = field(default_factory=dict)  # every milestone's first time, from silence onset
     voice_to_voice_ms: float | None = None
     transport_ms: float | None = None
     tool_ms: float | None = None  # the server tool's own run time, when one ran
@@ -376,9 +377,10 @@ class LatencyBench:
         result.cut_in = bool(rest) and any(at < onset for at in ends)  # the turn ended before the user did
         reached = self.timeline.first()
         result.end_rule = end_rule(reached)
+        result.milestones_ms = {name: (at - onset) * 1000 for name, at in sorted(reached.items(), key=lambda i: i[1])}
         for stage in self.target.stages:
             if stage.milestone in reached:
-                result.stages_ms[stage.name] = (reached[stage.milestone] - onset) * 1000
+                result.stages_ms[stage.name] = result.milestones_ms[stage.milestone]
         if self.timeline.tool_calls:
             result.route = ",".join(name for name, _ in self.timeline.tool_calls)
             result.tool_ms = sum(seconds for _, seconds in self.timeline.tool_calls) * 1000

@@ -128,11 +128,14 @@ def split_words(text: str) -> list[str]:
 
 
 def drop_repeats(text: str, prefix: str = "") -> str:
-    """Cut ``text`` where a sentence repeats an earlier one (here or in the prefix), or starts to.
+    """Cut ``text`` where a sentence repeats words said before it (here or in the prefix), or starts to.
 
     A short window sometimes makes Whisper say the utterance twice without a
-    timestamp between; people rarely repeat a whole sentence in one turn. It
-    also loops on the end of a sentence ("7? 7? 7?"), which is cut too.
+    timestamp between; people rarely repeat a whole sentence in one turn. A
+    forced prefix that already covers most of the audio invites the same,
+    across its sentences ("Set a timer for five minutes. And call it tea."
+    then "Set a timer for five minutes and call it tea."). It also loops on
+    the end of a sentence ("7? 7? 7?"), which is cut too.
     """
     earlier_sentences = _SENTENCE_END.split(prefix)
     seen = [normalise_text(s) for s in earlier_sentences]
@@ -142,7 +145,7 @@ def drop_repeats(text: str, prefix: str = "") -> str:
     before_stutter, stutters = 0, 0
     for sentence in _SENTENCE_END.split(text):
         key = normalise_text(sentence)
-        if len(key) >= MIN_REPEAT_CHARS and any(earlier.startswith(key) for earlier in seen):
+        if len(key) >= MIN_REPEAT_CHARS and f" {key} " in f" {normalise_text(prefix + kept)} ":
             break
         if key and seen and f" {seen[-1]}".endswith(f" {key}"):
             # "Yes. Yes." is speech; "What's 12 times 7? 7? 7? 7?" is a loop (which fed the next prompt)

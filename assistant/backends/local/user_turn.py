@@ -111,6 +111,7 @@ class UserTurn:
     def pause(self) -> None:
         """Speech stopped: decode the tail now, and prepare the reply if it is ready in time."""
         self.paused = True
+        self.session.milestone("pause_heard")
         self._speculation = self.session.spawn(self._speculate(), "asr-speculative-final")
 
     def resume(self) -> None:
