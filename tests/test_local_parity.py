@@ -19,7 +19,8 @@ import pytest
 from google.genai import types
 
 from assistant.backends.local import reply as local_reply
-from assistant.backends.local.dialogue import CallTools, Conversation, DialogueEvent, ModelDialogue, Say
+from assistant.backends.local.conversation import CallTools, Conversation, DialogueEvent, Say
+from assistant.backends.local.dialogue import ModelDialogue
 from assistant.backends.local.llm import (
     ChatEvent,
     ChatMessage,

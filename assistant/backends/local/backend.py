@@ -33,7 +33,8 @@ from typing import Any
 
 from assistant.backends.errors import BackendUnavailable
 from assistant.backends.local.asr import DEFAULT_ASR_MODEL, Recognizer, WhisperRecognizer
-from assistant.backends.local.dialogue import Dialogue, ModelDialogue, RouterDialogue
+from assistant.backends.local.conversation import Dialogue
+from assistant.backends.local.dialogue import ModelDialogue, RouterDialogue
 from assistant.backends.local.llm import (
     DEFAULT_CHAT_MODEL,
     ChatModel,

@@ -16,7 +16,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from assistant.backends.local.dialogue import CallTools, Conversation, Say
+from assistant.backends.local.conversation import CallTools, Conversation, Say
 from assistant.backends.local.llm import TokenUsage
 from assistant.backends.local.speech import PLAYOUT_LEAD_S, PlayoutClock, Speaker, SpokenRecord
 from assistant.backends.local.tts import Synthesizer

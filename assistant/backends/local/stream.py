@@ -45,16 +45,11 @@ from typing import Any
 
 import numpy as np
 
-from assistant.backends.local.asr import (
-    ASK_AGAIN,
-    Recognizer,
-    SpeechWindow,
-    recogniser_prompt,
-    vocabulary_prompt,
-)
-from assistant.backends.local.dialogue import Conversation, Dialogue
+from assistant.backends.local.asr import Recognizer
+from assistant.backends.local.conversation import Conversation, Dialogue
 from assistant.backends.local.llm import GenerationSettings
 from assistant.backends.local.reply import Reply
+from assistant.backends.local.transcript import ASK_AGAIN, SpeechWindow, recogniser_prompt, vocabulary_prompt
 from assistant.backends.local.tts import Voices
 from assistant.backends.local.turn_model import TurnModel
 from assistant.backends.local.turns import (

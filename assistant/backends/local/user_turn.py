@@ -14,14 +14,8 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
-from assistant.backends.local.asr import (
-    MIN_PARTIAL_WINDOW_S,
-    Heard,
-    SpeechWindow,
-    StreamingTranscript,
-    hear,
-    trim_window,
-)
+from assistant.backends.local.asr import Heard, hear
+from assistant.backends.local.transcript import MIN_PARTIAL_WINDOW_S, SpeechWindow, StreamingTranscript, trim_window
 from assistant.backends.local.turn_model import sounds_finished
 
 if TYPE_CHECKING:
