@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -31,7 +31,7 @@ from assistant.backends.local.llm import (
     ToolSpec,
 )
 from assistant.backends.local.stream import LocalStream, SessionParts
-from assistant.backends.local.tts import Voices
+from assistant.backends.local.tts import Synthesizer, Voices
 from assistant.backends.local.turn_model import TurnModel
 from assistant.protocol import (
     AudioChunk,
@@ -141,18 +141,27 @@ def open_session(
     vad: LoudIsSpeech | None = None,
     recognizer: HearsHello | None = None,
     turn_model: TurnModel | None = None,
+    *,
+    voice: Synthesizer | None = None,
+    clock: Callable[[], float] = lambda: 0.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> LocalStream:
-    """A local session over fakes; ``vad`` is None for manual turn-taking (as ``LocalBackend.open`` does)."""
+    """A local session over fakes; ``vad`` is None for manual turn-taking (as ``LocalBackend.open`` does).
+
+    ``voice`` speaks replies when the setup asks for audio; ``clock`` and
+    ``sleep`` time their pacing (the loop's, for a test on virtual time).
+    """
     parts = SessionParts(
         recognizer=recognizer or HearsHello(),
         asr_executor=executor,
         tts_executor=executor,
-        voices=Voices(SilentVoice(), []),  # type: ignore[arg-type]
+        voices=Voices(voice or SilentVoice(), []),  # type: ignore[arg-type]
         new_dialogue=lambda: dialogue,
         new_vad=LoudIsSpeech,  # type: ignore[arg-type]
         default_silence_ms=300,
         eager_end_ms=200,
-        clock=lambda: 0.0,
+        clock=clock,
+        sleep=sleep,
         turn_model=turn_model,
         agreed_end_ms=100,
     )

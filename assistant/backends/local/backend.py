@@ -167,6 +167,7 @@ class LocalBackend(Backend):
             default_silence_ms=config.silence_ms,
             eager_end_ms=config.eager_end_ms,
             clock=time.monotonic,
+            sleep=asyncio.sleep,
             observe=self.observe,
             turn_model=load_turn_model(config.turn_model, self.progress),
             agreed_end_ms=config.agreed_end_ms,

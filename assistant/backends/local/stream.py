@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -109,6 +109,7 @@ class SessionParts:
     default_silence_ms: int
     eager_end_ms: int
     clock: Callable[[], float]
+    sleep: Callable[[float], Awaitable[None]]  # waits on ``clock``'s time (the reply's pacing to playback)
     observe: Callable[[str, str, float], None] | None = None  # (session id, milestone, clock time)
     turn_model: TurnModel | None = None  # does the voice sound finished (see ``turn_model``)
     agreed_end_ms: int = 0  # silence that ends a turn when the words and the voice say it is complete
