@@ -351,6 +351,7 @@ def test_a_local_session_speaks_with_the_default_voice_for_an_unknown_name(name:
             default_silence_ms=500,
             eager_end_ms=200,
             clock=lambda: 0.0,
+            sleep=asyncio.sleep,
         )
 
         def open_with(voice: str) -> LocalStream:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.backends.local.asr import ASK_AGAIN_BELOW
+from assistant.backends.local.transcript import ASK_AGAIN_BELOW
 from assistant.bench.hearing import CLEAN, SEQUENCES, normalised_words, word_errors
 from tests.support.bench import run_bench
 

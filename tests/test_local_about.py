@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from assistant.backends.local import about
-from assistant.backends.local.dialogue import CallTools, Conversation, ReadAloud, RouterDialogue, Say
+from assistant.backends.local.conversation import CallTools, Conversation, ReadAloud, Say
+from assistant.backends.local.dialogue import RouterDialogue
 from assistant.backends.local.llm import ChatEvent, ChatMessage, GenerationSettings, TextDelta, ToolSpec
 from assistant.backends.local.router import INTENTS, ToolRouter
 from assistant.embeddings import load_embedder

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from assistant.backends.local.asr import MAX_WINDOW_S, WhisperRecognizer, normalise_text
+from assistant.backends.local.asr import WhisperRecognizer, normalise_text
+from assistant.backends.local.transcript import MAX_WINDOW_S
 from assistant.backends.local.tts import PiperVoice, resolve_piper_voice
 from assistant.bench.speech import spoken_prompt
 from tests.support.streaming import stream_turn

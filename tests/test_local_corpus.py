@@ -24,7 +24,7 @@ import pytest
 from google.genai import types
 
 from assistant.backends.local import LocalBackend
-from assistant.backends.local.dialogue import Say
+from assistant.backends.local.conversation import Say
 from assistant.backends.local.stream import LocalStream
 from assistant.backends.local.unhonoured import unhonoured_fields
 from assistant.protocol import (

@@ -10,7 +10,8 @@ from datetime import datetime
 
 import pytest
 
-from assistant.backends.local.dialogue import CallTools, Conversation, ReadAloud, RouterDialogue, Say
+from assistant.backends.local.conversation import CallTools, Conversation, ReadAloud, Say
+from assistant.backends.local.dialogue import RouterDialogue
 from assistant.backends.local.llm import GenerationSettings
 from assistant.backends.local.originals import Original, asks_for_original, last_original
 from assistant.backends.local.router import INTENTS, ToolRouter

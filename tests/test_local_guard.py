@@ -13,15 +13,12 @@ from collections.abc import AsyncIterator
 import pytest
 
 from assistant.backends.local.about import NO_FACTS, NO_WEATHER, courtesy
+from assistant.backends.local.conversation import CallTools, Conversation, ReadAloud, Say
 from assistant.backends.local.dialogue import (
     CHAT_MAX_SENTENCES,
     FALLBACK,
     SMALL_MODEL_PERSONA,
-    CallTools,
-    Conversation,
-    ReadAloud,
     RouterDialogue,
-    Say,
     guarded_chat,
 )
 from assistant.backends.local.guard import ReplyGuard, ends_in_cycle, is_noise, words_of

@@ -12,9 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from google.genai import types
 
-from assistant.backends.local.asr import ASK_AGAIN, ASK_AGAIN_BELOW, Heard
-from assistant.backends.local.dialogue import Say
+from assistant.backends.local.asr import Heard
+from assistant.backends.local.conversation import Say
 from assistant.backends.local.stream import LocalStream
+from assistant.backends.local.transcript import ASK_AGAIN, ASK_AGAIN_BELOW
 from assistant.protocol import AudioChunk, TextInput
 from tests.test_local_parity import (
     HearsHello,

@@ -22,7 +22,8 @@ import jsonschema
 import pytest
 
 from assistant.backends.local.chat_tools import ToolSpec
-from assistant.backends.local.dialogue import CallTools, Conversation, ModelDialogue
+from assistant.backends.local.conversation import CallTools, Conversation
+from assistant.backends.local.dialogue import ModelDialogue
 from assistant.backends.local.llm import (
     DEFAULT_CHAT_MODEL,
     ChatError,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -19,7 +19,8 @@ import pytest
 from google.genai import types
 
 from assistant.backends.local import reply as local_reply
-from assistant.backends.local.dialogue import CallTools, Conversation, DialogueEvent, ModelDialogue, Say
+from assistant.backends.local.conversation import CallTools, Conversation, DialogueEvent, Say
+from assistant.backends.local.dialogue import ModelDialogue
 from assistant.backends.local.llm import (
     ChatEvent,
     ChatMessage,
@@ -30,7 +31,7 @@ from assistant.backends.local.llm import (
     ToolSpec,
 )
 from assistant.backends.local.stream import LocalStream, SessionParts
-from assistant.backends.local.tts import Voices
+from assistant.backends.local.tts import Synthesizer, Voices
 from assistant.backends.local.turn_model import TurnModel
 from assistant.protocol import (
     AudioChunk,
@@ -47,6 +48,7 @@ from assistant.protocol import (
 )
 from assistant.protocol.models import Scheduling
 from assistant.session import SessionRequest
+from tests.support.virtual_time import virtual_time
 from tests.test_sdk_corpus import sdk_reads
 
 FRAME_SAMPLES = 512  # Silero's frame at 16 kHz
@@ -140,18 +142,27 @@ def open_session(
     vad: LoudIsSpeech | None = None,
     recognizer: HearsHello | None = None,
     turn_model: TurnModel | None = None,
+    *,
+    voice: Synthesizer | None = None,
+    clock: Callable[[], float] = lambda: 0.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> LocalStream:
-    """A local session over fakes; ``vad`` is None for manual turn-taking (as ``LocalBackend.open`` does)."""
+    """A local session over fakes; ``vad`` is None for manual turn-taking (as ``LocalBackend.open`` does).
+
+    ``voice`` speaks replies when the setup asks for audio; ``clock`` and
+    ``sleep`` time their pacing (the loop's, for a test on virtual time).
+    """
     parts = SessionParts(
         recognizer=recognizer or HearsHello(),
         asr_executor=executor,
         tts_executor=executor,
-        voices=Voices(SilentVoice(), []),  # type: ignore[arg-type]
+        voices=Voices(voice or SilentVoice(), []),  # type: ignore[arg-type]
         new_dialogue=lambda: dialogue,
         new_vad=LoudIsSpeech,  # type: ignore[arg-type]
         default_silence_ms=300,
         eager_end_ms=200,
-        clock=lambda: 0.0,
+        clock=clock,
+        sleep=sleep,
         turn_model=turn_model,
         agreed_end_ms=100,
     )
@@ -344,10 +355,13 @@ SLOW = {"tools": [{"functionDeclarations": [{"name": "slow", "behavior": "NON_BL
 
 
 async def started_background_call(
-    executor: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch, then: list[Script]
+    executor: ThreadPoolExecutor, then: list[Script]
 ) -> tuple[LocalStream, ScriptedDialogue]:
-    """A session whose first turn called ``slow`` (NON_BLOCKING) and ended without its answer."""
-    monkeypatch.setattr(local_reply, "NON_BLOCKING_GRACE_S", 0.05)
+    """A session whose first turn called ``slow`` (NON_BLOCKING) and ended, a second later, without its answer.
+
+    The tests that use it run on virtual time: the grace second, and the
+    seconds they wait for nothing to happen, take no real time.
+    """
     call = FunctionCall(id="bg", name="slow", args={})
     dialogue = ScriptedDialogue([[Say("Started. "), CallTools([call])], *then])
     session = open_session(executor, dialogue, SLOW)
@@ -369,12 +383,11 @@ async def quiet_for(session: LocalStream, seconds: float) -> list[ServerMessage]
         return []
 
 
-async def test_silent_absorbs_the_result_without_speaking(
-    executor: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    session, dialogue = await started_background_call(executor, monkeypatch, [[Say("Seven, I see.")]])
+@virtual_time
+async def test_silent_absorbs_the_result_without_speaking(executor: ThreadPoolExecutor) -> None:
+    session, dialogue = await started_background_call(executor, [[Say("Seven, I see.")]])
     await session.send(late_answer("SILENT"))
-    assert await quiet_for(session, 0.3) == []
+    assert await quiet_for(session, 5.0) == []
     await session.send(TextInput("what came back?"))
     reply = await until(session)
     await session.close()
@@ -383,15 +396,14 @@ async def test_silent_absorbs_the_result_without_speaking(
     assert absorbed is not None and absorbed.id == "bg" and absorbed.response == {"output": 7}
 
 
-async def test_when_idle_waits_for_the_reply_in_progress_then_speaks(
-    executor: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    session, dialogue = await started_background_call(executor, monkeypatch, [[Say("Let me tell you a story.")]])
+@virtual_time
+async def test_when_idle_waits_for_the_reply_in_progress_then_speaks(executor: ThreadPoolExecutor) -> None:
+    session, dialogue = await started_background_call(executor, [[Say("Let me tell you a story.")]])
     dialogue.hold = asyncio.Event()
     await session.send(TextInput("tell me a story"))
     story = await until(session, lambda m: bool(text_of([m])))
     await session.send(late_answer("WHEN_IDLE"))
-    assert await quiet_for(session, 0.2) == []  # the story goes on, nothing interrupts it
+    assert await quiet_for(session, 5.0) == []  # the story goes on, nothing interrupts it
     dialogue.hold.set()
     story += await until(session)
     announced = await until(session)
@@ -400,10 +412,9 @@ async def test_when_idle_waits_for_the_reply_in_progress_then_speaks(
     assert text_of(announced) == 'result {"output": 7}. ' and announced[-1].is_turn_complete
 
 
-async def test_interrupt_stops_the_reply_in_progress_and_speaks_now(
-    executor: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    session, dialogue = await started_background_call(executor, monkeypatch, [[Say("Let me tell you a story.")]])
+@virtual_time
+async def test_interrupt_stops_the_reply_in_progress_and_speaks_now(executor: ThreadPoolExecutor) -> None:
+    session, dialogue = await started_background_call(executor, [[Say("Let me tell you a story.")]])
     dialogue.hold = asyncio.Event()  # never set: only the interruption ends the story
     await session.send(TextInput("tell me a story"))
     story = await until(session, lambda m: bool(text_of([m])))

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from assistant.backends.local.dialogue import CallTools, Say
+from assistant.backends.local.conversation import CallTools, Say
 from assistant.backends.local.stream import LocalStream
 from assistant.protocol import AudioChunk, FunctionCall, ServerMessage
 from tests.test_local_parity import (

@@ -5,17 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from assistant.backends.local.asr import (
+from assistant.backends.local.asr import WhisperRecognizer, drop_repeats, normalise_text, split_words
+from assistant.backends.local.transcript import (
     ASK_AGAIN,
     ASK_AGAIN_BELOW,
     MAX_VOCABULARY,
     StreamingTranscript,
-    WhisperRecognizer,
-    drop_repeats,
-    normalise_text,
     recogniser_prompt,
     reply_prompt,
-    split_words,
     vocabulary_prompt,
 )
 from assistant.backends.local.tts import EspeakVoice

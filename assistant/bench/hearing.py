@@ -38,13 +38,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from assistant.backends.local.asr import (
+from assistant.backends.local.asr import SAMPLE_RATE, Recognizer, hear
+from assistant.backends.local.transcript import (
     ASK_AGAIN_BELOW,
     MIN_PARTIAL_WINDOW_S,
-    SAMPLE_RATE,
-    Recognizer,
     StreamingTranscript,
-    hear,
     recogniser_prompt,
     reply_prompt,
     vocabulary_prompt,

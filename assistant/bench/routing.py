@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from assistant.backends.local.dialogue import cue_boosts
+from assistant.backends.local.cues import cue_boosts
 from assistant.backends.local.router import CHAT, INTENTS, ToolRouter
 from assistant.bench.report import Machine, ModelInfo, describe_models, format_table, publish
 from assistant.bench.routing_set import PHRASINGS

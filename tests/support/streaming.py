@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from assistant.backends.local.asr import Recognizer, SpeechWindow, StreamingTranscript, trim_window
+from assistant.backends.local.asr import Recognizer
+from assistant.backends.local.transcript import SpeechWindow, StreamingTranscript, trim_window
 
 
 @dataclass

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from google import genai
 from google.genai import types
@@ -33,7 +34,9 @@ class GeminiBackend(Backend):
     """Opens a ``GeminiStream`` per client connection.
 
     ``clock`` and ``change_gate`` decide which camera frames go upstream
-    (injected by tests, and by the vision package's perceptual gate).
+    (injected by tests, and by the vision package's perceptual gate);
+    ``clock`` also times a goAway's deadline, and ``sleep`` waits out the
+    backoff between reconnects: tests give both from the loop's virtual time.
     """
 
     name = "gemini"
@@ -44,16 +47,18 @@ class GeminiBackend(Backend):
         *,
         client: genai.Client | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         change_gate: ChangeGate = bytes_changed,
     ) -> None:
         self.settings = settings
         self.client = client or make_client(settings)
         self._clock = clock
+        self._sleep = sleep
         self._change_gate = change_gate
 
     async def open(self, request: SessionRequest) -> BackendStream:
         frames = FrameLimiter(self.settings.max_fps, self._clock, self._change_gate)
-        session = GeminiStream(self.client, request, self.settings, frames)
+        session = GeminiStream(self.client, request, self.settings, frames, clock=self._clock, sleep=self._sleep)
         await session.start()
         return session
 

@@ -22,6 +22,9 @@ are bounded, with backoff, and end in a ``BackendError`` with the reason.
 Everything that touches the connection runs in ``receive`` (one task), except
 forwarding client input, which ``send`` does under a lock that the switch
 holds while it replays, so input is neither lost nor sent twice.
+
+Time comes from the backend's ``clock`` and ``sleep`` (the goAway deadline,
+the backoff between reconnects), so tests run these rules on virtual time.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from google.genai import Client, errors, types
@@ -91,8 +94,20 @@ def duration_seconds(text: str | None) -> float:
 class GeminiStream(BackendStream):
     """A ``BackendStream`` over a chain of Live connections."""
 
-    def __init__(self, client: Client, request: SessionRequest, settings: GeminiSettings, frames: FrameLimiter) -> None:
+    def __init__(
+        self,
+        client: Client,
+        request: SessionRequest,
+        settings: GeminiSettings,
+        frames: FrameLimiter,
+        *,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
+        """``clock`` times the goAway deadline and ``sleep`` waits out the backoff (the backend's, injected)."""
         self._client = client
+        self._clock = clock
+        self._sleep = sleep
         self._vertexai = bool(client.vertexai)
         self._settings = settings
         self._frames = frames
@@ -295,7 +310,7 @@ class GeminiStream(BackendStream):
     def _note_go_away(self, time_left: str | None) -> None:
         seconds = duration_seconds(time_left)
         margin = min(self._settings.go_away_margin_s, seconds / 2)
-        self._leave_by = time.monotonic() + seconds - margin
+        self._leave_by = self._clock() + seconds - margin
         self.log.info("Gemini sent goAway (%s left); moving at the next turn boundary", time_left)
 
     async def _wait_for_handle(self, link: UpstreamLink) -> None:
@@ -329,7 +344,7 @@ class GeminiStream(BackendStream):
     def _seconds_left(self) -> float | None:
         if self._leave_by is None:
             return None
-        return max(0.0, self._leave_by - time.monotonic())
+        return max(0.0, self._leave_by - self._clock())
 
     def _time_to_move(self) -> bool:
         """After a goAway: between turns, with a handle that holds the turn just finished."""
@@ -402,7 +417,7 @@ class GeminiStream(BackendStream):
             raise BackendError(reason, CloseCode.INTERNAL_ERROR, failure.detail)
         if self._failures > 1:
             delay = self._settings.backoff_initial_s * 2 ** (self._failures - 2)
-            await asyncio.sleep(min(delay, self._settings.backoff_max_s))
+            await self._sleep(min(delay, self._settings.backoff_max_s))
 
     async def _switch(self, why: str) -> None:
         """Carry the conversation to a new connection, then send what it has not heard."""

@@ -33,7 +33,8 @@ from typing import Any
 
 from assistant.backends.errors import BackendUnavailable
 from assistant.backends.local.asr import DEFAULT_ASR_MODEL, Recognizer, WhisperRecognizer
-from assistant.backends.local.dialogue import Dialogue, ModelDialogue, RouterDialogue
+from assistant.backends.local.conversation import Dialogue
+from assistant.backends.local.dialogue import ModelDialogue, RouterDialogue
 from assistant.backends.local.llm import (
     DEFAULT_CHAT_MODEL,
     ChatModel,
@@ -166,6 +167,7 @@ class LocalBackend(Backend):
             default_silence_ms=config.silence_ms,
             eager_end_ms=config.eager_end_ms,
             clock=time.monotonic,
+            sleep=asyncio.sleep,
             observe=self.observe,
             turn_model=load_turn_model(config.turn_model, self.progress),
             agreed_end_ms=config.agreed_end_ms,

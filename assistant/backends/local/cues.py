@@ -1,4 +1,4 @@
-"""Cues: the shape of a request, for routing (see ``dialogue.cue_boosts`` and the router).
+"""Cues: the shape of a request, for routing (``cue_boosts`` and the router).
 
 Whether the user means the camera or the screen, their documents, their own
 things, or the world at large. These are not tool arguments (``extract``)
@@ -9,6 +9,9 @@ the dialogue answer a general question honestly when no tool can.
 from __future__ import annotations
 
 import re
+from datetime import datetime
+
+from assistant.backends.local import extract
 
 _FILLERS = r"^(?:(?:please|so|hey|and|but|ok|okay|um|uh|well)[\s,]+)*"
 _VIEW = re.compile(
@@ -78,3 +81,35 @@ def asks_about_the_world(text: str) -> bool:
     lead = _WORLD_QUESTION.match(spoken)
     rest = _FOR_ME.sub("", spoken[lead.end() if lead else ask.end() :])
     return _PERSONAL.search(rest) is None and len(rest.split()) >= 1
+
+
+PARSED_BOOST = 0.25  # added to an intent's similarity when its argument parser finds a whole request...
+CUE_BOOST = 0.15  # ...or when a word names what the request is about (the camera, the user's notes)
+
+
+def cue_boosts(text: str, now: datetime | None = None) -> dict[str, float]:
+    """Deterministic cues that back an intent the embeddings alone find close.
+
+    Each cue is the tool's own argument parser finding a complete request
+    (an arithmetic expression, "remind me ... in ten minutes" with its time,
+    "remember that ..." with its fact) or a word that names what the request
+    is about: the camera or screen, the user's documents, the user's own
+    things in a question ("what's my locker number"). Sentence embeddings
+    weigh the topic ("my sister", "the garage code") as much as the ask, so
+    a cue that reads the ask tips the close calls.
+    """
+    boosts = {}
+    if extract.arithmetic_expression(text):
+        boosts["calculate"] = PARSED_BOOST
+    found = extract.reminder(text, now or datetime.now().astimezone())
+    if found is not None and found[1] is not None:
+        boosts["reminder"] = PARSED_BOOST
+    if extract.fact_to_remember(text):
+        boosts["remember"] = PARSED_BOOST
+    elif refers_to_documents(text):
+        boosts["search"] = PARSED_BOOST
+    elif refers_to_the_view(text):
+        boosts["look"] = CUE_BOOST
+    elif asks_about_the_user(text):
+        boosts["recall"] = PARSED_BOOST
+    return boosts

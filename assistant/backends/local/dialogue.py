@@ -1,10 +1,11 @@
-"""The dialogue stage: from the conversation so far to what to say or which tools to call.
+"""The dialogue policies: from the conversation so far to what to say or which tools to call.
 
-``Dialogue.respond`` reads a ``Conversation`` (system instruction, turns as
-Live ``Content``, the declared tools) and yields ``Say`` text as it is
-generated and ``CallTools`` when tools must run first. The session runs the
-calls (or the client does), appends the responses to the conversation and
-asks again, so a dialogue never waits on a tool itself. Two kinds:
+``Dialogue.respond`` (the seam is in ``conversation``) reads a
+``Conversation`` (system instruction, turns as Live ``Content``, the
+declared tools) and yields ``Say`` text as it is generated and
+``CallTools`` when tools must run first. The session runs the calls (or
+the client does), appends the responses to the conversation and asks
+again, so a dialogue never waits on a tool itself. Two kinds:
 
 - ``RouterDialogue``, the offline default: everyday requests go to the
   built-in tools through the embedding router with deterministic
@@ -25,33 +26,33 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import re
 import secrets
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-from assistant.backends.local import about, cues, extract
+from assistant.backends.local import about, extract
 from assistant.backends.local.chat_tools import ToolSpec
+from assistant.backends.local.conversation import CallTools, Conversation, DialogueEvent, ReadAloud, Say
+from assistant.backends.local.cues import cue_boosts
 from assistant.backends.local.guard import ReplyGuard
 from assistant.backends.local.llm import (
     ChatEvent,
     ChatMessage,
     ChatModel,
-    ChatToolCall,
     GenerationSettings,
     StopGeneration,
     TokenUsage,
     ToolCalls,
 )
-from assistant.backends.local.originals import SEARCH_TOOL, asks_for_original, last_original
+from assistant.backends.local.originals import asks_for_original, last_original
 from assistant.backends.local.phrasing import ASK_FOR, phrase_response
 from assistant.backends.local.recollect import recollection
 from assistant.backends.local.router import FACTS, Intent, Route, ToolRouter
-from assistant.protocol import Content, FunctionCall, FunctionDeclaration, FunctionResponse
+from assistant.protocol import FunctionCall, FunctionResponse
 
 logger = logging.getLogger("assistant.local.dialogue")
 
@@ -69,137 +70,6 @@ CHAT_HISTORY_TURNS = 8  # the small model's context is short and it drifts on lo
 CHAT_MAX_SENTENCES = 2  # small talk is spoken: one or two sentences
 # Said when the guard stopped the chat model before it said anything useful.
 FALLBACK = "Sorry, I lost my words there. Could you put that another way?"
-
-
-@dataclass(frozen=True, slots=True)
-class Say:
-    """Text to speak, as it is generated."""
-
-    text: str
-    # a Live turnCompleteReason the turn ends with: NEED_MORE_INPUT for a question back to the user,
-    # MALFORMED_FUNCTION_CALL for a call that could not be made
-    ends_turn: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ReadAloud:
-    """Text to speak in another voice: an original read by espeak-ng's ``voice`` (Tamil: ``ta``)."""
-
-    text: str
-    voice: str
-
-
-@dataclass(frozen=True, slots=True)
-class CallTools:
-    """Calls to run before the reply continues (each with an id)."""
-
-    calls: list[FunctionCall]
-
-
-DialogueEvent = Say | ReadAloud | CallTools | TokenUsage  # TokenUsage: what a chat model's step cost
-
-
-@dataclass
-class Conversation:
-    """What the dialogue sees: it is the session's record, only appended to."""
-
-    system_instruction: str | None = None
-    turns: list[Content] = field(default_factory=list)
-    tools: list[FunctionDeclaration] = field(default_factory=list)
-    video: bool = False  # the client has sent a camera or screen frame in this session
-
-    @property
-    def tool_names(self) -> set[str]:
-        return {tool.name for tool in self.tools}
-
-    @property
-    def consults_knowledge(self) -> bool:
-        """Whether the instruction makes ``search_knowledge`` the first resort (a persona such as Thiruvalluvar).
-
-        The router cannot read instructions; a session whose instruction
-        names the search tool it offers is one that wants questions answered
-        from its knowledge, as a capable model would read it.
-        """
-        return SEARCH_TOOL in self.tool_names and SEARCH_TOOL in (self.system_instruction or "")
-
-    def calls_by_id(self) -> dict[str, FunctionCall]:
-        return {
-            part.function_call.id: part.function_call
-            for turn in self.turns
-            for part in turn.parts
-            if part.function_call is not None and part.function_call.id
-        }
-
-    def user_texts(self) -> list[str]:
-        """What the user said, turn by turn, oldest first."""
-        return [turn.text().strip() for turn in self.turns if turn.role == "user" and turn.text().strip()]
-
-    def last_text(self, role: str) -> str:
-        """What ``role`` ("user" or "model") said last; the model's is the recogniser's prompt for the next turn."""
-        for turn in reversed(self.turns):
-            if turn.role == role and turn.text().strip():
-                return turn.text().strip()
-        return ""
-
-    def pending_responses(self) -> list[FunctionResponse]:
-        """Tool responses at the end of the conversation, not yet answered."""
-        if not self.turns:
-            return []
-        last = self.turns[-1]
-        return [part.function_response for part in last.parts if part.function_response is not None]
-
-    def chat_messages(self, persona: str, with_tools: bool, limit: int | None = None) -> list[ChatMessage]:
-        """The conversation as chat messages; tool traffic is left out when ``with_tools`` is False."""
-        messages: list[ChatMessage] = []
-        for turn in self.turns[-limit:] if limit else self.turns:
-            calls = [part.function_call for part in turn.parts if part.function_call is not None]
-            responses = [part.function_response for part in turn.parts if part.function_response is not None]
-            text = turn.text().strip()
-            if calls and with_tools:
-                messages.append(
-                    ChatMessage(
-                        "assistant",
-                        tool_calls=tuple(ChatToolCall(c.id or "", c.name, dict(c.args)) for c in calls),
-                    )
-                )
-            for response in responses if with_tools else []:
-                messages.append(
-                    ChatMessage(
-                        "tool",
-                        json.dumps(response.response or {}, default=str),
-                        tool_call_id=response.id,
-                        name=response.name,
-                    )
-                )
-            if text:
-                messages.append(ChatMessage("assistant" if turn.role == "model" else "user", text))
-        system = self.system_instruction or persona
-        return [ChatMessage("system", system), *_merge_consecutive(messages)]
-
-
-def _merge_consecutive(messages: list[ChatMessage]) -> list[ChatMessage]:
-    """Join neighbouring plain messages of one role (chat templates expect alternation)."""
-    merged: list[ChatMessage] = []
-    for message in messages:
-        previous = merged[-1] if merged else None
-        plain = not message.tool_calls and message.role in ("user", "assistant")
-        if previous and plain and previous.role == message.role and not previous.tool_calls:
-            merged[-1] = ChatMessage(message.role, f"{previous.content} {message.content}".strip())
-        else:
-            merged.append(message)
-    return merged
-
-
-class Dialogue(Protocol):
-    """One session's dialogue policy."""
-
-    def respond(self, conversation: Conversation, settings: GenerationSettings) -> AsyncIterator[DialogueEvent]:
-        """What to say or call next, given the conversation so far."""
-        ...
-
-    async def sounds_complete(self, text: str, declared: set[str]) -> bool:
-        """Whether ``text`` is already a whole request (the turn may end after a shorter silence)."""
-        ...
 
 
 def is_question(text: str) -> bool:
@@ -228,38 +98,6 @@ def trails_off(text: str) -> bool:
         return False
     last = words[-1]
     return last in _TRAILING_WORDS or (last.endswith("'s") and last not in _CONTRACTED_IS)
-
-
-PARSED_BOOST = 0.25  # added to an intent's similarity when its argument parser finds a whole request...
-CUE_BOOST = 0.15  # ...or when a word names what the request is about (the camera, the user's notes)
-
-
-def cue_boosts(text: str, now: datetime | None = None) -> dict[str, float]:
-    """Deterministic cues that back an intent the embeddings alone find close.
-
-    Each cue is the tool's own argument parser finding a complete request
-    (an arithmetic expression, "remind me ... in ten minutes" with its time,
-    "remember that ..." with its fact) or a word that names what the request
-    is about: the camera or screen, the user's documents, the user's own
-    things in a question ("what's my locker number"). Sentence embeddings
-    weigh the topic ("my sister", "the garage code") as much as the ask, so
-    a cue that reads the ask tips the close calls.
-    """
-    boosts = {}
-    if extract.arithmetic_expression(text):
-        boosts["calculate"] = PARSED_BOOST
-    found = extract.reminder(text, now or datetime.now().astimezone())
-    if found is not None and found[1] is not None:
-        boosts["reminder"] = PARSED_BOOST
-    if extract.fact_to_remember(text):
-        boosts["remember"] = PARSED_BOOST
-    elif cues.refers_to_documents(text):
-        boosts["search"] = PARSED_BOOST
-    elif cues.refers_to_the_view(text):
-        boosts["look"] = CUE_BOOST
-    elif cues.asks_about_the_user(text):
-        boosts["recall"] = PARSED_BOOST
-    return boosts
 
 
 def new_call_id() -> str:

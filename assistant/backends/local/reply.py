@@ -16,7 +16,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from assistant.backends.local.dialogue import CallTools, Conversation, Say
+from assistant.backends.local.conversation import CallTools, Conversation, Say
 from assistant.backends.local.llm import TokenUsage
 from assistant.backends.local.speech import PLAYOUT_LEAD_S, PlayoutClock, Speaker, SpokenRecord
 from assistant.backends.local.tts import Synthesizer
@@ -162,11 +162,13 @@ class Reply:
                     return
                 await self._committed.wait()
                 continue
-            ahead = self.playout.ahead()
-            if ahead <= PLAYOUT_LEAD_S:
-                self._send(message, audio_s)
-                return
-            await asyncio.sleep(ahead - PLAYOUT_LEAD_S)
+            until_room = self.playout.ahead() - PLAYOUT_LEAD_S
+            if until_room > 0:
+                # One wait for exactly that long, then send: the clock read again may still be a hair short,
+                # and on a clock that ticks coarsely (or a virtual one) checking again would spin.
+                await self.session.parts.sleep(until_room)
+            self._send(message, audio_s)  # unless a barge-in stopped the reply meanwhile
+            return
 
     def _send(self, message: ServerEvent, audio_s: float) -> None:
         if self.stopped:
@@ -185,7 +187,7 @@ class Reply:
                     break
             await self.emit(GenerationComplete())
             await self._committed.wait()
-            await asyncio.sleep(self.playout.ahead())  # barge-in still applies until playback ends
+            await self.session.parts.sleep(self.playout.ahead())  # barge-in still applies until playback ends
             await self.emit(self.turn_done())
         except asyncio.CancelledError:
             raise

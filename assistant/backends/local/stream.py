@@ -40,23 +40,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from assistant.backends.local.asr import (
-    ASK_AGAIN,
-    Recognizer,
-    SpeechWindow,
-    recogniser_prompt,
-    vocabulary_prompt,
-)
-from assistant.backends.local.dialogue import Conversation, Dialogue
+from assistant.backends.local.asr import Recognizer
+from assistant.backends.local.conversation import Conversation, Dialogue
 from assistant.backends.local.llm import GenerationSettings
 from assistant.backends.local.reply import Reply
+from assistant.backends.local.transcript import ASK_AGAIN, SpeechWindow, recogniser_prompt, vocabulary_prompt
 from assistant.backends.local.tts import Voices
 from assistant.backends.local.turn_model import TurnModel
 from assistant.backends.local.turns import (
@@ -116,6 +111,7 @@ class SessionParts:
     default_silence_ms: int
     eager_end_ms: int
     clock: Callable[[], float]
+    sleep: Callable[[float], Awaitable[None]]  # waits on ``clock``'s time (the reply's pacing to playback)
     observe: Callable[[str, str, float], None] | None = None  # (session id, milestone, clock time)
     turn_model: TurnModel | None = None  # does the voice sound finished (see ``turn_model``)
     agreed_end_ms: int = 0  # silence that ends a turn when the words and the voice say it is complete

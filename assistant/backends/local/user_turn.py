@@ -18,18 +18,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from assistant.backends.local.asr import (
-    MIN_PARTIAL_WINDOW_S,
-    Heard,
-    SpeechWindow,
-    StreamingTranscript,
-    hear,
-    trim_window,
-)
+from assistant.backends.local.asr import Heard, hear
+from assistant.backends.local.transcript import MIN_PARTIAL_WINDOW_S, SpeechWindow, StreamingTranscript, trim_window
 from assistant.backends.local.turn_model import sounds_finished
 
 if TYPE_CHECKING:
-    from assistant.backends.local.dialogue import Conversation
+    from assistant.backends.local.conversation import Conversation
     from assistant.backends.local.reply import Reply
     from assistant.backends.local.stream import LocalStream
     from assistant.protocol import Content
