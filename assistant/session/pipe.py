@@ -59,6 +59,12 @@ class PipeEnd:
             raise PipeClosed(self.closed.code, self.closed.reason)
         await self._outbox.put(data)
 
+    def send_now(self, data: str | bytes) -> bool:
+        if self.closed is not None or self._outbox.full():
+            return False
+        self._outbox.put_nowait(data)
+        return True
+
     async def close(self, code: int, reason: str) -> None:
         if self.closed is not None:
             return

@@ -12,9 +12,13 @@ handshake these tasks run at once, joined by two bounded ``FlowQueue``s:
 
 The reader and writer of each direction are separate so a slow backend never
 stalls the client's socket and a stalled client never stalls the backend
-beyond the queue's bound; audio gives way first (see ``queues``). Saves run
-in their own task so the backend reader never waits for the store. Whatever
-ends the session ends it with a close code and reason.
+beyond the queue's bound; audio gives way first (see ``queues``). A reader
+whose queue is empty and whose writer waits for work writes through instead
+(``Transport.send_now``, ``BackendStream.send_now``) when that needs no
+waiting: nothing is ahead of the message, so order holds, and it spares the
+task switch per 20 ms chunk; anything that would wait is queued as before.
+Saves run in their own task so the backend reader never waits for the
+store. Whatever ends the session ends it with a close code and reason.
 """
 
 from __future__ import annotations
@@ -101,6 +105,10 @@ class Transport(Protocol):
 
     async def send(self, data: bytes) -> None:
         """Send one server frame; ``TransportClosed`` when the client is gone."""
+        ...
+
+    def send_now(self, data: bytes) -> bool:
+        """Send one server frame if that needs no waiting; False when nothing was sent (then ``send`` it)."""
         ...
 
     async def close(self, code: int, reason: str) -> None:
@@ -363,9 +371,12 @@ class Session:
         for effect in effects:
             match effect:
                 case SendToClient(event, droppable):
-                    await self.outbound.put(event, droppable=droppable)
+                    if not (self.outbound.consumer_idle and self._send_to_client_now(event)):
+                        await self.outbound.put(event, droppable=droppable)
                 case SendToBackend(event, droppable):
-                    await self.inbound.put(event, droppable=droppable)
+                    backend = self._backend_session
+                    if not (self.inbound.consumer_idle and backend is not None and backend.send_now(event)):
+                        await self.inbound.put(event, droppable=droppable)
                 case FlushReplyAudio():
                     self.stats.flushed_on_interrupt += self.outbound.discard(
                         lambda queued: isinstance(queued, ReplyAudio)
@@ -470,6 +481,13 @@ class Session:
                 return
             await self.transport.send(encode_event(event))
             self.stats.messages_out += 1
+
+    def _send_to_client_now(self, event: ServerEvent) -> bool:
+        """Write-through: the event goes out from the task that made it, when the writer has nothing queued."""
+        if not self.transport.send_now(encode_event(event)):
+            return False
+        self.stats.messages_out += 1
+        return True
 
     # -- graceful drain ------------------------------------------------------
 
