@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from assistant.session.session import TransportClosed
+from assistant.session.transport import TransportClosed
 
 DEFAULT_PIPE_FRAMES = 64
 

@@ -31,10 +31,9 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, assert_never
+from typing import assert_never
 
 from assistant import metrics
-from assistant.errors import AssistantError
 from assistant.logs import SessionLogger
 from assistant.protocol import (
     ClientEvent,
@@ -73,6 +72,7 @@ from assistant.session.profiles import ProfileResolver, SessionProfile, UnknownP
 from assistant.session.queues import FlowQueue, QueueClosed
 from assistant.session.resumption import DEFAULT_HANDLE_TTL_S, ResumptionStore, SavedSession, StoreUnavailable
 from assistant.session.tools import NoServerTools, ServerTools, ToolContext
+from assistant.session.transport import Transport, TransportClosed
 from assistant.session.turns import SessionStats
 
 __all__ = [
@@ -88,32 +88,6 @@ __all__ = [
 logger = logging.getLogger("assistant.session")
 
 DRAINED_REASON = "the server is restarting; reconnect with your newest resumption handle"
-
-
-class TransportClosed(AssistantError):
-    """The peer went away; there is nobody left to send a close frame to."""
-
-
-class Transport(Protocol):
-    """A message pipe to one client: a websocket, or an in-process pair."""
-
-    peer: str
-
-    async def recv(self) -> str | bytes:
-        """The next client frame; ``TransportClosed`` when the client is gone."""
-        ...
-
-    async def send(self, data: bytes) -> None:
-        """Send one server frame; ``TransportClosed`` when the client is gone."""
-        ...
-
-    def send_now(self, data: bytes) -> bool:
-        """Send one server frame if that needs no waiting; False when nothing was sent (then ``send`` it)."""
-        ...
-
-    async def close(self, code: int, reason: str) -> None:
-        """Close with a code and a reason the client can act on."""
-        ...
 
 
 @dataclass(slots=True)
