@@ -253,6 +253,29 @@ async def test_barge_in_flushes_queued_reply_audio() -> None:
         assert kinds.count("other") == 3
 
 
+async def test_reply_order_holds_across_writing_through_and_queueing() -> None:
+    release = asyncio.Event()
+
+    async def script(s: ScriptedSession) -> None:
+        await release.wait()
+        s.emit(*[ServerMessage.model_audio(bytes([n, 0]) * 480) for n in range(12)])
+        s.emit(ServerMessage.output_transcript("Hello"), ServerMessage.turn_done())
+
+    # A two-frame pipe: the first messages are written through, the rest wait in the queue behind them.
+    async with running(script, pipe_frames=2) as (client, _, session):
+        release.set()
+        while not len(session.outbound):
+            await asyncio.sleep(0.01)
+        heard = []
+        while True:
+            message = await client.recv()
+            heard.append(message.audio_parts()[0].data[0] if message.audio_parts() else "other")
+            if message.is_turn_complete:
+                break
+        assert heard == [*range(12), "other", "other"]
+        assert session.outbound.high_water > 0 and not session.outbound.dropped
+
+
 async def test_resumption_handle_after_each_turn_and_resume_continues_history() -> None:
     store = MemoryResumptionStore()
 

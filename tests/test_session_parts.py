@@ -25,6 +25,7 @@ from assistant.protocol import (
 )
 from assistant.session import MemoryResumptionStore, NoServerTools, SavedSession, SqliteResumptionStore
 from assistant.session.history import ConversationLog
+from assistant.session.pipe import PipeClosed, pipe
 from assistant.session.queues import FlowQueue, QueueClosed
 from assistant.session.session import merge_server_tools
 
@@ -74,6 +75,36 @@ class TestFlowQueue:
             await queue.get()
         with pytest.raises(QueueClosed):
             await queue.put("late")
+
+    async def test_the_consumer_is_idle_only_while_it_waits_on_an_empty_open_queue(self) -> None:
+        queue: FlowQueue[str] = FlowQueue(10)
+        assert not queue.consumer_idle  # nobody waits in get yet
+        consumer = asyncio.create_task(queue.get())
+        await asyncio.sleep(0)
+        assert queue.consumer_idle  # write-through now would be next in line
+        await queue.put("a")
+        assert not queue.consumer_idle  # woken, but "a" is still ahead of anything new
+        assert await consumer == "a"
+        assert not queue.consumer_idle  # busy with "a" (a send in progress)
+        waiting = asyncio.create_task(queue.get())
+        await asyncio.sleep(0)
+        queue.close()
+        assert not queue.consumer_idle
+        with pytest.raises(QueueClosed):
+            await waiting
+
+
+class TestPipe:
+    async def test_send_now_takes_a_frame_while_there_is_room_and_the_pipe_is_open(self) -> None:
+        server, client = pipe(maxsize=2)
+        assert server.send_now(b"1") and server.send_now(b"2")
+        assert not server.send_now(b"3")  # full: the caller queues it and waits in send
+        assert await client.recv() == b"1"
+        assert server.send_now(b"3")
+        await client.close(1000, "bye")
+        with pytest.raises(PipeClosed):
+            await server.recv()
+        assert not server.send_now(b"4")  # closed: ``send`` raises, so the session hears of it
 
 
 SAVED = SavedSession(

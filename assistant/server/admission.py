@@ -116,6 +116,9 @@ class TokenGate:
     async def send(self, data: bytes) -> None:
         await self.inner.send(data)
 
+    def send_now(self, data: bytes) -> bool:
+        return self.inner.send_now(data)
+
     async def close(self, code: int, reason: str) -> None:
         await self.inner.close(code, reason)
 

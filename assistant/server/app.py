@@ -52,6 +52,7 @@ from assistant.session import (
     TransportClosed,
 )
 from assistant.session.counts import SessionCounter
+from assistant.session.websocket import write_now
 
 logger = logging.getLogger("assistant.server")
 
@@ -163,6 +164,9 @@ class WebSocketTransport:
             await self.connection.send(data)
         except ConnectionClosed:
             raise TransportClosed from None
+
+    def send_now(self, data: bytes) -> bool:
+        return write_now(self.connection, data)
 
     async def close(self, code: int, reason: str) -> None:
         await self.connection.close(code, reason)

@@ -18,8 +18,9 @@ from assistant.session.resumption import (
     SqliteResumptionStore,
     StoreUnavailable,
 )
-from assistant.session.session import Session, SessionSettings, SessionStats, Transport, TransportClosed
+from assistant.session.session import Session, SessionSettings, SessionStats
 from assistant.session.tools import NoServerTools, ServerTools, ToolContext
+from assistant.session.transport import Transport, TransportClosed
 
 __all__ = [
     "DEFAULT_HANDLE_TTL_S",

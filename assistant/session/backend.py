@@ -64,6 +64,15 @@ class BackendStream(ABC):
     async def send(self, event: ClientEvent) -> None:
         """Deliver one client event. Should return quickly; heavy work belongs elsewhere."""
 
+    def send_now(self, event: ClientEvent) -> bool:
+        """Deliver ``event`` if that needs no waiting; False when nothing was done (then ``send`` it).
+
+        The session offers an event here first when nothing is queued ahead
+        of it, sparing a task switch per 20 ms chunk; a backend that cannot
+        tell says False.
+        """
+        return False
+
     @abstractmethod
     def receive(self) -> AsyncIterator[ServerEvent]:
         """Yield server events for the life of the session, across turns.

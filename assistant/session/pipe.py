@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from assistant.session.session import TransportClosed
+from assistant.session.transport import TransportClosed
 
 DEFAULT_PIPE_FRAMES = 64
 
@@ -58,6 +58,12 @@ class PipeEnd:
         if self.closed is not None:
             raise PipeClosed(self.closed.code, self.closed.reason)
         await self._outbox.put(data)
+
+    def send_now(self, data: str | bytes) -> bool:
+        if self.closed is not None or self._outbox.full():
+            return False
+        self._outbox.put_nowait(data)
+        return True
 
     async def close(self, code: int, reason: str) -> None:
         if self.closed is not None:

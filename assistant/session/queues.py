@@ -51,6 +51,7 @@ class FlowQueue(Generic[T]):
         self._droppable = 0
         self.bytes = 0
         self._closed = False
+        self._getting = False  # the consumer waits in ``get`` for an item
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
         self._writable.set()
@@ -60,6 +61,15 @@ class FlowQueue(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+    @property
+    def consumer_idle(self) -> bool:
+        """The queue is open and empty and its consumer waits in ``get``: done with everything put before.
+
+        An item handed to the consumer's destination directly now (write-through)
+        comes after all earlier ones, as it would through the queue.
+        """
+        return self._getting and not self._items and not self._closed
 
     async def put(self, item: T, *, droppable: bool = False) -> None:
         """Append ``item``; make room by dropping old media, else wait for the reader."""
@@ -91,7 +101,11 @@ class FlowQueue(Generic[T]):
             if self._closed:
                 raise QueueClosed
             self._readable.clear()
-            await self._readable.wait()
+            self._getting = True
+            try:
+                await self._readable.wait()
+            finally:
+                self._getting = False
         item, droppable, weight = self._items.popleft()
         self._droppable -= droppable
         self.bytes -= weight

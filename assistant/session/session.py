@@ -12,9 +12,13 @@ handshake these tasks run at once, joined by two bounded ``FlowQueue``s:
 
 The reader and writer of each direction are separate so a slow backend never
 stalls the client's socket and a stalled client never stalls the backend
-beyond the queue's bound; audio gives way first (see ``queues``). Saves run
-in their own task so the backend reader never waits for the store. Whatever
-ends the session ends it with a close code and reason.
+beyond the queue's bound; audio gives way first (see ``queues``). A reader
+whose queue is empty and whose writer waits for work writes through instead
+(``Transport.send_now``, ``BackendStream.send_now``) when that needs no
+waiting: nothing is ahead of the message, so order holds, and it spares the
+task switch per 20 ms chunk; anything that would wait is queued as before.
+Saves run in their own task so the backend reader never waits for the
+store. Whatever ends the session ends it with a close code and reason.
 """
 
 from __future__ import annotations
@@ -27,10 +31,9 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, assert_never
+from typing import assert_never
 
 from assistant import metrics
-from assistant.errors import AssistantError
 from assistant.logs import SessionLogger
 from assistant.protocol import (
     ClientEvent,
@@ -69,6 +72,7 @@ from assistant.session.profiles import ProfileResolver, SessionProfile, UnknownP
 from assistant.session.queues import FlowQueue, QueueClosed
 from assistant.session.resumption import DEFAULT_HANDLE_TTL_S, ResumptionStore, SavedSession, StoreUnavailable
 from assistant.session.tools import NoServerTools, ServerTools, ToolContext
+from assistant.session.transport import Transport, TransportClosed
 from assistant.session.turns import SessionStats
 
 __all__ = [
@@ -84,28 +88,6 @@ __all__ = [
 logger = logging.getLogger("assistant.session")
 
 DRAINED_REASON = "the server is restarting; reconnect with your newest resumption handle"
-
-
-class TransportClosed(AssistantError):
-    """The peer went away; there is nobody left to send a close frame to."""
-
-
-class Transport(Protocol):
-    """A message pipe to one client: a websocket, or an in-process pair."""
-
-    peer: str
-
-    async def recv(self) -> str | bytes:
-        """The next client frame; ``TransportClosed`` when the client is gone."""
-        ...
-
-    async def send(self, data: bytes) -> None:
-        """Send one server frame; ``TransportClosed`` when the client is gone."""
-        ...
-
-    async def close(self, code: int, reason: str) -> None:
-        """Close with a code and a reason the client can act on."""
-        ...
 
 
 @dataclass(slots=True)
@@ -363,9 +345,12 @@ class Session:
         for effect in effects:
             match effect:
                 case SendToClient(event, droppable):
-                    await self.outbound.put(event, droppable=droppable)
+                    if not (self.outbound.consumer_idle and self._send_to_client_now(event)):
+                        await self.outbound.put(event, droppable=droppable)
                 case SendToBackend(event, droppable):
-                    await self.inbound.put(event, droppable=droppable)
+                    backend = self._backend_session
+                    if not (self.inbound.consumer_idle and backend is not None and backend.send_now(event)):
+                        await self.inbound.put(event, droppable=droppable)
                 case FlushReplyAudio():
                     self.stats.flushed_on_interrupt += self.outbound.discard(
                         lambda queued: isinstance(queued, ReplyAudio)
@@ -470,6 +455,13 @@ class Session:
                 return
             await self.transport.send(encode_event(event))
             self.stats.messages_out += 1
+
+    def _send_to_client_now(self, event: ServerEvent) -> bool:
+        """Write-through: the event goes out from the task that made it, when the writer has nothing queued."""
+        if not self.transport.send_now(encode_event(event)):
+            return False
+        self.stats.messages_out += 1
+        return True
 
     # -- graceful drain ------------------------------------------------------
 

@@ -199,6 +199,20 @@ class GeminiStream(BackendStream):
             return
         await self._forward(event)
 
+    def send_now(self, event: ClientEvent) -> bool:
+        """Microphone audio straight onto the open connection when its socket takes it at once.
+
+        Anything else, a move in progress (the lock held) or a socket that
+        would wait goes through ``send``.
+        """
+        if not isinstance(event, AudioChunk) or not self._live or self._link is None or self._lock.locked():
+            return False
+        if not self._link.send_now(event):
+            return False
+        self._conversation.client_event(event)
+        self._replay.add(event)
+        return True
+
     def _split_answers(self, event: ToolResponses) -> list[ClientEvent]:
         """Answers to this connection's calls as they are; to earlier calls, in words."""
         earlier = [(self._earlier_calls.pop(r.id), r) for r in event.responses if r.id in self._earlier_calls]

@@ -32,8 +32,9 @@ from google.genai.live import AsyncSession
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.frames import CLOSE_CODE_EXPLANATIONS
 
-from assistant.backends.gemini.convert import forward, sdk_websocket
-from assistant.protocol import ClientEvent, CloseCode
+from assistant.backends.gemini.convert import audio_frame, forward, sdk_websocket
+from assistant.protocol import AudioChunk, ClientEvent, CloseCode
+from assistant.session.websocket import write_now
 
 logger = logging.getLogger("assistant.backends.gemini")
 
@@ -146,6 +147,10 @@ class UpstreamLink:
             logger.debug("upstream %d: send failed: %s", self.number, error)
             return False
         return True
+
+    def send_now(self, chunk: AudioChunk) -> bool:
+        """Write a microphone chunk if the socket takes it without waiting; False when nothing was written."""
+        return write_now(self._websocket, audio_frame(chunk))
 
     async def close(self) -> None:
         """Close the socket (bounded: a dead peer does not hold us up)."""
