@@ -2,15 +2,15 @@
 
 "Set a timer for five minutes ... and call it tea": the first half sounds
 complete, so a shortened silence ends the turn and the reply starts; then
-the user goes on. The rest is decoded after the words already heard, over
-both halves' audio (alone, a short rest was sometimes heard as nothing),
-and the reply to half the sentence gives way to a reply to all of it,
-unless it already called a tool.
+the user goes on. The whole sentence is decoded afresh over both halves'
+audio (alone, a short rest was sometimes heard as nothing), and the reply
+to half the sentence gives way to a reply to all of it, unless it already
+called a tool.
 
 A real ``LocalStream`` over the fakes of ``test_local_parity``: a VAD that
 hears loud samples as speech, a scripted dialogue whose every transcript
 sounds complete (the turn ends after 200 ms of silence, where 300 ms is the
-default), and a recogniser that hears the second half only after the first.
+default), and a recogniser that hears the second half only with the first.
 """
 
 from __future__ import annotations
@@ -45,15 +45,19 @@ SETUP = {
 }
 
 
-class HearsTheRestAfterTheStart(HearsHello):
-    """Hears "Set a timer." in fresh audio, and "and call it tea." after those words; keeps each prefix."""
+WHOLE_S = 1.2  # a window this long holds both halves
+
+
+class HearsTheWholeSentence(HearsHello):
+    """Hears "Set a timer." in the first half's audio and the whole sentence in both halves'; keeps each call."""
 
     def __init__(self) -> None:
-        self.prefixes: list[str] = []
+        self.calls: list[tuple[float, str]] = []  # (seconds of audio, prefix)
 
     def transcribe(self, audio: np.ndarray, prefix: str = "", context: str = "") -> str:
-        self.prefixes.append(prefix)
-        return " and call it tea." if prefix else " Set a timer."
+        seconds = len(audio) / 16_000
+        self.calls.append((seconds, prefix))
+        return " Set a timer and call it tea." if seconds > WHOLE_S else " Set a timer."
 
 
 async def say(session: LocalStream, seconds: float) -> None:
@@ -83,7 +87,7 @@ async def run_on(
     dialogue = SoundsComplete([first, [Say("Timer tea is set.")]])
     if not any(isinstance(event, CallTools) for event in first):
         dialogue.hold = asyncio.Event()
-    recognizer = HearsTheRestAfterTheStart()
+    recognizer = HearsTheWholeSentence()
     session = open_session(executor, dialogue, SETUP, LoudIsSpeech(), recognizer)
     await say(session, 0.6)
     messages = await until(session, lambda m: bool(text_of([m])))
@@ -113,9 +117,10 @@ def heard(messages: list[ServerMessage]) -> list[tuple[str, bool]]:
 async def test_the_rest_after_a_hesitation_is_one_utterance_with_the_start(executor: ThreadPoolExecutor) -> None:
     session, dialogue, messages = await run_on(executor, [Say("Which timer?")], pause_frames=0)
     assert any(m.is_interrupted for m in messages)  # the reply to half the sentence was cut
-    assert user_turns(dialogue) == ["Set a timer. and call it tea."]  # the half left the history
-    assert heard(messages) == [("Set a timer.", True), (" and call it tea.", True)]
-    assert session.parts.recognizer.prefixes[-1] == "Set a timer."  # type: ignore[attr-defined]
+    assert user_turns(dialogue) == ["Set a timer and call it tea."]  # the half left the history
+    assert heard(messages) == [("Set a timer.", True), (" and call it tea.", True)]  # the client's words, once
+    seconds, prefix = session.parts.recognizer.calls[-1]  # type: ignore[attr-defined]
+    assert seconds > WHOLE_S and prefix == ""  # decoded whole, afresh
 
 
 async def test_a_reply_that_called_a_tool_keeps_its_turn_and_the_rest_is_its_own(
@@ -130,5 +135,5 @@ async def test_a_reply_that_called_a_tool_keeps_its_turn_and_the_rest_is_its_own
 
 async def test_speech_after_the_default_silence_is_a_new_turn(executor: ThreadPoolExecutor) -> None:
     session, dialogue, _ = await run_on(executor, [Say("Which timer?")], pause_frames=4)  # 224 + 128 ms > 300
-    assert user_turns(dialogue) == ["Set a timer.", "Set a timer."]  # heard afresh, without a prefix
-    assert "Set a timer." not in session.parts.recognizer.prefixes  # type: ignore[attr-defined]
+    assert user_turns(dialogue) == ["Set a timer.", "Set a timer."]  # the second half's own audio only
+    assert all(seconds < WHOLE_S for seconds, _ in session.parts.recognizer.calls)  # type: ignore[attr-defined]

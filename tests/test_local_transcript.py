@@ -14,6 +14,7 @@ from assistant.backends.local.transcript import (
     recogniser_prompt,
     reply_prompt,
     vocabulary_prompt,
+    words_after,
 )
 from assistant.backends.local.tts import EspeakVoice
 from assistant.bench.speech import spoken_prompt
@@ -74,6 +75,13 @@ def test_repeats_past_the_audio_are_dropped() -> None:
     prefix = "Set a timer for five minutes. And call it tea."
     assert drop_repeats(" Set a timer for five minutes and call it tea. Set", prefix=prefix) == ""
     assert drop_repeats(" It's for the five minutes.", prefix=prefix) == " It's for the five minutes."
+
+
+def test_a_continuation_says_only_what_came_after_the_earlier_words() -> None:
+    earlier = "Set a timer for five minutes."
+    assert words_after(earlier, " Set a timer for five minutes and call it tea.") == " and call it tea."
+    assert words_after("What time isn't", " What time is it in Tokyo?") == " is it in Tokyo?"  # reworded
+    assert words_after("Hello there.", " Good morning.") == " Good morning."  # nothing shared
 
 
 def test_words_keep_their_spaces() -> None:

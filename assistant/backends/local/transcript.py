@@ -22,6 +22,7 @@ agreement rules are tested without a model.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -96,6 +97,21 @@ def vocabulary_prompt(user_turns: Iterable[str]) -> str:
 def recogniser_prompt(vocabulary: str, reply: str) -> str:
     """What the recogniser is prompted with at the start of a turn: the vocabulary, then the inviting reply."""
     return f"{vocabulary} {reply_prompt(reply)}".strip()
+
+
+def words_after(earlier: str, text: str) -> str:
+    """``text`` without its start that says ``earlier`` again, as the recogniser may have reworded it.
+
+    The words after the last one ``text`` shares with ``earlier`` (matched
+    in order, case and punctuation aside), with their leading spaces; all of
+    ``text`` when it shares none.
+    """
+    said = split_words(text)
+    matcher = difflib.SequenceMatcher(
+        None, [normalise_word(w) for w in split_words(earlier)], [normalise_word(w) for w in said], autojunk=False
+    )
+    shared = [block for block in matcher.get_matching_blocks() if block.size]
+    return "".join(said[shared[-1].b + shared[-1].size :]) if shared else text
 
 
 @dataclass

@@ -6,20 +6,29 @@ sending newly agreed words as input-transcription fragments. When speech
 pauses, the final decode starts at once (speculatively), with the
 end-of-turn model's verdict beside it, and a speculative reply is prepared;
 if the user carries on, both are thrown away unseen.
+
+A turn that a short silence ended can be ``continued``: the user ran on
+after the reply had started (a false cut-in), and the whole utterance is
+decoded afresh over both turns' audio.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from assistant.backends.local.asr import Heard, hear
-from assistant.backends.local.transcript import MIN_PARTIAL_WINDOW_S, SpeechWindow, StreamingTranscript, trim_window
+from assistant.backends.local.transcript import (
+    MIN_PARTIAL_WINDOW_S,
+    SpeechWindow,
+    StreamingTranscript,
+    trim_window,
+    words_after,
+)
 from assistant.backends.local.turn_model import sounds_finished
 
 if TYPE_CHECKING:
@@ -45,40 +54,50 @@ class UserTurn:
         self._speculation: asyncio.Task[Heard] | None = None
         self.speculative_reply: Reply | None = None
         self.paused = False
-        self._said_before = 0  # leading transcript words that belong to an earlier turn still in the history
+        self._earlier: str | None = None  # what the turn this one continues heard (see ``continued``)
+        self._withdrawn = False
 
     @property
     def text(self) -> str:
-        words = self.transcript.context_words + self.transcript.window_words
-        return f"{self.carried}{''.join(words[self._said_before :])}".strip()
+        return self._answerable()
+
+    def _answerable(self, tail: str = "") -> str:
+        """What a reply answers: the words heard so far, and ``tail`` (a hypothesis not committed).
+
+        A continuation whose earlier turn stays in the history answers only
+        the words after that turn's.
+        """
+        heard = " ".join(filter(None, (self.transcript.text, tail.strip())))
+        if self._earlier is not None and not self._withdrawn:
+            heard = words_after(self._earlier, heard)
+        return f"{self.carried}{heard}".strip()
 
     def continued(self, since: np.ndarray, withdrawn: bool) -> UserTurn:
-        """The user ran on after this turn ended early: one utterance, decoded over both turns' audio.
+        """The user ran on after this turn ended early: one utterance, decoded afresh over both turns' audio.
 
-        The new turn's window starts with this turn's audio (then ``since``,
-        what came after it), and its transcript with this turn's words as the
-        decoder's prefix: heard alone, a short rest ("...and call it tea")
-        was sometimes decoded as nothing at all, and the words were lost.
-        ``withdrawn``: this turn left the history, so the new turn's text is
-        the whole utterance; otherwise only what the user said after it.
+        The new turn's window is this turn's audio, then ``since`` (what came
+        after it), decoded whole at the end, without partial decodes: heard
+        alone, a short rest ("...and call it tea") was sometimes decoded as
+        nothing and lost, and decoded after this turn's words as a forced
+        prefix it came back as the whole sentence again. Only the words after
+        this turn's are sent as input transcription. ``withdrawn``: this turn
+        left the history, so a reply answers the whole utterance; otherwise
+        only what the user said after it.
         """
         window = SpeechWindow()
         window.append(self.window.audio())
         window.append(since)
         window.trimmed_s = self.window.trimmed_s
-        turn = UserTurn(self.session, window)
-        turn.transcript = copy.deepcopy(self.transcript)
-        turn.transcript.forget_hypothesis()
-        turn._decoded_s = window.duration_s  # the next partial decode waits for new speech
+        turn = UserTurn(self.session, window, self.transcript.context)
+        turn._earlier = self.transcript.prefix
+        turn._withdrawn = withdrawn
         if withdrawn:
-            turn.carried = self.carried
-        else:
-            turn._said_before = len(self.transcript.context_words) + len(self.transcript.window_words)
+            turn.carried = f"{self.carried}{''.join(self.transcript.context_words).strip()} "
         return turn
 
     def heard_audio(self) -> None:
         """New audio arrived: decode again once enough has accumulated."""
-        if self.paused or self._partial is not None or self._speculation is not None:
+        if self.paused or self._partial is not None or self._speculation is not None or self._earlier is not None:
             return
         if self.window.duration_s < MIN_PARTIAL_WINDOW_S:
             return
@@ -129,7 +148,7 @@ class UserTurn:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._partial)
             hypothesis = await self._decode_tail()
-            text = f"{self.text} {hypothesis.text.strip()}".strip()
+            text = self._answerable(hypothesis.text)
             session = self.session
             if text and self.paused and session.turn_settings.eager_silence_s is not None:
                 if await session.dialogue.sounds_complete(text, session.conversation.tool_names):
@@ -173,6 +192,8 @@ class UserTurn:
                     await asyncio.shield(self._partial)
             hypothesis = await self._decode_tail()
         fragment = self.transcript.finish(hypothesis.text, hypothesis.logprob)
+        if self._earlier is not None:
+            fragment = words_after(self._earlier, fragment)  # the client has the earlier turn's words
         return self.text, fragment
 
     def cancel(self) -> None:
