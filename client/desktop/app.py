@@ -329,12 +329,12 @@ class TalkApp:
         self.view.echo = self.audio.echo
         self.view.set_status("starting the session", busy=True)
         session_id = await self.client.start(build_setup(self.settings))
-        if self.wake is not None:
+        self._on_audio(loop)
+        self.audio.start()
+        if self.wake is not None:  # said once the microphone is open: what is spoken from now on is heard
             self._show_wake()
         else:
             self.view.set_status(f"listening · session {session_id}" if session_id else "listening")
-        self._on_audio(loop)
-        self.audio.start()
         workers = [
             asyncio.create_task(self._receive(), name="talk-receive"),
             asyncio.create_task(self._send_audio(), name="talk-send-audio"),
