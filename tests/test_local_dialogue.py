@@ -6,17 +6,19 @@ tool paths are exercised; conversation with SmolLM2 is covered by the slow tests
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 import pytest
 
-from assistant.backends.local.conversation import CallTools, Conversation, ReadAloud, Say
-from assistant.backends.local.dialogue import RouterDialogue
-from assistant.backends.local.llm import GenerationSettings
+from assistant.backends.local.chat_tools import ToolSpec
+from assistant.backends.local.conversation import CallTools, Conversation, ReadAloud, Say, window_start
+from assistant.backends.local.dialogue import CHAT_HISTORY_MESSAGES, RouterDialogue
+from assistant.backends.local.llm import ChatEvent, ChatMessage, GenerationSettings, TextDelta
 from assistant.backends.local.originals import Original, asks_for_original, last_original
 from assistant.backends.local.router import INTENTS, ToolRouter
 from assistant.embeddings import load_embedder
-from assistant.protocol import Content, FunctionDeclaration, FunctionResponse, Part
+from assistant.protocol import Content, FunctionCall, FunctionDeclaration, FunctionResponse, Part
 
 TOOLS = [FunctionDeclaration(name=name) for name in sorted({i.tool for i in INTENTS if i.tool})]
 NOW = datetime(2026, 11, 28, 15, 42).astimezone()
@@ -219,3 +221,56 @@ def test_only_a_search_that_offers_an_original_can_be_read_aloud() -> None:
     assert last_original(searched("c2", [document], {"voice": "ta", "field": "tamil"})) is None
     found = last_original([*searched("c3", [ANGER], {"voice": "ta", "field": "tamil"}), user("thanks")])
     assert found == Original("தன்னைத்தான் காக்கின் சினங்காக்க", "ta", "tamil")
+
+
+class ReadingChat:
+    """A chat model that keeps what it was given to read ahead and what it was asked to answer."""
+
+    name = "reading"
+
+    def __init__(self) -> None:
+        self.read: list[list[ChatMessage]] = []
+        self.asked: list[list[ChatMessage]] = []
+
+    async def prefill(self, messages: list[ChatMessage], tools: list[ToolSpec]) -> None:
+        self.read.append(messages)
+
+    async def stream(
+        self, messages: list[ChatMessage], tools: list[ToolSpec], settings: GenerationSettings
+    ) -> AsyncIterator[ChatEvent]:
+        self.asked.append(messages)
+        yield TextDelta("Sure.")
+
+
+@pytest.mark.parametrize(("earlier_messages", "kept"), [(2, 2), (8, 4), (12, 4)])  # it moves at the 9th and 13th
+async def test_what_the_chat_model_reads_ahead_is_the_start_of_the_next_prompt(
+    router: ToolRouter, earlier_messages: int, kept: int
+) -> None:
+    chat = ReadingChat()
+    dialogue = RouterDialogue(router, chat)
+    call = FunctionCall(id="c1", name="get_current_time", args={})
+    tool_exchange = [  # four turns, two chat messages: the small model never sees the tool traffic
+        user("What time is it?"),
+        Content(role="model", parts=[Part(function_call=call)]),
+        Content(role="user", parts=[Part(function_response=FunctionResponse(id="c1", name=call.name, response={}))]),
+        Content(role="model", parts=[Part(text="It is noon.")]),
+    ]
+    said = [
+        Content(role="user" if i % 2 == 0 else "model", parts=[Part(text=f"message {i} of our little chat")])
+        for i in range(earlier_messages - 2)
+    ]
+    conversation = Conversation(None, [*tool_exchange, *said], TOOLS)
+    await dialogue.prepare(conversation)
+    conversation.turns.append(user("Tell me a joke."))
+    await events(dialogue, conversation)
+    [read], [asked] = chat.read, chat.asked
+    assert len(read) == 1 + kept  # the system message, then what stays in the window once the user has spoken
+    assert asked[: len(read)] == read and asked[-1] == ChatMessage("user", "Tell me a joke.")
+
+
+def test_the_chat_history_window_moves_in_steps_and_keeps_at_most_its_limit() -> None:
+    starts = [window_start(count, CHAT_HISTORY_MESSAGES) for count in range(40)]
+    assert all(count - start <= CHAT_HISTORY_MESSAGES for count, start in enumerate(starts))
+    assert all(count - start > CHAT_HISTORY_MESSAGES // 2 for count, start in enumerate(starts) if start)
+    moves = [count for count in range(1, 40) if starts[count] != starts[count - 1]]
+    assert moves == list(range(CHAT_HISTORY_MESSAGES + 1, 40, CHAT_HISTORY_MESSAGES // 2))

@@ -141,6 +141,25 @@ def test_generation_settings_follow_the_clients_generation_config() -> None:
     assert GenerationSettings.from_config(None) == GenerationSettings() and GenerationSettings().sampling() == {}
 
 
+async def test_reading_ahead_changes_neither_the_reply_nor_its_count(smollm: LlamaCppChat) -> None:
+    """The reply reuses what ``prefill`` read (llama.cpp's prefix match), and is the reply it would be without."""
+    history = [
+        ChatMessage("system", "You are a helpful assistant."),
+        ChatMessage("user", "My cat is called Tom."),
+        ChatMessage("assistant", "Tom is a fine name for a cat."),
+    ]
+    messages = [*history, ChatMessage("user", "What is my cat called?")]
+    settings = GenerationSettings(max_tokens=16, temperature=0.0, seed=1)
+
+    async def reply() -> list[object]:
+        return [event async for event in smollm.stream(messages, [], settings)]
+
+    await smollm.prefill([ChatMessage("user", "Something else entirely.")], [])
+    cold = await reply()
+    await smollm.prefill(history, [])
+    assert await reply() == cold
+
+
 async def test_a_seed_makes_sampling_repeatable(smollm: LlamaCppChat) -> None:
     settings = GenerationSettings(max_tokens=24, temperature=1.2, top_k=100, seed=1234)
     messages = [ChatMessage("user", "Invent a name for a cat.")]

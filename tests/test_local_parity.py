@@ -35,6 +35,7 @@ from assistant.backends.local.tts import Synthesizer, Voices
 from assistant.backends.local.turn_model import TurnModel
 from assistant.protocol import (
     AudioChunk,
+    Content,
     FunctionCall,
     FunctionResponse,
     ServerMessage,
@@ -69,6 +70,7 @@ class ScriptedDialogue:
         self.after_call = after_call if after_call is not None else [Say("done. ")]
         self.hold: asyncio.Event | None = None
         self.seen: list[Conversation] = []
+        self.read_ahead: list[list[Content]] = []  # the turns each prepare() was given, as they were then
 
     async def respond(self, conversation: Conversation, settings: GenerationSettings) -> AsyncIterator[DialogueEvent]:
         self.seen.append(Conversation(conversation.system_instruction, list(conversation.turns), conversation.tools))
@@ -89,6 +91,9 @@ class ScriptedDialogue:
 
     async def sounds_complete(self, text: str, declared: set[str]) -> bool:
         return False
+
+    async def prepare(self, conversation: Conversation) -> None:
+        self.read_ahead.append(list(conversation.turns))
 
 
 class LoudIsSpeech:
@@ -255,6 +260,9 @@ class MisCallingChat:
         yield TextDelta("")
         yield ToolCalls([], invalid=[("lookup", "seconds must be a number")])
         yield TokenUsage(31, 12)
+
+    async def prefill(self, messages: list[ChatMessage], tools: list[ToolSpec]) -> None:
+        """It keeps no context to read into."""
 
 
 async def test_a_call_the_model_got_wrong_ends_the_turn_as_malformed(executor: ThreadPoolExecutor) -> None:
@@ -448,3 +456,18 @@ async def test_a_noise_that_held_the_floor_lets_a_waiting_announcement_go(
     announced = await until(session)
     await session.close()
     assert text_of(announced) == "The alarm rang. " and announced[-1].is_turn_complete
+
+
+async def test_once_a_reply_is_done_the_dialogue_reads_the_conversation_ahead_of_the_next(
+    executor: ThreadPoolExecutor,
+) -> None:
+    dialogue = ScriptedDialogue([[Say("Hi.")]])
+    session = open_session(executor, dialogue, {})
+    await session.send(TextInput("hello"))
+    await until(session)
+    for _ in range(10):  # the read-ahead is a task of its own, started as the reply ends
+        await asyncio.sleep(0)
+    await session.close()
+    assert [[(turn.role, turn.text()) for turn in turns] for turns in dialogue.read_ahead] == [
+        [("user", "hello"), ("model", "Hi.")]
+    ]

@@ -98,10 +98,20 @@ class Conversation:
         last = self.turns[-1]
         return [part.function_response for part in last.parts if part.function_response is not None]
 
-    def chat_messages(self, persona: str, with_tools: bool, limit: int | None = None) -> list[ChatMessage]:
-        """The conversation as chat messages; tool traffic is left out when ``with_tools`` is False."""
+    def chat_messages(
+        self, persona: str, with_tools: bool, limit: int | None = None, coming: int = 0
+    ) -> list[ChatMessage]:
+        """The conversation as chat messages; tool traffic is left out when ``with_tools`` is False.
+
+        ``limit`` keeps at most that many recent messages, but the oldest leave
+        in steps of half of it, so the prompt's beginning (what the chat model
+        has already read, see ``ChatModel.prefill``) changes only every few
+        exchanges instead of with every one. ``coming``: messages still to
+        come (the user's next, for a read-ahead), so the window is the one the
+        prompt that follows them will have.
+        """
         messages: list[ChatMessage] = []
-        for turn in self.turns[-limit:] if limit else self.turns:
+        for turn in self.turns:
             calls = [part.function_call for part in turn.parts if part.function_call is not None]
             responses = [part.function_response for part in turn.parts if part.function_response is not None]
             text = turn.text().strip()
@@ -123,8 +133,17 @@ class Conversation:
                 )
             if text:
                 messages.append(ChatMessage("assistant" if turn.role == "model" else "user", text))
+        merged = _merge_consecutive(messages)
         system = self.system_instruction or persona
-        return [ChatMessage("system", system), *_merge_consecutive(messages)]
+        return [ChatMessage("system", system), *merged[window_start(len(merged) + coming, limit) :]]
+
+
+def window_start(count: int, limit: int | None) -> int:
+    """The first of ``count`` messages to keep: at most ``limit`` kept, the start moving in steps of ``limit // 2``."""
+    if not limit or count <= limit:
+        return 0
+    step = max(1, limit // 2)
+    return -(-(count - limit) // step) * step
 
 
 def _merge_consecutive(messages: list[ChatMessage]) -> list[ChatMessage]:
@@ -149,4 +168,8 @@ class Dialogue(Protocol):
 
     async def sounds_complete(self, text: str, declared: set[str]) -> bool:
         """Whether ``text`` is already a whole request (the turn may end after a shorter silence)."""
+        ...
+
+    async def prepare(self, conversation: Conversation) -> None:
+        """Let the chat model read the conversation so far while the floor is idle, so the next reply starts sooner."""
         ...

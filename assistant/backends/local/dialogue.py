@@ -66,7 +66,7 @@ DEFAULT_PERSONA = (
 SMALL_MODEL_PERSONA = (
     "You are a friendly voice assistant that runs offline on this computer, with no internet. Keep answers short."
 )
-CHAT_HISTORY_TURNS = 8  # the small model's context is short and it drifts on long histories
+CHAT_HISTORY_MESSAGES = 8  # the small model's context is short and it drifts on long histories
 CHAT_MAX_SENTENCES = 2  # small talk is spoken: one or two sentences
 # Said when the guard stopped the chat model before it said anything useful.
 FALLBACK = "Sorry, I lost my words there. Could you put that another way?"
@@ -184,9 +184,15 @@ class RouterDialogue:
         if self.chat is None:
             yield Say("Sorry, I can only help with the time, sums, timers, reminders and notes right now.")
             return
-        messages = conversation.chat_messages(self.persona, with_tools=False, limit=CHAT_HISTORY_TURNS)
-        async for said in guarded_chat(self.chat, messages, settings):
+        async for said in guarded_chat(self.chat, self._chat_messages(conversation), settings):
             yield said
+
+    async def prepare(self, conversation: Conversation) -> None:
+        if self.chat is not None:
+            await self.chat.prefill(self._chat_messages(conversation, coming=1), [])
+
+    def _chat_messages(self, conversation: Conversation, coming: int = 0) -> list[ChatMessage]:
+        return conversation.chat_messages(self.persona, with_tools=False, limit=CHAT_HISTORY_MESSAGES, coming=coming)
 
     async def _route(self, text: str, conversation: Conversation) -> FunctionCall | str | None:
         """A call, a sentence to say (a question for what is missing, an answer about itself), or None for chat."""
@@ -335,9 +341,15 @@ class ModelDialogue:
     async def sounds_complete(self, text: str, declared: set[str]) -> bool:
         return is_question(text) and not trails_off(text)
 
-    async def respond(self, conversation: Conversation, settings: GenerationSettings) -> AsyncIterator[DialogueEvent]:
+    async def prepare(self, conversation: Conversation) -> None:
+        await self.chat.prefill(*self._prompt(conversation))
+
+    def _prompt(self, conversation: Conversation) -> tuple[list[ChatMessage], list[ToolSpec]]:
         tools = [ToolSpec.from_declaration(declaration) for declaration in conversation.tools]
-        messages = conversation.chat_messages(self.persona, with_tools=True)
+        return conversation.chat_messages(self.persona, with_tools=True), tools
+
+    async def respond(self, conversation: Conversation, settings: GenerationSettings) -> AsyncIterator[DialogueEvent]:
+        messages, tools = self._prompt(conversation)
         async for event in self.chat.stream(messages, tools, settings):
             if isinstance(event, ToolCalls):
                 for name, problem in event.invalid:

@@ -411,6 +411,15 @@ class LocalStream(BackendStream):
         if self.reply is reply:
             self.reply = None
             self._start_waiting()
+            if self.reply is None and self.user is None and not self._closed:
+                self.spawn(self._prepare_next_reply(), "chat-prefill")
+
+    async def _prepare_next_reply(self) -> None:
+        """While the reply plays and the user thinks, the chat model reads the conversation so far."""
+        try:
+            await self.dialogue.prepare(self.conversation)
+        except Exception:  # the next reply reads its whole prompt itself, and reports what fails there
+            logger.warning("[%s] the chat model could not read ahead", self.id, exc_info=True)
 
     def _interrupt(self) -> None:
         """Barge-in: stop the reply and tell the client, in the order Gemini does."""
