@@ -1,28 +1,25 @@
-"""One conversation with the local stack: turn-taking, streaming ASR, replies and barge-in.
+"""One conversation with the local stack: streaming ASR, replies and barge-in, as the ``Floor`` decides.
+
+Who holds the floor, and what happens when that changes, is the ``Floor``'s
+business (``floor``: barge-in, speculative replies, run-on, input that waits
+for a quiet moment, the scheduling of late tool responses); this module
+feeds it events and performs the effects it returns.
 
 Input side. Each 16 kHz chunk goes through Silero VAD (0.2 ms a frame, on
 the event loop) and the ``TurnDetector``; while the user holds the floor a
-``UserTurn`` (``user_turn``) collects the audio and decodes it every ``PARTIAL_STEP_S``,
-sending newly agreed words as input-transcription fragments. When speech
-pauses, the final decode starts at once (speculatively) and, when it is
-ready and the user is still silent, so does the reply: its messages wait
-behind a gate. If the silence lasts (``TurnEnded``) the final fragment is
-sent and the gate opens, so the reply is often already speaking; if the
-user carries on, both are thrown away unseen. A user who runs on after a
-turn that a short silence ended (a hesitation taken for the end) barges in
-on its reply, and the rest is heard as part of one utterance (``_run_on``).
+``UserTurn`` (``user_turn``) collects the audio and decodes it every
+``PARTIAL_STEP_S``, sending newly agreed words as input-transcription
+fragments. When speech pauses, the final decode starts at once
+(speculatively) and, when it is ready and the user is still silent, so does
+the reply: its messages wait behind a gate until the turn really ends
+(``TurnEnded``) and the floor commits it, so the reply is often already
+speaking.
 
 Output side. A ``Reply`` (``reply``) asks the dialogue what to say or call, speaks text
 through a ``Speaker`` (first clause early, paced to playback), sends tool
 calls and waits for their responses by id, then asks again. A barge-in
-(VAD onset during a reply) stops it at once: ``interrupted``, cancellation
-of calls still unanswered, ``turnComplete``, and the history keeps only what
-the user heard.
-
-Late tool responses (a timer firing: same call id, ``scheduling:
-INTERRUPT``) are spoken when they arrive, interrupting a reply but never the
-user; ``WHEN_IDLE`` waits for a quiet moment, ``SILENT`` only joins the
-history.
+stops it at once: ``interrupted``, cancellation of calls still unanswered,
+``turnComplete``, and the history keeps only what the user heard.
 
 What Gemini reports, this does too: ``voiceActivity`` when the VAD hears
 speech start and the turn end (and ``voiceActivityDetectionSignal`` if the
@@ -49,6 +46,20 @@ import numpy as np
 
 from assistant.backends.local.asr import Recognizer
 from assistant.backends.local.conversation import Conversation, Dialogue
+from assistant.backends.local.floor import (
+    AddToHistory,
+    CarryInto,
+    CommitPrepared,
+    ContinueTurn,
+    DropPrepared,
+    Effect,
+    FinishTurn,
+    Floor,
+    Interrupt,
+    KeepEnded,
+    OpenTurn,
+    StartReply,
+)
 from assistant.backends.local.llm import GenerationSettings
 from assistant.backends.local.reply import Reply
 from assistant.backends.local.transcript import ASK_AGAIN, SpeechWindow, recogniser_prompt, vocabulary_prompt
@@ -64,7 +75,7 @@ from assistant.backends.local.turns import (
     TurnSettings,
 )
 from assistant.backends.local.unhonoured import unhonoured_fields
-from assistant.backends.local.user_turn import EndedTurn, UserTurn
+from assistant.backends.local.user_turn import UserTurn, withdraw
 from assistant.protocol import (
     ActivityEnd,
     ActivityStart,
@@ -145,20 +156,14 @@ class LocalStream(BackendStream):
         self.vad = vad  # None when the client takes turns with activityStart/activityEnd
         self.detector = TurnDetector(self.turn_settings)
         self.latest_frame: VideoFrame | None = None
-        self.user: UserTurn | None = None
-        self.reply: Reply | None = None
-        self._ended: EndedTurn | None = None
+        self.floor: Floor[UserTurn, Reply] = Floor(self.turn_settings.interrupts, self.turn_settings.silence_s)
         self.answered: set[str] = set()
-        self._waiting: deque[Content] = deque()  # user input or announcements that wait for a quiet moment
-        self._reply_requested = False
-        self._ask_again = False  # the next reply asks the user to say it again (the recogniser was unsure)
         self._audio_s = 0.0
         self._vad_s = 0.0
         self._recent: deque[np.ndarray] = deque()
         self._recent_s = 0.0
         self._out: asyncio.Queue[ServerEvent | BaseException | None] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._closed = False
         logger.info(
             "[%s] local session: voice %s, %s turn-taking, %d tools",
             self.id,
@@ -169,6 +174,16 @@ class LocalStream(BackendStream):
         ignored = unhonoured_fields(setup)
         if ignored:
             logger.info("[%s] the local backend cannot honour %s; runs without them", self.id, ", ".join(ignored))
+
+    @property
+    def user(self) -> UserTurn | None:
+        """The user's turn of speech while they hold the floor."""
+        return self.floor.user
+
+    @property
+    def reply(self) -> Reply | None:
+        """The committed reply while it holds the floor."""
+        return self.floor.reply
 
     # -- plumbing ------------------------------------------------------------------
 
@@ -196,7 +211,7 @@ class LocalStream(BackendStream):
         return await asyncio.get_running_loop().run_in_executor(self.parts.asr_executor, function, *args)
 
     def put(self, message: ServerEvent) -> None:
-        if not self._closed:
+        if not self.floor.closed:
             self._out.put_nowait(message)
 
     def milestone(self, name: str, at: float | None = None) -> None:
@@ -217,7 +232,7 @@ class LocalStream(BackendStream):
             self.latest_frame = event
             self.conversation.video = True
         elif isinstance(event, TextInput):
-            self._user_said(event.text)
+            self._perform(self.floor.typed(event.text))
         elif isinstance(event, ActivityStart):
             self._on_speech_start(self._audio_s)
         elif isinstance(event, ActivityEnd):
@@ -243,7 +258,7 @@ class LocalStream(BackendStream):
             yield item
 
     async def close(self) -> None:
-        self._closed = True
+        self.floor.close()
         if self.reply is not None:
             self.reply.stop()
         if self.user is not None:
@@ -301,81 +316,87 @@ class LocalStream(BackendStream):
 
     def _on_speech_start(self, at: float) -> None:
         """The user started speaking (VAD onset or activityStart): barge in, open a turn."""
-        ended, self._ended = self._ended, None
-        barging_in = self.reply is not None and self.reply.committed and self.turn_settings.interrupts
-        runs_on = barging_in and ended is not None and ended.runs_on(self.reply, at, self.turn_settings.silence_s)
-        if barging_in:
-            self._interrupt()
-        if self.user is not None:
-            return
-        recent = np.concatenate(list(self._recent)) if self._recent else np.zeros(0, dtype=np.float32)
-        self._recent.clear()
-        self._recent_s = 0.0
-        if runs_on and ended is not None:
-            withdrawn = ended.withdraw(self.conversation)
-            if withdrawn:
-                logger.info("[%s] the user ran on: one utterance with the turn before", self.id)
-            self.user = ended.turn.continued(recent, withdrawn)
-            return
-        window = SpeechWindow()
-        keep = int((self._audio_s - at + PREROLL_S) * SAMPLE_RATE)
-        window.append(recent[-keep:] if 0 < keep < len(recent) else recent)
-        vocabulary = vocabulary_prompt(self.conversation.user_texts())
-        self.user = UserTurn(self, window, recogniser_prompt(vocabulary, self.conversation.last_text("model")))
+        self._perform(self.floor.speech_started(at))
 
     def _end_user_turn(self, speech_end: float | None = None) -> None:
         """The user is done; ``speech_end`` (audio time) when the VAD decided, so they may still run on."""
-        user, self.user = self.user, None
-        if user is not None:
-            self.milestone("turn_end")
-            self.spawn(self._finish_user_turn(user, speech_end), "final-transcript")
+        self._perform(self.floor.turn_ended(speech_end))
 
     async def _finish_user_turn(self, user: UserTurn, speech_end: float | None) -> None:
         text, fragment = await user.final()
         self.milestone("final_transcript")
         if fragment or user.emitted:
             self.emit_input(fragment, finished=True)
-        if not text:
-            user.drop_speculative_reply()
-            self._start_waiting()  # a noise held the floor: what waited for it (a timer's alarm) goes on now
-            return
-        if self.user is not None:
-            # the user ran on into a new turn while this one was being finished: one utterance
-            self.user.carried = f"{text} "
-            user.drop_speculative_reply()
-            return
-        logger.info("[%s] user: %s", self.id, text)
-        if user.transcript.unsure:
-            logger.info("[%s] unsure of what was heard (%.2f): asking again", self.id, user.transcript.confidence)
-            user.drop_speculative_reply()
-            self._ask_again = True
-            self._user_said(text, already_heard=True)
-            return
-        floor_free = self.reply is None
         prepared, user.speculative_reply = user.speculative_reply, None
-        if (
+        unsure = user.transcript.unsure
+        if text and self.user is None:
+            logger.info("[%s] user: %s", self.id, text)
+            if unsure:
+                logger.info("[%s] unsure of what was heard (%.2f): asking again", self.id, user.transcript.confidence)
+        matches = (
             prepared is not None
-            and floor_free
             and prepared.user_text == text
             and prepared.base_turns == len(self.conversation.turns)
-        ):
-            self.conversation = prepared.conversation
-            self.reply = prepared
-            prepared.commit()
-        else:
-            if prepared is not None:
-                prepared.stop()
-            self._user_said(text, already_heard=True)
-        if floor_free and speech_end is not None and self.reply is not None:
-            said = [turn for turn in self.conversation.turns if turn.role == "user" and turn.text() == text]
-            if said:
-                self._ended = EndedTurn(user, speech_end, said[-1], self.reply)
+        )
+        self._perform(
+            self.floor.heard(user, text, speech_end, unsure=unsure, prepared=prepared, prepared_matches=matches)
+        )
+
+    def _perform(self, effects: list[Effect[UserTurn, Reply]]) -> None:
+        """Do what the floor's rules decided, in order (see ``floor``)."""
+        for effect in effects:
+            match effect:
+                case Interrupt(reply):
+                    self._interrupt(reply)
+                case OpenTurn(at):
+                    self.floor.user_opened(self._new_turn(at))
+                case ContinueTurn(ended):
+                    withdrawn = withdraw(ended, self.conversation)
+                    if withdrawn:
+                        logger.info("[%s] the user ran on: one utterance with the turn before", self.id)
+                    self.floor.user_opened(ended.turn.continued(self._take_recent(), withdrawn))
+                case FinishTurn(user, speech_end):
+                    self.milestone("turn_end")
+                    self.spawn(self._finish_user_turn(user, speech_end), "final-transcript")
+                case CarryInto(user, text):
+                    user.carried = text
+                case CommitPrepared(reply):
+                    self.conversation = reply.conversation
+                    reply.commit()
+                case DropPrepared(reply):
+                    reply.stop()
+                case AddToHistory(turns):
+                    self.conversation.turns.extend(turns)
+                case StartReply(turns, ask_again):
+                    self.conversation.turns.extend(turns)
+                    fixed = ASK_AGAIN if ask_again else None
+                    self.floor.reply_started(Reply(self, self.conversation, committed=True, fixed=fixed))
+                case KeepEnded(user, speech_end, text):
+                    said = [turn for turn in self.conversation.turns if turn.role == "user" and turn.text() == text]
+                    if said:
+                        self.floor.keep_ended(user, speech_end, said[-1])
+
+    def _take_recent(self) -> np.ndarray:
+        """The audio heard before the user took the floor, and forget it."""
+        recent = np.concatenate(list(self._recent)) if self._recent else np.zeros(0, dtype=np.float32)
+        self._recent.clear()
+        self._recent_s = 0.0
+        return recent
+
+    def _new_turn(self, at: float) -> UserTurn:
+        """A turn for speech that started at ``at``, with what came just before it (``PREROLL_S``)."""
+        recent = self._take_recent()
+        window = SpeechWindow()
+        keep = int((self._audio_s - at + PREROLL_S) * SAMPLE_RATE)
+        window.append(recent[-keep:] if 0 < keep < len(recent) else recent)
+        vocabulary = vocabulary_prompt(self.conversation.user_texts())
+        return UserTurn(self, window, recogniser_prompt(vocabulary, self.conversation.last_text("model")))
 
     # -- replies ----------------------------------------------------------------------
 
     def prepare_reply(self, user_text: str) -> Reply | None:
         """A speculative reply to ``user_text``, held back until the turn really ends."""
-        if self.reply is not None or self._closed:
+        if not self.floor.may_prepare:
             return None
         conversation = Conversation(
             self.conversation.system_instruction,
@@ -385,34 +406,11 @@ class LocalStream(BackendStream):
         )
         return Reply(self, conversation, committed=False, user_text=user_text)
 
-    def _user_said(self, text: str, already_heard: bool = False) -> None:
-        """A complete user input (a turn of speech or typed text): reply to it."""
-        if not already_heard and self.reply is not None and self.turn_settings.interrupts:
-            self._interrupt()
-        self._queue_input(Content(role="user", parts=[Part(text=text)]))
-
-    def _queue_input(self, content: Content) -> None:
-        self._waiting.append(content)
-        self._start_waiting()
-
-    def _start_waiting(self) -> None:
-        """Reply to what waits, once neither the user nor a reply holds the floor."""
-        if self.reply is not None or self.user is not None or self._closed:
-            return
-        if not self._waiting and not self._reply_requested:
-            return
-        while self._waiting:
-            self.conversation.turns.append(self._waiting.popleft())
-        self._reply_requested = False
-        fixed, self._ask_again = (ASK_AGAIN if self._ask_again else None), False
-        self.reply = Reply(self, self.conversation, committed=True, fixed=fixed)
-
     def reply_finished(self, reply: Reply) -> None:
-        if self.reply is reply:
-            self.reply = None
-            self._start_waiting()
-            if self.reply is None and self.user is None and not self._closed:
-                self.spawn(self._prepare_next_reply(), "chat-prefill")
+        current = self.reply is reply
+        self._perform(self.floor.reply_finished(reply))
+        if current and self.reply is None and self.user is None and not self.floor.closed:
+            self.spawn(self._prepare_next_reply(), "chat-prefill")
 
     async def _prepare_next_reply(self) -> None:
         """While the reply plays and the user thinks, the chat model reads the conversation so far."""
@@ -421,11 +419,8 @@ class LocalStream(BackendStream):
         except Exception:  # the next reply reads its whole prompt itself, and reports what fails there
             logger.warning("[%s] the chat model could not read ahead", self.id, exc_info=True)
 
-    def _interrupt(self) -> None:
+    def _interrupt(self, reply: Reply) -> None:
         """Barge-in: stop the reply and tell the client, in the order Gemini does."""
-        reply, self.reply = self.reply, None
-        if reply is None:
-            return
         unanswered = reply.stop()
         self.put(Interrupted())
         if unanswered:
@@ -440,30 +435,14 @@ class LocalStream(BackendStream):
         if not event.turn_complete:
             self.conversation.turns.extend(contents)
             return
-        if self.reply is not None:
-            self._interrupt()
-        speaking = self.user is not None
-        if speaking:
-            self._end_user_turn()  # "answer what you have heard"
-        self._waiting.extend(contents)
-        if not contents and not speaking:
-            self._reply_requested = True
-        self._start_waiting()
+        self._perform(self.floor.client_turns(contents))
 
     def _on_tool_response(self, response: FunctionResponse) -> None:
         if self.reply is not None and self.reply.waiting_for(response.id):
             self.reply.deliver(response)
             return
         announcement = Content(role="user", parts=[Part(function_response=response)])
-        scheduling = response.scheduling or "WHEN_IDLE"
-        if scheduling == "SILENT":
-            self.conversation.turns.append(announcement)
-        elif scheduling == "INTERRUPT" and self.user is None:
-            if self.reply is not None:
-                self._interrupt()
-            self._queue_input(announcement)
-        else:
-            self._queue_input(announcement)
+        self._perform(self.floor.announce(announcement, response.scheduling or "WHEN_IDLE"))
 
     def _on_context_change(self, update: ContextUpdate) -> None:
         if update.system_instruction is not None:

@@ -9,14 +9,14 @@ if the user carries on, both are thrown away unseen.
 
 A turn that a short silence ended can be ``continued``: the user ran on
 after the reply had started (a false cut-in), and the whole utterance is
-decoded afresh over both turns' audio.
+decoded afresh over both turns' audio. ``withdraw`` takes a turn that ended
+too early out of the history when the user runs on from it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,9 +33,9 @@ from assistant.backends.local.turn_model import sounds_finished
 
 if TYPE_CHECKING:
     from assistant.backends.local.conversation import Conversation
+    from assistant.backends.local.floor import Ended
     from assistant.backends.local.reply import Reply
     from assistant.backends.local.stream import LocalStream
-    from assistant.protocol import Content
 
 PARTIAL_STEP_S = 0.5  # new audio between partial decodes
 
@@ -203,36 +203,17 @@ class UserTurn:
         self.drop_speculative_reply()
 
 
-@dataclass(frozen=True, slots=True)
-class EndedTurn:
-    """The last turn of speech and the reply to it, while the user may still run on from it."""
+def withdraw(ended: Ended[UserTurn, Reply], conversation: Conversation) -> bool:
+    """Take the ended turn and the reply to it out of the history, if the reply only spoke.
 
-    turn: UserTurn
-    speech_end: float  # audio time
-    content: Content  # the turn in the conversation
-    reply: Reply
-
-    def runs_on(self, reply: Reply | None, at: float, silence_s: float) -> bool:
-        """Speech that starts at ``at``, sooner after this turn than the silence that ends a turn by default.
-
-        Only a shortened wait (words and voice sounding complete) can end a
-        turn that soon, so the user was hesitating, not done: what follows
-        belongs to the same utterance, and the reply to half of it (still
-        ``reply``, the one in progress) is cut.
-        """
-        return reply is self.reply and at - self.speech_end < silence_s
-
-    def withdraw(self, conversation: Conversation) -> bool:
-        """Take this turn and the reply to it out of the history, if the reply only spoke.
-
-        A reply that called a tool stays: the call may have done something
-        (a timer set), and the rest of the sentence is then a turn of its own.
-        """
-        if self.reply.pending:
-            return False
-        turns = conversation.turns
-        at = next((index for index, content in enumerate(turns) if content is self.content), None)
-        if at is None:
-            return False
-        del turns[at:]
-        return True
+    A reply that called a tool stays: the call may have done something
+    (a timer set), and the rest of the sentence is then a turn of its own.
+    """
+    if ended.reply.pending:
+        return False
+    turns = conversation.turns
+    at = next((index for index, content in enumerate(turns) if content is ended.content), None)
+    if at is None:
+        return False
+    del turns[at:]
+    return True
