@@ -45,7 +45,13 @@ R = TypeVar("R")  # a reply
 
 @dataclass(frozen=True, slots=True)
 class Ended(Generic[U, R]):
-    """The last turn of speech and the reply to it, while the user may still run on from it."""
+    """The last turn of speech and the reply to it, while the user may still run on from it.
+
+    Only a shortened wait (words and voice sounding complete) ends a turn
+    sooner than ``silence_s``, so speech that starts that soon after
+    ``speech_end`` means the user was hesitating, not done: what follows
+    belongs to the same utterance, and the reply to half of it is cut.
+    """
 
     turn: U
     speech_end: float  # audio time

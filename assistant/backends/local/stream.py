@@ -234,9 +234,9 @@ class LocalStream(BackendStream):
         elif isinstance(event, TextInput):
             self._perform(self.floor.typed(event.text))
         elif isinstance(event, ActivityStart):
-            self._on_speech_start(self._audio_s)
+            self._perform(self.floor.speech_started(self._audio_s))
         elif isinstance(event, ActivityEnd):
-            self._end_user_turn()
+            self._perform(self.floor.turn_ended())
         elif isinstance(event, AudioStreamEnd):
             for turn_event in self.detector.flush(self._audio_s):
                 self._on_turn_event(turn_event)
@@ -296,13 +296,13 @@ class LocalStream(BackendStream):
         if isinstance(event, SpeechStarted | TurnEnded):
             self._voice_activity(event)
         if isinstance(event, SpeechStarted):
-            self._on_speech_start(event.at)
+            self._perform(self.floor.speech_started(event.at))
         elif isinstance(event, SpeechPaused) and self.user is not None:
             self.user.pause()
         elif isinstance(event, SpeechResumed) and self.user is not None:
             self.user.resume()
         elif isinstance(event, TurnEnded):
-            self._end_user_turn(event.speech_end)
+            self._perform(self.floor.turn_ended(event.speech_end))
 
     def _voice_activity(self, event: SpeechStarted | TurnEnded) -> None:
         """Tell the client what the VAD heard: ``voiceActivity``, and the VAD signal if the setup asked for it."""
@@ -313,14 +313,6 @@ class LocalStream(BackendStream):
         if self.vad_signals:
             signal = "VAD_SIGNAL_TYPE_SOS" if started else "VAD_SIGNAL_TYPE_EOS"
             self.put(VadSignal(signal))
-
-    def _on_speech_start(self, at: float) -> None:
-        """The user started speaking (VAD onset or activityStart): barge in, open a turn."""
-        self._perform(self.floor.speech_started(at))
-
-    def _end_user_turn(self, speech_end: float | None = None) -> None:
-        """The user is done; ``speech_end`` (audio time) when the VAD decided, so they may still run on."""
-        self._perform(self.floor.turn_ended(speech_end))
 
     async def _finish_user_turn(self, user: UserTurn, speech_end: float | None) -> None:
         text, fragment = await user.final()
