@@ -27,7 +27,7 @@ from assistant.backends.local.floor import (
 )
 from assistant.protocol import Content, FunctionResponse, Part
 
-SILENCE_S = 0.3  # the default silence that ends a turn
+SILENCE_S = 0.25  # the default silence that ends a turn (exact in binary: a boundary test means it)
 
 
 @dataclass(eq=False)
@@ -38,6 +38,7 @@ class Turn:
 @dataclass(eq=False)
 class Answer:
     name: str
+    called_tools: bool = False
 
 
 def said(text: str) -> Content:
@@ -121,8 +122,21 @@ def test_speech_soon_after_an_early_end_runs_on_from_that_turn() -> None:
 
     effects = table.do(table.floor.speech_started(1.0 + SILENCE_S / 2))
 
-    assert effects == [Interrupt(reply), ContinueTurn(ended)]
+    assert effects == [Interrupt(reply), ContinueTurn(ended, withdraw=True)]  # the reply only spoke
     assert table.floor.ended is None  # one run-on per ended turn
+
+
+def test_a_run_on_leaves_a_reply_that_called_a_tool_in_the_history() -> None:
+    table = Table()
+    table.user_says("Set a timer.", end=1.0)
+    reply = table.floor.reply
+    assert reply is not None
+    reply.called_tools = True  # the timer may be set already
+    ended = table.floor.ended
+
+    effects = table.do(table.floor.speech_started(1.0 + SILENCE_S / 2))
+
+    assert effects == [Interrupt(reply), ContinueTurn(ended, withdraw=False)]
 
 
 def test_speech_after_the_default_silence_is_a_new_turn() -> None:
@@ -143,6 +157,23 @@ def test_no_run_on_once_the_reply_to_that_turn_gave_way() -> None:
     effects = table.do(table.floor.speech_started(1.1))
 
     assert effects == [Interrupt(table.replies[-1]), OpenTurn(1.1)]
+
+
+def test_no_run_on_once_the_reply_to_that_turn_finished() -> None:
+    table = Table()
+    table.user_says("Hello.", end=1.0)
+    reply = table.floor.reply
+    assert reply is not None
+    table.do(table.floor.reply_finished(reply))
+
+    assert table.do(table.floor.speech_started(1.1)) == [OpenTurn(1.1)]
+
+
+def test_no_run_on_when_speech_does_not_interrupt() -> None:
+    table = Table(interrupts=False)
+    table.user_says("Tell me a story.", end=1.0)
+
+    assert table.do(table.floor.speech_started(1.1)) == [OpenTurn(1.1)]  # the story goes on; a turn of its own
 
 
 def test_a_turn_the_client_ended_cannot_be_run_on_from() -> None:

@@ -23,7 +23,8 @@ says ``NO_INTERRUPTION``), and so does typed text or a complete client turn.
 A user who runs on after a turn that a short silence ended (a hesitation
 taken for the end: speech again sooner than the default silence, while the
 reply to that turn still speaks) barges in on its reply, and the rest is
-heard as part of one utterance (``ContinueTurn``). A transcript the
+heard as part of one utterance (``ContinueTurn``); the half turn and its
+reply leave the history unless the reply called a tool. A transcript the
 recogniser was unsure of is answered with a request to say it again.
 
 Late tool responses (a timer firing: ``scheduling: INTERRUPT``) interrupt a
@@ -35,28 +36,49 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from assistant.protocol import Content, Part
 
+
+class Replying(Protocol):
+    """What the floor asks of a reply: whether it called a tool (a run-on then leaves it in the history)."""
+
+    @property
+    def called_tools(self) -> bool: ...
+
+
 U = TypeVar("U")  # an open turn of the user's speech
-R = TypeVar("R")  # a reply
+R = TypeVar("R", bound=Replying)  # a reply
 
 
 @dataclass(frozen=True, slots=True)
 class Ended(Generic[U, R]):
-    """The last turn of speech and the reply to it, while the user may still run on from it.
-
-    Only a shortened wait (words and voice sounding complete) ends a turn
-    sooner than ``silence_s``, so speech that starts that soon after
-    ``speech_end`` means the user was hesitating, not done: what follows
-    belongs to the same utterance, and the reply to half of it is cut.
-    """
+    """The last turn of speech and the reply to it, while the user may still run on from it."""
 
     turn: U
     speech_end: float  # audio time
     content: Content  # the turn in the conversation
     reply: R
+
+    def runs_on(self, reply: R | None, at: float, silence_s: float) -> bool:
+        """Speech that starts at ``at`` sooner after this turn than ``silence_s`` (the default silence).
+
+        Only a shortened wait (words and voice sounding complete) can end a
+        turn that soon, so the user was hesitating, not done: what follows
+        belongs to the same utterance, and the reply to half of it (still
+        ``reply``, the one in progress) is cut.
+        """
+        return reply is self.reply and at - self.speech_end < silence_s
+
+    @property
+    def withdrawn_by_run_on(self) -> bool:
+        """The turn and its reply leave the history when the user runs on, unless the reply called a tool.
+
+        The call may have done something (a timer set), and the rest of the
+        sentence is then a turn of its own.
+        """
+        return not self.reply.called_tools
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +97,14 @@ class OpenTurn:
 
 @dataclass(frozen=True, slots=True)
 class ContinueTurn(Generic[U, R]):
-    """The user ran on from ``ended``: open a turn that continues it (``user_opened``)."""
+    """The user ran on from ``ended``: open a turn that continues it (``user_opened``).
+
+    ``withdraw``: first take ``ended.content`` and all after it (the reply
+    to half the sentence) out of the history.
+    """
 
     ended: Ended[U, R]
+    withdraw: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,14 +207,12 @@ class Floor(Generic[U, R]):
         """The user started speaking (VAD onset or ``activityStart``) at audio time ``at``."""
         ended, self.ended = self.ended, None
         barging_in = self.reply is not None and self.interrupts
-        runs_on = (
-            barging_in and ended is not None and ended.reply is self.reply and at - ended.speech_end < self.silence_s
-        )
+        runs_on = barging_in and ended is not None and ended.runs_on(self.reply, at, self.silence_s)
         effects = self._interrupt() if barging_in else []
         if self.user is not None:
             return effects
         if runs_on and ended is not None:
-            effects.append(ContinueTurn(ended))
+            effects.append(ContinueTurn(ended, ended.withdrawn_by_run_on))
         else:
             effects.append(OpenTurn(at))
         return effects

@@ -88,6 +88,11 @@ class Reply:
     def committed(self) -> bool:
         return self._committed.is_set()
 
+    @property
+    def called_tools(self) -> bool:
+        """This reply asked for a function call, which may have done something (see ``floor.Replying``)."""
+        return bool(self.pending)
+
     def milestone(self, name: str) -> None:
         """Note the first time the reply reaches ``name`` (reported once the reply is real)."""
         if name in self._reached:

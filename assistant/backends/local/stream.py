@@ -75,7 +75,7 @@ from assistant.backends.local.turns import (
     TurnSettings,
 )
 from assistant.backends.local.unhonoured import unhonoured_fields
-from assistant.backends.local.user_turn import UserTurn, withdraw
+from assistant.backends.local.user_turn import UserTurn
 from assistant.protocol import (
     ActivityEnd,
     ActivityStart,
@@ -342,8 +342,8 @@ class LocalStream(BackendStream):
                     self._interrupt(reply)
                 case OpenTurn(at):
                     self.floor.user_opened(self._new_turn(at))
-                case ContinueTurn(ended):
-                    withdrawn = withdraw(ended, self.conversation)
+                case ContinueTurn(ended, withdraw):
+                    withdrawn = withdraw and self._withdraw(ended.content)
                     if withdrawn:
                         logger.info("[%s] the user ran on: one utterance with the turn before", self.id)
                     self.floor.user_opened(ended.turn.continued(self._take_recent(), withdrawn))
@@ -367,6 +367,14 @@ class LocalStream(BackendStream):
                     said = [turn for turn in self.conversation.turns if turn.role == "user" and turn.text() == text]
                     if said:
                         self.floor.keep_ended(user, speech_end, said[-1])
+
+    def _withdraw(self, content: Content) -> bool:
+        """Take ``content`` (a turn the user ran on from) and all after it out of the history; False if not there."""
+        turns = self.conversation.turns
+        at = next((index for index, turn in enumerate(turns) if turn is content), None)
+        if at is not None:
+            del turns[at:]
+        return at is not None
 
     def _take_recent(self) -> np.ndarray:
         """The audio heard before the user took the floor, and forget it."""

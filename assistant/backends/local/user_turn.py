@@ -9,8 +9,7 @@ if the user carries on, both are thrown away unseen.
 
 A turn that a short silence ended can be ``continued``: the user ran on
 after the reply had started (a false cut-in), and the whole utterance is
-decoded afresh over both turns' audio. ``withdraw`` takes a turn that ended
-too early out of the history when the user runs on from it.
+decoded afresh over both turns' audio.
 """
 
 from __future__ import annotations
@@ -32,8 +31,6 @@ from assistant.backends.local.transcript import (
 from assistant.backends.local.turn_model import sounds_finished
 
 if TYPE_CHECKING:
-    from assistant.backends.local.conversation import Conversation
-    from assistant.backends.local.floor import Ended
     from assistant.backends.local.reply import Reply
     from assistant.backends.local.stream import LocalStream
 
@@ -201,19 +198,3 @@ class UserTurn:
             if task is not None:
                 task.cancel()
         self.drop_speculative_reply()
-
-
-def withdraw(ended: Ended[UserTurn, Reply], conversation: Conversation) -> bool:
-    """Take the ended turn and the reply to it out of the history, if the reply only spoke.
-
-    A reply that called a tool stays: the call may have done something
-    (a timer set), and the rest of the sentence is then a turn of its own.
-    """
-    if ended.reply.pending:
-        return False
-    turns = conversation.turns
-    at = next((index for index, content in enumerate(turns) if content is ended.content), None)
-    if at is None:
-        return False
-    del turns[at:]
-    return True
