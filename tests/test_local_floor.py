@@ -23,6 +23,7 @@ from assistant.backends.local.floor import (
     Interrupt,
     KeepEnded,
     OpenTurn,
+    ReadAhead,
     StartReply,
 )
 from assistant.protocol import Content, FunctionResponse, Part
@@ -251,6 +252,25 @@ def test_an_idle_announcement_waits_for_the_reply_to_finish() -> None:
     assert table.do(table.floor.announce(alarm(), "WHEN_IDLE")) == []
     assert table.do(table.floor.reply_finished(Answer("a stale reply"))) == []
     assert table.do(table.floor.reply_finished(reply)) == [StartReply((alarm(),))]
+
+
+def test_a_reply_over_with_nothing_waiting_lets_the_dialogue_read_ahead() -> None:
+    table = Table()
+    table.user_says("Hello.")
+    reply = table.floor.reply
+    assert reply is not None
+
+    assert table.do(table.floor.reply_finished(reply)) == [ReadAhead()]
+
+
+def test_no_read_ahead_while_the_user_speaks() -> None:
+    table = Table(interrupts=False)
+    table.user_says("Tell me a story.")
+    story = table.floor.reply
+    assert story is not None
+    table.do(table.floor.speech_started(5.0))  # the user speaks over the story, which goes on
+
+    assert table.do(table.floor.reply_finished(story)) == []
 
 
 def test_an_interrupt_announcement_cuts_a_reply_in() -> None:

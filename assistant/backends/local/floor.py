@@ -6,7 +6,8 @@ turn ended, the final transcript of a turn, typed text, a client turn, a
 late tool response, a reply finished) and performs the effects it returns,
 in order: it creates the ``UserTurn`` and ``Reply`` objects, then reports
 them back (``user_opened``, ``reply_started``) so that the floor holds them
-as opaque handles (``U`` and ``R``) and knows them by identity.
+as handles (``U`` and ``R``) and knows them by identity; of a reply it asks
+only whether it called a tool (``Replying``).
 
 The floor is held by nobody, by the user (an open turn of speech), by a
 reply (committed: its messages go out), or by both when barge-in is off.
@@ -16,7 +17,8 @@ with it and the floor is free it is committed, so it is often already
 speaking; otherwise it is dropped unseen. Input that cannot be answered
 now (typed text, a late tool response, a client turn) waits, and a reply
 to everything that waits starts once neither the user nor a reply holds
-the floor.
+the floor; when a reply is over and nothing waits, the dialogue reads the
+conversation ahead of the next one (``ReadAhead``).
 
 Barge-in: speech that starts during a reply interrupts it (unless the setup
 says ``NO_INTERRUPTION``), and so does typed text or a complete client turn.
@@ -164,9 +166,14 @@ class KeepEnded(Generic[U]):
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class ReadAhead:
+    """A reply is over and nobody takes the floor: the dialogue may read the conversation ahead of the next."""
+
+
 Effect = (  # generic in U, then R: the order in which they first appear
     ContinueTurn[U, R] | Interrupt[R] | OpenTurn | FinishTurn[U] | CarryInto[U] | CommitPrepared[R]
-    | DropPrepared[R] | AddToHistory | StartReply | KeepEnded[U]
+    | DropPrepared[R] | AddToHistory | StartReply | KeepEnded[U] | ReadAhead
 )
 
 
@@ -278,11 +285,18 @@ class Floor(Generic[U, R]):
         return effects + self._queue(content)
 
     def reply_finished(self, reply: R) -> list[Effect[U, R]]:
-        """``reply`` is over (its ``turnComplete`` sent, or it was stopped): what waits may go."""
+        """``reply`` is over (its ``turnComplete`` sent, or it was stopped): what waits may go.
+
+        With nothing waiting and the user silent, the chat model reads ahead
+        while the reply plays out and the user thinks.
+        """
         if self.reply is not reply:
             return []
         self.reply = None
-        return self._start_waiting()
+        effects = self._start_waiting()
+        if not effects and self.user is None and not self.closed:
+            effects.append(ReadAhead())
+        return effects
 
     def close(self) -> None:
         self.closed = True

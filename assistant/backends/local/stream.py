@@ -58,6 +58,7 @@ from assistant.backends.local.floor import (
     Interrupt,
     KeepEnded,
     OpenTurn,
+    ReadAhead,
     StartReply,
 )
 from assistant.backends.local.llm import GenerationSettings
@@ -367,6 +368,8 @@ class LocalStream(BackendStream):
                     said = [turn for turn in self.conversation.turns if turn.role == "user" and turn.text() == text]
                     if said:
                         self.floor.keep_ended(user, speech_end, said[-1])
+                case ReadAhead():
+                    self.spawn(self._prepare_next_reply(), "chat-prefill")
 
     def _withdraw(self, content: Content) -> bool:
         """Take ``content`` (a turn the user ran on from) and all after it out of the history; False if not there."""
@@ -407,10 +410,7 @@ class LocalStream(BackendStream):
         return Reply(self, conversation, committed=False, user_text=user_text)
 
     def reply_finished(self, reply: Reply) -> None:
-        current = self.reply is reply
         self._perform(self.floor.reply_finished(reply))
-        if current and self.reply is None and self.user is None and not self.floor.closed:
-            self.spawn(self._prepare_next_reply(), "chat-prefill")
 
     async def _prepare_next_reply(self) -> None:
         """While the reply plays and the user thinks, the chat model reads the conversation so far."""
