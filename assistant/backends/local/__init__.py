@@ -7,14 +7,12 @@ sessions and ``stream`` for one conversation.
 from __future__ import annotations
 
 import argparse
-import os
 
-# Whisper (CTranslate2) and llama.cpp use OpenMP thread pools whose idle threads spin by default.
-# With three models sharing two cores, spinning threads starve the ones with work: measured here,
-# llama.cpp fell from 22 to 2 tokens/s. Set before either library loads (they load lazily).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from assistant.backends.local.devices import quiet_openmp
 
-from assistant.backends.local.backend import LocalBackend, LocalConfig
+quiet_openmp()  # before Whisper or llama.cpp loads its OpenMP runtime (they load lazily)
+
+from assistant.backends.local.backend import LocalBackend, LocalConfig  # noqa: E402
 
 
 def create_backend(config: LocalConfig) -> LocalBackend:

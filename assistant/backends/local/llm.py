@@ -40,7 +40,7 @@ from assistant.backends.local.chat_tools import (
     tools_prompt,
     validate_arguments,
 )
-from assistant.backends.local.devices import llama_gpu_layers
+from assistant.backends.local.devices import briefly_spinning_openmp, llama_gpu_layers
 from assistant.backends.local.models import (
     ModelMissing,
     PackagedModel,
@@ -211,7 +211,8 @@ class LlamaCppChat:
     ) -> None:
         """``device`` auto or cuda offloads every layer when llama-cpp-python was built with CUDA."""
         try:
-            from llama_cpp import Llama
+            with briefly_spinning_openmp():
+                from llama_cpp import Llama
         except ModuleNotFoundError as exc:
             raise ModelMissing(f"GGUF chat models need llama-cpp-python: {LLAMA_HINT}") from exc
         self.name = name or model.stem
