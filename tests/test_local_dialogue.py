@@ -128,7 +128,10 @@ def test_chat_messages_carry_history_and_tool_traffic() -> None:
         ("Set a timer for five minutes.", True),
         ("Set a timer for", False),
         ("Tell me a story about", False),
-        ("Tell me a joke.", False),  # a statement: the full silence decides
+        ("Tell me a joke.", True),  # an ask the chat model answers
+        ("Explain black holes to me!", True),
+        ("Tell me a joke about.", False),  # a fragment Whisper closed
+        ("I like jokes.", False),  # a statement: the full silence decides
         ("Could you tell me?", True),
         # Whisper punctuates a fragment cut by a pause as if it were whole
         ("What time is it in?", False),

@@ -77,6 +77,24 @@ def is_question(text: str) -> bool:
     return text.rstrip().endswith("?") and len(text.split()) >= 3
 
 
+# Verbs that open a spoken ask of the chat model ("Tell me a joke.", "Explain black holes.").
+_ASKING_VERBS = frozenset("tell explain describe give say sing recommend suggest name list define teach recite".split())
+
+
+def is_ask(text: str) -> bool:
+    """An ask of a few words that opens with an asking verb and that Whisper closed with a full stop.
+
+    Such a turn is as finished as a question; a hesitation after it ("Tell
+    me a story. ... About a dragon.") runs on, and is heard as one utterance.
+    """
+    words = text.split()
+    return (
+        text.rstrip().endswith((".", "!"))
+        and len(words) >= 3
+        and words[0].lower().strip(",") in _ASKING_VERBS
+    )
+
+
 # Words a request does not end on: the sentence goes on after a pause ("What time is it in... Tokyo?",
 # "Remember that my sister's... birthday"). Whisper punctuates such a fragment as if it were whole.
 _TRAILING_WORDS = frozenset(
@@ -147,7 +165,7 @@ class RouterDialogue:
         """A question, or a tool request that has everything the tool needs, that does not trail off."""
         if trails_off(text):
             return False
-        if is_question(text):
+        if is_question(text) or is_ask(text):
             return True
         route = await self._route_text(text, declared)
         return route.intent is not None and isinstance(self._arguments(route.intent, text), tuple)
@@ -339,7 +357,7 @@ class ModelDialogue:
         self.persona = persona
 
     async def sounds_complete(self, text: str, declared: set[str]) -> bool:
-        return is_question(text) and not trails_off(text)
+        return (is_question(text) or is_ask(text)) and not trails_off(text)
 
     async def prepare(self, conversation: Conversation) -> None:
         await self.chat.prefill(*self._prompt(conversation))
