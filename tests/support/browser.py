@@ -98,6 +98,9 @@ def voiced_seconds(pcm: bytes, rate: int = INPUT_RATE) -> float:
     return float(np.sum(np.sqrt(np.mean(frames**2, axis=1)) > VOICED_RMS)) * 0.02
 
 
+RESTART_ERRORS = ("ERR_CONNECTION_REFUSED", "ERR_SOCKET_NOT_CONNECTED", "ERR_CONNECTION_RESET")
+
+
 class Browsing:
     """One Chromium with one page, recording what the page asked for and complained about."""
 
@@ -115,9 +118,10 @@ class Browsing:
 
     def _console(self, message: ConsoleMessage) -> None:
         # A refused reconnection attempt while a server restarts is logged by the browser, not the page: the
-        # websocket, and the page's fetch of /config.json before it asks for a token.
+        # websocket, and the page's fetch of /config.json before it asks for a token (refused once the process
+        # is gone; a socket that is not connected, or reset, while it exits).
         refused = message.text.startswith("WebSocket connection to") or message.text.startswith(
-            "Failed to load resource: net::ERR_CONNECTION_REFUSED"
+            tuple(f"Failed to load resource: net::{error}" for error in RESTART_ERRORS)
         )
         if message.type == "error" and not refused:
             self.errors.append(f"console: {message.text}")
