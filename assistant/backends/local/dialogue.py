@@ -95,6 +95,11 @@ def is_ask(text: str) -> bool:
     )
 
 
+def is_request(text: str) -> bool:
+    """A question or an ask: the words alone say the user is done."""
+    return is_question(text) or is_ask(text)
+
+
 # Words a request does not end on: the sentence goes on after a pause ("What time is it in... Tokyo?",
 # "Remember that my sister's... birthday"). Whisper punctuates such a fragment as if it were whole.
 _TRAILING_WORDS = frozenset(
@@ -165,7 +170,7 @@ class RouterDialogue:
         """A question, or a tool request that has everything the tool needs, that does not trail off."""
         if trails_off(text):
             return False
-        if is_question(text) or is_ask(text):
+        if is_request(text):
             return True
         route = await self._route_text(text, declared)
         return route.intent is not None and isinstance(self._arguments(route.intent, text), tuple)
@@ -357,7 +362,7 @@ class ModelDialogue:
         self.persona = persona
 
     async def sounds_complete(self, text: str, declared: set[str]) -> bool:
-        return (is_question(text) or is_ask(text)) and not trails_off(text)
+        return is_request(text) and not trails_off(text)
 
     async def prepare(self, conversation: Conversation) -> None:
         await self.chat.prefill(*self._prompt(conversation))

@@ -301,10 +301,7 @@ class LlamaCppChat:
 
         def read() -> None:
             with self._lock:
-                self._llama.create_chat_completion(
-                    messages=[self._render(message) for message in self._with_tools_prompt(messages, tools)],  # type: ignore[misc]
-                    max_tokens=1,
-                )
+                self._llama.create_chat_completion(messages=self._llama_messages(messages, tools), max_tokens=1)  # type: ignore[arg-type]
 
         await asyncio.to_thread(read)
 
@@ -318,7 +315,7 @@ class LlamaCppChat:
 
             grammar = LlamaGrammar.from_string(tool_call_grammar(tools, settings.require_tool), verbose=False)
         chunks = self._llama.create_chat_completion(
-            messages=[self._render(message) for message in self._with_tools_prompt(messages, tools)],  # type: ignore[misc]
+            messages=self._llama_messages(messages, tools),  # type: ignore[arg-type]
             stream=True,
             max_tokens=settings.max_tokens,
             temperature=settings.temperature,
@@ -346,6 +343,11 @@ class LlamaCppChat:
         response = len(self._llama.tokenize(text.encode(), add_bos=False, special=True))
         unevaluated = 1 if finish == "length" and response else 0
         return TokenUsage(max(0, self._llama.n_tokens - response + unevaluated), response)
+
+    @classmethod
+    def _llama_messages(cls, messages: list[ChatMessage], tools: list[ToolSpec]) -> list[dict[str, str]]:
+        """The messages as llama-cpp-python takes them: replies and read-aheads must render the same tokens."""
+        return [cls._render(message) for message in cls._with_tools_prompt(messages, tools)]
 
     @staticmethod
     def _with_tools_prompt(messages: list[ChatMessage], tools: list[ToolSpec]) -> list[ChatMessage]:
