@@ -341,6 +341,9 @@ class TimerTools:
     def handles(self, name: str) -> bool:
         return name == "set_timer"
 
+    def read_only(self, name: str) -> bool:
+        return False  # setting a timer changes something
+
     async def call(self, call: FunctionCall, context: ToolContext) -> FunctionResponse:
         label = call.args.get("label", "timer")
 

@@ -62,6 +62,9 @@ class EchoTools:
     def handles(self, name: str) -> bool:
         return name in {"echo", "slow", "boom", "client_tool"}
 
+    def read_only(self, name: str) -> bool:
+        return False
+
     async def call(self, call: FunctionCall, context: ToolContext) -> FunctionResponse:
         assert call.id is not None
         self.started.append(call.id)

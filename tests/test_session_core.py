@@ -18,6 +18,7 @@ from assistant.logs import SessionLogger
 from assistant.protocol import (
     AudioChunk,
     CloseCode,
+    EarlyToolCalls,
     FunctionCall,
     FunctionDeclaration,
     FunctionResponse,
@@ -131,7 +132,7 @@ def test_tool_calls_are_split_between_client_server_and_unknown() -> None:
     refusal = {"error": "there is no tool named launch_rocket"}
     refused = FunctionResponse(id="u1", name="launch_rocket", response=refusal)
     assert to_backend == SendToBackend(ToolResponses([refused]))
-    assert core.client_calls == {client_call.id: "light_on"} and core.server_calls == {"t1": "get_time"}
+    assert core.calls.client_calls == {client_call.id: "light_on"} and core.calls.server_calls == {"t1": "get_time"}
 
 
 def test_only_answers_to_pending_client_calls_reach_the_backend() -> None:
@@ -154,7 +155,7 @@ def test_a_server_tool_answer_goes_to_the_backend_under_its_call_and_is_reported
     noon = FunctionResponse(id="t1", name="get_time", response={"time": "noon"})
     assert to_backend == SendToBackend(ToolResponses([noon]))
     assert isinstance(done, SendToClient) and isinstance(done.event, ToolActivity)
-    assert done.event.activity.state == "done" and not core.server_calls
+    assert done.event.activity.state == "done" and not core.calls.server_calls
 
 
 def test_a_crashed_server_tool_tells_the_model_it_failed_without_saying_why() -> None:
@@ -180,7 +181,82 @@ def test_cancellation_reaches_whoever_runs_the_call() -> None:
     assert to_client == SendToClient(ToolCancellation(["c1"]))
     assert core.tool_finished(server_call, FunctionResponse(response={})) == []  # the model stopped waiting
     assert client(core, answer("c1")) == []
-    assert not core.client_calls and not core.server_calls
+    assert not core.calls.client_calls and not core.calls.server_calls
+
+
+# -- calls offered early (a reply prepared while the user pauses) --------------------------------------
+
+
+class ServerClockAndAlarm(ServerClock):
+    """``get_time`` only reads; ``set_alarm`` changes something, so it never runs before its turn is sure."""
+
+    def declarations(self) -> list[FunctionDeclaration]:
+        return [FunctionDeclaration(name="get_time"), FunctionDeclaration(name="set_alarm")]
+
+    def handles(self, name: str) -> bool:
+        return name in ("get_time", "set_alarm")
+
+    def read_only(self, name: str) -> bool:
+        return name == "get_time"
+
+
+def early_core() -> SessionCore:
+    core = make_core(observe_tools=True)
+    core.tools = core.calls.tools = ServerClockAndAlarm()
+    return core
+
+
+def test_only_read_only_server_tools_run_early_and_only_the_backend_hears_their_answer() -> None:
+    core = early_core()
+    time_call, alarm, light = (
+        FunctionCall(id="t1", name="get_time"),
+        FunctionCall(id="a1", name="set_alarm"),
+        FunctionCall(id="c1", name="light_on"),  # the client's: it cannot be asked to run anything early
+    )
+    assert core.backend_event(EarlyToolCalls([time_call, alarm, light])) == [StartServerTool(time_call)]
+    noon = FunctionResponse(id="t1", name="get_time", response={"time": "noon"})
+    assert core.tool_finished(time_call, FunctionResponse(response={"time": "noon"})) == [
+        SendToBackend(ToolResponses([noon]))
+    ]
+    assert core.conversation.snapshot() == [] and not core.calls.out() and not core.turn_in_flight()
+
+
+def test_a_confirmed_early_call_is_recorded_as_made_then_and_not_run_again() -> None:
+    core = early_core()
+    call = FunctionCall(id="t1", name="get_time")
+    core.backend_event(EarlyToolCalls([call]))
+    core.tool_finished(call, FunctionResponse(response={"time": "noon"}))
+    running, done = core.backend_event(ToolCalls([call]))
+    assert isinstance(running, SendToClient) and isinstance(running.event, ToolActivity)
+    assert isinstance(done, SendToClient) and isinstance(done.event, ToolActivity)
+    assert (running.event.activity.state, done.event.activity.state) == ("running", "done")
+    history = core.conversation.snapshot()
+    assert [part.function_call for part in history[0].parts or []] == [call]
+    answered = [part.function_response for part in history[1].parts or []]
+    assert answered == [FunctionResponse(id="t1", name="get_time", response={"time": "noon"})]
+    assert not core.calls.out()
+
+
+def test_an_early_call_confirmed_while_it_runs_finishes_as_any_call() -> None:
+    core = early_core()
+    call = FunctionCall(id="t1", name="get_time")
+    core.backend_event(EarlyToolCalls([call]))
+    (running,) = core.backend_event(ToolCalls([call]))  # no second StartServerTool
+    assert isinstance(running, SendToClient) and core.calls.server_calls == {"t1": "get_time"}
+    to_backend, done = core.tool_finished(call, FunctionResponse(response={"time": "noon"}))
+    assert to_backend == SendToBackend(ToolResponses([FunctionResponse(id="t1", name="get_time",
+                                                                         response={"time": "noon"})]))
+    assert isinstance(done, SendToClient) and not core.calls.out()
+
+
+def test_dropping_early_calls_stops_the_running_ones_and_tells_nobody() -> None:
+    core = early_core()
+    running, answered = FunctionCall(id="t1", name="get_time"), FunctionCall(id="t2", name="get_time")
+    core.backend_event(EarlyToolCalls([running, answered]))
+    core.tool_finished(answered, FunctionResponse(response={"time": "noon"}))
+    assert core.backend_event(ToolCancellation(["t1", "t2"])) == [CancelServerTool("t1")]
+    assert core.tool_finished(running, FunctionResponse(response={})) == []  # nobody waits for it
+    assert core.conversation.snapshot() == [] and not core.calls.early_calls
 
 
 # -- turns -------------------------------------------------------------------------------------------
@@ -310,7 +386,7 @@ def test_a_resumed_core_takes_the_conversation_and_its_pending_calls() -> None:
     assert core.handle == "h-old" and core.conversation_id == "conv-1" and core.stats.turns == 3
     (forwarded,) = client(core, answer("c9"))  # a call from before the reconnection is answered now
     assert isinstance(forwarded, SendToBackend) and isinstance(forwarded.event, ToolResponses)
-    assert [r.id for r in forwarded.event.responses] == ["c9"] and not core.client_calls
+    assert [r.id for r in forwarded.event.responses] == ["c9"] and not core.calls.client_calls
 
 
 # -- drain -------------------------------------------------------------------------------------------

@@ -121,6 +121,9 @@ class ClockTool:
     def handles(self, name: str) -> bool:
         return name == "get_time"
 
+    def read_only(self, name: str) -> bool:
+        return True  # it only reads the clock
+
     async def call(self, call: FunctionCall, context: ToolContext) -> FunctionResponse:
         return FunctionResponse(id=call.id, name=call.name, response={"time": "12:00"})
 

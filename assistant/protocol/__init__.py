@@ -51,6 +51,7 @@ from assistant.protocol.models import (
 )
 from assistant.protocol.server_events import (
     ContentMetadata,
+    EarlyToolCalls,
     GenerationComplete,
     GoingAway,
     InputTranscript,
@@ -87,6 +88,7 @@ __all__ = [
     "Content",
     "ContentMetadata",
     "ContextChange",
+    "EarlyToolCalls",
     "FunctionCall",
     "FunctionDeclaration",
     "FunctionResponse",

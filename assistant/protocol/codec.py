@@ -25,6 +25,7 @@ from assistant.protocol.events import AudioChunk, audio_rate_from_mime
 from assistant.protocol.models import CLIENT_MESSAGE_KINDS, ClientMessage, ServerMessage, WireModel
 from assistant.protocol.server_events import (
     ContentMetadata,
+    EarlyToolCalls,
     GenerationComplete,
     GoingAway,
     InputTranscript,
@@ -225,6 +226,8 @@ def event_wire(event: ServerEvent) -> dict[str, Any]:
             return {"toolCall": {"functionCalls": [_wire(call) for call in event.calls]}}
         case ToolCancellation():
             return {"toolCallCancellation": {"ids": event.ids}}
+        case EarlyToolCalls():
+            raise TypeError("early tool calls stay between a backend and its session; they have no wire form")
         case GoingAway():
             return {"goAway": _without_none({"timeLeft": event.time_left})}
         case Usage():

@@ -162,6 +162,22 @@ class ToolCalls:
 
 
 @dataclass(frozen=True, slots=True)
+class EarlyToolCalls:
+    """Calls a reply would make, asked for while the user only pauses: never on the wire.
+
+    A backend that prepares its reply before the turn has surely ended (the
+    local stack does, behind a gate) sends these so that the session can run
+    the read-only ones now; their answers come back as usual. The same calls
+    follow as ``ToolCalls``, under the same ids, once the reply is committed
+    (the session then records them and does not run them again), or a
+    ``ToolCancellation`` of their ids if the user went on (the session drops
+    them; the client never hears of either).
+    """
+
+    calls: list[FunctionCall]
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCancellation:
     """Calls the model no longer wants answered."""
 
@@ -232,6 +248,7 @@ ServerEvent = (
     | TurnComplete
     | ContentMetadata
     | ToolCalls
+    | EarlyToolCalls
     | ToolCancellation
     | GoingAway
     | Usage

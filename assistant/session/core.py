@@ -12,7 +12,9 @@ asyncio driver around it.
 
 The rules it keeps: tool calls are split between the client (functions it
 declared) and the server's tools, unknown tools are answered with an error,
-every call gets an id; cancellations reach whoever runs the call; a barge-in
+every call gets an id; read-only server tools may run before the reply
+that calls them is committed (``EarlyToolCalls``), unseen until it is;
+cancellations reach whoever runs the call; a barge-in
 flushes queued reply audio; each completed turn gets a resumption handle when
 the client asked for resumption, except while a call is out (then
 ``resumable: false``, and a handle follows the last answer); a drain says
@@ -21,9 +23,7 @@ goAway, lets the turn in flight settle, then stops input and saves.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
-from typing import Any, Literal
 
 from assistant.logs import SessionLogger
 from assistant.protocol import (
@@ -37,6 +37,7 @@ from assistant.protocol import (
     CloseCode,
     Content,
     ContextChange,
+    EarlyToolCalls,
     FunctionCall,
     FunctionResponse,
     GoingAway,
@@ -51,8 +52,6 @@ from assistant.protocol import (
     Setup,
     SetupDone,
     TextInput,
-    Tool,
-    ToolActivity,
     ToolCalls,
     ToolCancellation,
     ToolResponses,
@@ -60,10 +59,10 @@ from assistant.protocol import (
     VideoFrame,
     client_events,
 )
-from assistant.protocol.models import ServerToolActivity, duration
+from assistant.protocol.models import duration
 from assistant.session.backend import SessionRequest
+from assistant.session.calls import CallBook, with_call_ids
 from assistant.session.effects import (
-    CancelServerTool,
     Close,
     DeleteHandle,
     Effect,
@@ -71,30 +70,16 @@ from assistant.session.effects import (
     SaveResumption,
     SendToBackend,
     SendToClient,
-    StartServerTool,
 )
 from assistant.session.history import ConversationLog
-from assistant.session.limits import ImageTooLarge, check_image_pixels
+from assistant.session.limits import check_event_images
 from assistant.session.profiles import SessionProfile
 from assistant.session.resumption import SavedSession, new_handle
-from assistant.session.tools import ServerTools
+from assistant.session.tools import ServerTools, merge_server_tools
 from assistant.session.turns import SessionStats, TurnClock
 from audio.resample import StreamResampler
 
 DRAIN_SAVE_MARGIN_S = 1.0  # of a drain's time left, kept for saving the conversation and closing
-
-
-def merge_server_tools(setup: Setup, tools: ServerTools, offers: Callable[[str], bool] = lambda name: True) -> Setup:
-    """The setup a backend sees: the client's declarations plus the server's it ``offers``.
-
-    A server tool the client also declared is left out: the client's own
-    declaration wins, and the model never sees one name twice.
-    """
-    client_names = {declaration.name for declaration in setup.function_declarations()}
-    extra = [d for d in tools.declarations() if d.name not in client_names and offers(d.name)]
-    if not extra:
-        return setup
-    return setup.model_copy(update={"tools": [*(setup.tools or []), Tool(function_declarations=extra)]})
 
 
 class SessionCore:
@@ -127,10 +112,8 @@ class SessionCore:
         self.latest_frame: VideoFrame | None = None
         self.handle: str | None = None  # the newest handle the client holds
         self.input_closed = False  # a drain saved the conversation: later input could not be kept
-        self.client_calls: dict[str, str] = {}  # id -> name of calls the client runs
-        self.server_calls: dict[str, str] = {}  # id -> name of calls the server's tools run
+        self.calls = CallBook(tools, self.offers_tool, log, observe_tools)
         self.turn_clock = TurnClock(clock)
-        self._client_tool_names: set[str] = set()
         self._resampler: StreamResampler | None = None  # one per session: the client's latest input rate
         self._told_unresumable = False  # the newest update said resumable: false
         self._settle_by: float | None = None  # when a drain stops waiting for the turn in flight
@@ -148,7 +131,7 @@ class SessionCore:
             history = [Content.model_validate(turn) for turn in saved.history]
             backend_state = saved.backend_state if saved.backend == self.backend_name else None
             self.stats.turns = saved.turns
-            self.client_calls = dict(saved.pending_calls)
+            self.calls.client_calls = dict(saved.pending_calls)
             self.handle = setup.session_resumption.handle if setup.session_resumption else None
             self.conversation_id = saved.conversation or self.conversation_id
         self._set_client_setup(setup)
@@ -162,7 +145,7 @@ class SessionCore:
         )
 
     def client_tool_count(self) -> int:
-        return len(self._client_tool_names)
+        return len(self.calls.client_tool_names)
 
     def offers_tool(self, name: str) -> bool:
         """A server tool this session may use (the profile may narrow the set)."""
@@ -174,7 +157,7 @@ class SessionCore:
 
     def _set_client_setup(self, setup: Setup) -> None:
         self.client_setup = setup
-        self._client_tool_names = {d.name for d in setup.function_declarations()}
+        self.calls.client_tool_names = {d.name for d in setup.function_declarations()}
 
     # -- client -> backend ---------------------------------------------------
 
@@ -209,11 +192,11 @@ class SessionCore:
         if isinstance(event, AudioChunk):
             self.stats.audio_in_s += event.duration_s
             return self._to_input_rate(event)
-        self._check_images(event)
+        check_event_images(event, self.max_image_pixels)
         if isinstance(event, VideoFrame):
             self.latest_frame = event
         if isinstance(event, ToolResponses):
-            known = self._known_client_responses(event)
+            known = self.calls.client_answers(event)
             if known is None:
                 return None
             event = known
@@ -238,34 +221,6 @@ class SessionCore:
             self._resampler = StreamResampler(chunk.sample_rate, INPUT_AUDIO_RATE)
         return AudioChunk(pcm=self._resampler.process(chunk.pcm), sample_rate=INPUT_AUDIO_RATE)
 
-    def _check_images(self, event: ClientEvent) -> None:
-        """Refuse (1009) a client image whose header claims more pixels than the server decodes."""
-        if isinstance(event, VideoFrame):
-            images = [("realtimeInput.video", event.image)]
-        elif isinstance(event, ClientTurns):
-            images = [
-                (f"clientContent.turns[{turn}].parts[{index}].inlineData", part.inline_data.data)
-                for turn, content in enumerate(event.turns)
-                for index, part in enumerate(content.parts or [])
-                if part.inline_data is not None and part.inline_data.mime_type.startswith("image/")
-            ]
-        else:
-            return
-        for where, data in images:
-            try:
-                check_image_pixels(data, self.max_image_pixels)
-            except ImageTooLarge as exc:
-                raise ProtocolError(f"{where}: {exc}; send smaller frames", CloseCode.MESSAGE_TOO_BIG) from None
-
-    def _known_client_responses(self, event: ToolResponses) -> ToolResponses | None:
-        known = []
-        for response in event.responses:
-            if response.id is not None and self.client_calls.pop(response.id, None) is not None:
-                known.append(response)
-            else:
-                self.log.warning("ignoring toolResponse for call %s: no such call is pending", response.id)
-        return ToolResponses(known) if known else None
-
     def _apply_context_change(self, event: ContextChange) -> ContextChange:
         """Track the client's new setup; new tools reach the backend with the server's appended."""
         assert self.client_setup is not None
@@ -284,11 +239,16 @@ class SessionCore:
             case SetupDone() | ResumptionUpdate():
                 return []  # the session owns the handshake and the handles; a backend's own are internal
             case ToolCalls():
-                event = self._with_call_ids(event)
+                event = with_call_ids(event)
                 self.conversation.server_event(event)
-                return self._route_tool_calls(event.calls)
+                self.turn_clock.tool_calls += len(event.calls)
+                if event.calls:
+                    self.turn_clock.reply()
+                return self.calls.route(event.calls, self.conversation)
+            case EarlyToolCalls():
+                return self.calls.start_early(event.calls)
             case ToolCancellation():
-                return self._cancel_calls(event.ids)
+                return self.calls.cancel(event.ids)
             case Interrupted():
                 effects.append(FlushReplyAudio())
                 self.turn_clock.interrupted = True
@@ -306,65 +266,14 @@ class SessionCore:
             effects += self._complete_turn()
         return effects
 
-    @staticmethod
-    def _with_call_ids(event: ToolCalls) -> ToolCalls:
-        """Give every call an id, so its response and cancellation can be matched."""
-        return ToolCalls(
-            [call if call.id else call.model_copy(update={"id": f"call-{secrets.token_hex(6)}"})
-             for call in event.calls]
-        )
-
-    def _route_tool_calls(self, calls: list[FunctionCall]) -> list[Effect]:
-        effects: list[Effect] = []
-        for_client: list[FunctionCall] = []
-        unknown: list[FunctionResponse] = []
-        for call in calls:
-            assert call.id is not None
-            self.turn_clock.tool_calls += 1
-            self.turn_clock.reply()
-            if call.name in self._client_tool_names:
-                self.client_calls[call.id] = call.name
-                for_client.append(call)
-            elif self.offers_tool(call.name):
-                self.server_calls[call.id] = call.name
-                effects += self._tool_activity(call.id, call.name, "running", args=call.args)
-                effects.append(StartServerTool(call))
-            else:
-                self.log.warning("model called unknown tool %s", call.name)
-                unknown.append(
-                    FunctionResponse(
-                        id=call.id, name=call.name, response={"error": f"there is no tool named {call.name}"}
-                    )
-                )
-        if for_client:
-            effects.append(SendToClient(ToolCalls(for_client)))
-        if unknown:
-            self.conversation.tool_results(unknown)
-            effects.append(SendToBackend(ToolResponses(unknown)))
-        return effects
-
-    def _cancel_calls(self, ids: list[str]) -> list[Effect]:
-        effects: list[Effect] = []
-        for call_id in ids:
-            name = self.server_calls.pop(call_id, None)
-            if name is not None:
-                effects.append(CancelServerTool(call_id))
-                effects += self._tool_activity(call_id, name, "cancelled")
-        for_client = [call_id for call_id in ids if self.client_calls.pop(call_id, None) is not None]
-        if for_client:
-            effects.append(SendToClient(ToolCancellation(for_client)))
-        if ids:
-            self.log.info("cancelled tool calls %s", ", ".join(ids))
-        return effects
-
     # -- server tools --------------------------------------------------------
 
     def tool_finished(self, call: FunctionCall, response: FunctionResponse) -> list[Effect]:
         """A server tool answered ``call``; its answer goes to the backend under the call's id and name."""
-        assert call.id is not None
-        if self.server_calls.pop(call.id, None) is None:
-            return []  # cancelled meanwhile: the model no longer waits for it
-        effects = self.tool_result(response.model_copy(update={"id": call.id, "name": call.name}))
+        early = call.id in self.calls.early_calls
+        effects = self.calls.finished(call, response, self.conversation)
+        if effects is None or early:
+            return effects or []
         return effects + self._after_answers()
 
     def tool_failed(self, call: FunctionCall) -> list[Effect]:
@@ -373,32 +282,13 @@ class SessionCore:
         return self.tool_finished(call, error)
 
     def tool_result(self, response: FunctionResponse) -> list[Effect]:
-        """A tool's answer for the model: a server tool's, or a late one that came after its call returned."""
-        self.conversation.tool_results([response])
-        failed = response.response is not None and "error" in response.response
-        activity = self._tool_activity(
-            response.id or "", response.name or "", "failed" if failed else "done", response=response.response
-        )
-        return [SendToBackend(ToolResponses([response])), *activity]
-
-    def _tool_activity(
-        self,
-        call_id: str,
-        name: str,
-        state: Literal["running", "done", "failed", "cancelled"],
-        args: dict[str, Any] | None = None,
-        response: dict[str, Any] | None = None,
-    ) -> list[Effect]:
-        """Tell a client that asked (``?events=tools``) what a server tool is doing."""
-        if not self.observe_tools:
-            return []
-        activity = ServerToolActivity(id=call_id, name=name, state=state, args=args, response=response)
-        return [SendToClient(ToolActivity(activity))]
+        """A late answer, after its call returned (a timer that fired): to the backend and the history."""
+        return self.calls.answer(response, self.conversation)
 
     # -- turns and resumption ------------------------------------------------
 
     def turn_in_flight(self) -> bool:
-        return self.turn_clock.in_flight() or bool(self.client_calls) or bool(self.server_calls)
+        return self.turn_clock.in_flight() or self.calls.out()
 
     def _complete_turn(self) -> list[Effect]:
         self.stats.turns += 1
@@ -406,7 +296,7 @@ class SessionCore:
         self.log.info(self.turn_clock.summary(self.stats.turns))
         if not self.resumption_requested() or self.input_closed:
             return []
-        if self.client_calls or self.server_calls:
+        if self.calls.out():
             # As Gemini does: no handle while a call is out; one follows its answer (``_after_answers``).
             self._told_unresumable = True
             return [SendToClient(ResumptionUpdate(resumable=False))]
@@ -441,7 +331,7 @@ class SessionCore:
             turns=self.stats.turns,
             profile=self.profile.name if self.profile is not None else None,
             conversation=self.conversation_id,
-            pending_calls=dict(self.client_calls),
+            pending_calls=dict(self.calls.client_calls),
         )
         return SaveResumption(new_handle(), saved, retire_previous)
 
@@ -488,8 +378,8 @@ class SessionCore:
         if self.turn_in_flight():
             self.log.info(
                 "saving mid-turn for the restart (%d client calls unanswered, %d server calls cut short)",
-                len(self.client_calls),
-                len(self.server_calls),
+                len(self.calls.client_calls),
+                len(self.calls.server_calls),
             )
         if not self.resumption_requested():
             return []

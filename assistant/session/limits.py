@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from assistant.errors import AssistantError
-from assistant.protocol import AudioChunk, ReplyAudio
+from assistant.protocol import AudioChunk, ClientEvent, ClientTurns, CloseCode, ProtocolError, ReplyAudio, VideoFrame
 from assistant.protocol.server_events import base64_size
 
 # 5 s of 24 kHz 16-bit mono reply audio (input audio is 16 kHz, so less), plus a few 256 KiB frames.
@@ -120,3 +120,23 @@ def check_image_pixels(data: bytes, max_pixels: int) -> tuple[int, int] | None:
     if size is not None and size[0] * size[1] > max_pixels:
         raise ImageTooLarge(f"{size[0]}x{size[1]}", max_pixels)
     return size
+
+
+def check_event_images(event: ClientEvent, max_pixels: int) -> None:
+    """Refuse (1009) a client event whose image header claims more pixels than the server decodes."""
+    if isinstance(event, VideoFrame):
+        images = [("realtimeInput.video", event.image)]
+    elif isinstance(event, ClientTurns):
+        images = [
+            (f"clientContent.turns[{turn}].parts[{index}].inlineData", part.inline_data.data)
+            for turn, content in enumerate(event.turns)
+            for index, part in enumerate(content.parts or [])
+            if part.inline_data is not None and part.inline_data.mime_type.startswith("image/")
+        ]
+    else:
+        return
+    for where, data in images:
+        try:
+            check_image_pixels(data, max_pixels)
+        except ImageTooLarge as exc:
+            raise ProtocolError(f"{where}: {exc}; send smaller frames", CloseCode.MESSAGE_TOO_BIG) from None

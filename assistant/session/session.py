@@ -53,7 +53,7 @@ from assistant.protocol import (
 )
 from assistant.protocol.errors import new_error_id, with_error_id
 from assistant.session.backend import Backend, BackendError, BackendStream, SessionRequest
-from assistant.session.core import SessionCore, merge_server_tools
+from assistant.session.core import SessionCore
 from assistant.session.effects import (
     CancelServerTool,
     Close,
@@ -71,7 +71,7 @@ from assistant.session.limits import DEFAULT_HISTORY_BYTES, DEFAULT_MAX_IMAGE_PI
 from assistant.session.profiles import ProfileResolver, SessionProfile, UnknownProfile
 from assistant.session.queues import FlowQueue, QueueClosed
 from assistant.session.resumption import DEFAULT_HANDLE_TTL_S, ResumptionStore, SavedSession, StoreUnavailable
-from assistant.session.tools import NoServerTools, ServerTools, ToolContext
+from assistant.session.tools import NoServerTools, ServerTools, ToolContext, merge_server_tools
 from assistant.session.transport import Transport, TransportClosed
 from assistant.session.turns import SessionStats
 

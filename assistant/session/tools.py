@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from assistant.protocol import FunctionCall, FunctionDeclaration, FunctionResponse, VideoFrame
+from assistant.protocol import FunctionCall, FunctionDeclaration, FunctionResponse, Setup, Tool, VideoFrame
 from assistant.session.profiles import SessionProfile
 
 
@@ -48,6 +48,15 @@ class ServerTools(Protocol):
         """Whether ``name`` is one of these tools."""
         ...
 
+    def read_only(self, name: str) -> bool:
+        """Whether a call of ``name`` changes nothing, so it may run before the user has finished.
+
+        A backend that prepares its reply while the user pauses asks for such
+        calls early (``EarlyToolCalls``): the answer is ready when the turn
+        ends, and thrown away if the user goes on.
+        """
+        ...
+
     async def call(self, call: FunctionCall, context: ToolContext) -> FunctionResponse:
         """Run one call to completion; errors come back as a response, not an exception."""
         ...
@@ -64,6 +73,9 @@ class NoServerTools:
         return []
 
     def handles(self, name: str) -> bool:
+        return False
+
+    def read_only(self, name: str) -> bool:
         return False
 
     async def call(self, call: FunctionCall, context: ToolContext) -> FunctionResponse:
@@ -98,6 +110,9 @@ class WatchedTools:
     def handles(self, name: str) -> bool:
         return self.tools.handles(name)
 
+    def read_only(self, name: str) -> bool:
+        return self.tools.read_only(name)
+
     async def call(self, call: FunctionCall, context: ToolContext) -> FunctionResponse:
         self._on_start(call)
         started = time.perf_counter()
@@ -110,3 +125,16 @@ class WatchedTools:
 
     async def aclose(self) -> None:
         await self.tools.aclose()
+
+
+def merge_server_tools(setup: Setup, tools: ServerTools, offers: Callable[[str], bool] = lambda name: True) -> Setup:
+    """The setup a backend sees: the client's declarations plus the server's it ``offers``.
+
+    A server tool the client also declared is left out: the client's own
+    declaration wins, and the model never sees one name twice.
+    """
+    client_names = {declaration.name for declaration in setup.function_declarations()}
+    extra = [d for d in tools.declarations() if d.name not in client_names and offers(d.name)]
+    if not extra:
+        return setup
+    return setup.model_copy(update={"tools": [*(setup.tools or []), Tool(function_declarations=extra)]})

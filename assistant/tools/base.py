@@ -50,7 +50,10 @@ class ToolSpec:
     result (WHEN_IDLE unless the tool says otherwise). ``cancellable`` false
     lets a call finish (its result discarded) when the model cancels it, for
     tools whose side effect should not be cut in half. ``timeout_s`` None
-    means the registry's default.
+    means the registry's default. ``read_only`` says a call only reads
+    (the time, a sum, a search): it changes nothing a user could notice, so
+    a session may run it before the user has finished speaking and throw
+    its answer away if they go on (see ``ServerTools.read_only``).
     """
 
     name: str
@@ -60,6 +63,7 @@ class ToolSpec:
     scheduling: Scheduling | None = None
     timeout_s: float | None = None
     cancellable: bool = True
+    read_only: bool = False
 
     def __post_init__(self) -> None:
         if not TOOL_NAME.match(self.name):

@@ -44,6 +44,7 @@ class ToolSettings(TypedDict, total=False):
     scheduling: Scheduling
     timeout: float
     cancellable: bool
+    read_only: bool
 
 
 class ToolOptions(ToolSettings, total=False):
@@ -62,6 +63,7 @@ def _spec(name: str, description: str, parameters: dict[str, Any], settings: Too
         scheduling=settings.get("scheduling"),
         timeout_s=settings.get("timeout"),
         cancellable=settings.get("cancellable", True),
+        read_only=settings.get("read_only", False),
     )
 
 
@@ -127,7 +129,9 @@ def tool(
             conversation go on while the tool runs), ``scheduling`` (for
             non-blocking tools: ``SILENT``, ``WHEN_IDLE`` (default) or
             ``INTERRUPT``), ``timeout`` (seconds; default: the registry's),
-            ``cancellable`` (False lets a call the model cancels run to completion).
+            ``cancellable`` (False lets a call the model cancels run to completion),
+            ``read_only`` (True: the call changes nothing, so it may run before
+            the user has finished speaking, its answer kept only if they have).
     """
 
     def decorate(target: Callable[P, R]) -> FunctionTool[P, R]:

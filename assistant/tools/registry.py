@@ -182,6 +182,10 @@ class ToolRegistry:
     def handles(self, name: str) -> bool:
         return name in self._tools
 
+    def read_only(self, name: str) -> bool:
+        registered = self._tools.get(name)
+        return registered is not None and registered.spec.read_only
+
     async def call(self, call: FunctionCall, context: ToolContext) -> FunctionResponse:
         registered = self._tools.get(call.name)
         if registered is None:

@@ -80,6 +80,7 @@ class Reply:
         self._reached: set[str] = set()
         self._tokens: TokenUsage | None = None  # summed over the reply's chat model steps
         self._ends_turn: str | None = None  # the turnCompleteReason the dialogue gave
+        self._early_ids: list[str] = []  # calls offered to the session before the commit (``EarlyToolCalls``)
         if committed:
             self._committed.set()
         self.task = session.spawn(self._run(), "reply")
@@ -137,6 +138,8 @@ class Reply:
         """Stop now; keep in the history only what was heard. Returns the unanswered call ids."""
         self.stopped = True
         self.task.cancel()
+        if not self.committed and self._early_ids:
+            self.session.drop_early_calls(self._early_ids)
         if self._speaker is not None:
             self._speaker.cancel()
         unanswered = [call_id for call_id, future in self.pending.items() if not future.done()]
@@ -241,6 +244,23 @@ class Reply:
             self._text_turns.append((len(self.conversation.turns) - 1, first_piece, len(self.record.pieces)))
         return calls
 
+    async def _answered_or_committed(self) -> None:
+        """Wait until every call is answered (read-only calls run early) or the reply is committed.
+
+        Answers that come before the commit let the reply prepare what it
+        says about them behind the gate; a call that does not run early
+        (one that changes something) waits for the commit, as it must.
+        """
+        if self.committed:
+            return
+        committed = asyncio.ensure_future(self._committed.wait())
+        answered = asyncio.ensure_future(asyncio.wait(self.pending.values()))
+        try:
+            await asyncio.wait((committed, answered), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            committed.cancel()
+            answered.cancel()
+
     async def _speaker_with(self, voice: Synthesizer) -> Speaker:
         """The speaker for ``voice``: the current one, or a new one once the other voice has finished."""
         if self._speaker is not None and self._speaker.voice is not voice:
@@ -272,8 +292,11 @@ class Reply:
         background = {call.id for call in calls if self.session.runs_in_background(call.name)}
         self.conversation.turns.append(Content(role="model", parts=[Part(function_call=call) for call in calls]))
         self.milestone("tool_call")
+        if not self.committed:
+            self._early_ids += [call.id or "" for call in calls]
+            self.session.call_early(self, calls)  # not held: the session may run the read-only ones now
         await self.emit(ToolCalls(calls))
-        await self._committed.wait()
+        await self._answered_or_committed()
         all_background = len(background) == len(calls)
         timeout = NON_BLOCKING_GRACE_S if all_background else TOOL_TIMEOUT_S
         done, _ = await asyncio.wait(self.pending.values(), timeout=timeout)

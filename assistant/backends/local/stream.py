@@ -86,6 +86,8 @@ from assistant.protocol import (
     ClientTurns,
     Content,
     ContextChange,
+    EarlyToolCalls,
+    FunctionCall,
     FunctionResponse,
     InputTranscript,
     Interrupted,
@@ -108,6 +110,7 @@ logger = logging.getLogger("assistant.local.stream")
 SAMPLE_RATE = 16_000
 PREROLL_S = 0.25  # audio kept from before the detected start of speech
 RECENT_AUDIO_S = 1.5
+DROPPED_CALLS_KEPT = 32  # ids of dropped early calls whose answer may still be on its way
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,8 @@ class LocalStream(BackendStream):
         self.latest_frame: VideoFrame | None = None
         self.floor: Floor[UserTurn, Reply] = Floor(self.turn_settings.interrupts, self.turn_settings.silence_s)
         self.answered: set[str] = set()
+        self._early_calls: dict[str, Reply] = {}  # id -> the uncommitted reply that offered the call early
+        self._dropped_calls: deque[str] = deque(maxlen=DROPPED_CALLS_KEPT)  # answers to ignore if they come
         self._audio_s = 0.0
         self._vad_s = 0.0
         self._recent: deque[np.ndarray] = deque()
@@ -409,6 +414,19 @@ class LocalStream(BackendStream):
         )
         return Reply(self, conversation, committed=False, user_text=user_text)
 
+    def call_early(self, reply: Reply, calls: list[FunctionCall]) -> None:
+        """Offer the calls of an uncommitted reply to the session, which runs the read-only ones now."""
+        for call in calls:
+            self._early_calls[call.id or ""] = reply
+        self.put(EarlyToolCalls(calls))
+
+    def drop_early_calls(self, ids: list[str]) -> None:
+        """An uncommitted reply that called early was dropped: the session forgets the calls, and so do we."""
+        for call_id in ids:
+            self._early_calls.pop(call_id, None)
+        self._dropped_calls.extend(ids)
+        self.put(ToolCancellation(ids))
+
     def reply_finished(self, reply: Reply) -> None:
         self._perform(self.floor.reply_finished(reply))
 
@@ -438,9 +456,13 @@ class LocalStream(BackendStream):
         self._perform(self.floor.client_turns(contents))
 
     def _on_tool_response(self, response: FunctionResponse) -> None:
-        if self.reply is not None and self.reply.waiting_for(response.id):
-            self.reply.deliver(response)
+        call_id = response.id or ""
+        waiting = self._early_calls.pop(call_id, None) or self.reply
+        if waiting is not None and waiting.waiting_for(call_id):
+            waiting.deliver(response)
             return
+        if call_id in self._dropped_calls:
+            return  # an early call the user's going on made moot: it was never the model's call
         announcement = Content(role="user", parts=[Part(function_response=response)])
         self._perform(self.floor.announce(announcement, response.scheduling or "WHEN_IDLE"))
 

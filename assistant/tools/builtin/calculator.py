@@ -292,4 +292,4 @@ def calculate(expression: str) -> dict[str, object]:
 
 
 def calculator_tools() -> list[BaseTool]:
-    return [FunctionTool(calculate, timeout=5)]
+    return [FunctionTool(calculate, timeout=5, read_only=True)]

@@ -101,4 +101,4 @@ class CurrentTime:
         return describe_time(self.clock.now().astimezone(zone), zone_name)
 
     def tools(self) -> list[BaseTool]:
-        return [FunctionTool(self.get_current_time, timeout=5)]
+        return [FunctionTool(self.get_current_time, timeout=5, read_only=True)]

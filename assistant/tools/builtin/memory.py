@@ -163,4 +163,4 @@ class Memory:
 
     def tools(self) -> list[BaseTool]:
         # Remembering runs to the end even if the user barges in: half a write helps nobody.
-        return [FunctionTool(self.remember, cancellable=False), FunctionTool(self.recall)]
+        return [FunctionTool(self.remember, cancellable=False), FunctionTool(self.recall, read_only=True)]

@@ -54,4 +54,4 @@ def search_knowledge_tool(knowledge: KnowledgeService) -> BaseTool:
             output["read_aloud"] = {"voice": settings.read_aloud.voice, "field": settings.read_aloud.field}
         return output
 
-    return FunctionTool(search_knowledge)
+    return FunctionTool(search_knowledge, read_only=True)
