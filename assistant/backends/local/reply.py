@@ -313,7 +313,6 @@ class Reply:
             responses.append(
                 FunctionResponse(id=call.id, name=call.name, response={"error": f"{call.name} did not answer"})
             )
-        self.session.answered.update(response.id or "" for response in responses)
         if not responses:
             return False
         self.conversation.turns.append(Content(role="user", parts=[Part(function_response=r) for r in responses]))

@@ -161,7 +161,6 @@ class LocalStream(BackendStream):
         self.detector = TurnDetector(self.turn_settings)
         self.latest_frame: VideoFrame | None = None
         self.floor: Floor[UserTurn, Reply] = Floor(self.turn_settings.interrupts, self.turn_settings.silence_s)
-        self.answered: set[str] = set()
         self._early_calls: dict[str, Reply] = {}  # id -> the uncommitted reply that offered the call early
         self._dropped_calls: deque[str] = deque(maxlen=DROPPED_CALLS_KEPT)  # answers to ignore if they come
         self._audio_s = 0.0
