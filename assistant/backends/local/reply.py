@@ -80,7 +80,6 @@ class Reply:
         self._reached: set[str] = set()
         self._tokens: TokenUsage | None = None  # summed over the reply's chat model steps
         self._ends_turn: str | None = None  # the turnCompleteReason the dialogue gave
-        self._early_ids: list[str] = []  # calls offered to the session before the commit (``EarlyToolCalls``)
         if committed:
             self._committed.set()
         self.task = session.spawn(self._run(), "reply")
@@ -138,8 +137,8 @@ class Reply:
         """Stop now; keep in the history only what was heard. Returns the unanswered call ids."""
         self.stopped = True
         self.task.cancel()
-        if not self.committed and self._early_ids:
-            self.session.drop_early_calls(self._early_ids)
+        if not self.committed and self.pending:  # every call made before the commit was offered early
+            self.session.drop_early_calls(list(self.pending))
         if self._speaker is not None:
             self._speaker.cancel()
         unanswered = [call_id for call_id, future in self.pending.items() if not future.done()]
@@ -293,7 +292,6 @@ class Reply:
         self.conversation.turns.append(Content(role="model", parts=[Part(function_call=call) for call in calls]))
         self.milestone("tool_call")
         if not self.committed:
-            self._early_ids += [call.id or "" for call in calls]
             self.session.call_early(self, calls)  # not held: the session may run the read-only ones now
         await self.emit(ToolCalls(calls))
         await self._answered_or_committed()

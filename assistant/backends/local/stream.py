@@ -420,13 +420,12 @@ class LocalStream(BackendStream):
         self.put(EarlyToolCalls(calls))
 
     def drop_early_calls(self, ids: list[str]) -> None:
-        """An uncommitted reply that called early was dropped: the session forgets the calls, and so do we."""
-        for call_id in ids:
-            self._early_calls.pop(call_id, None)
+        """A dropped uncommitted reply had called early: the session forgets the calls; late answers are ignored."""
         self._dropped_calls.extend(ids)
         self.put(ToolCancellation(ids))
 
     def reply_finished(self, reply: Reply) -> None:
+        self._early_calls = {call_id: r for call_id, r in self._early_calls.items() if r is not reply}
         self._perform(self.floor.reply_finished(reply))
 
     async def _prepare_next_reply(self) -> None:
