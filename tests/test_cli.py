@@ -102,6 +102,7 @@ def test_backends_are_built_from_typed_settings_that_carry_every_option(monkeypa
     local_options += ["--llm-url", "http://h/v1", "--llm-api-key", "k", "--tts-url", "tcp://h:2"]
     local_options += ["--speech-api-key", "s", "--dialogue", "model", "--voice", "espeak", "--silence-ms", "700"]
     local_options += ["--eager-end-ms", "0", "--device", "cpu", "--local-threads", "3", "--allow-download"]
+    local_options += ["--local-decode-threads", "2"]
     settings = backends.settings_from_args("local", serve_args(*local_options, monkeypatch=monkeypatch))
     assert settings == LocalConfig(
         asr_model="base.en",
@@ -116,6 +117,7 @@ def test_backends_are_built_from_typed_settings_that_carry_every_option(monkeypa
         silence_ms=700,
         eager_end_ms=0,
         threads=3,
+        decode_threads=2,
         device="cpu",
         allow_download=True,
     )

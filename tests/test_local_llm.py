@@ -95,6 +95,15 @@ async def test_grammar_calls_are_valid_by_construction(smollm: LlamaCppChat, req
     assert_valid(calls.calls, TOOLS)
 
 
+def test_the_backend_reads_prompts_on_its_threads_and_generates_on_the_decode_threads() -> None:
+    """Token-by-token steps are too small to share among threads (see ``LocalConfig.decode_threads``)."""
+    from assistant.backends.local import LocalBackend, LocalConfig
+
+    chat = LocalBackend(LocalConfig(threads=3, decode_threads=1))._load_chat()
+    assert isinstance(chat, LlamaCppChat)
+    assert (chat._llama.n_threads, chat._llama.n_threads_batch) == (1, 3)
+
+
 async def test_without_tools_the_model_streams_text(smollm: LlamaCppChat) -> None:
     settings = GenerationSettings(max_tokens=24)
     events = [event async for event in smollm.stream([ChatMessage("user", "Say hello to Ada.")], [], settings)]

@@ -37,6 +37,7 @@ def settings_from_args(args: argparse.Namespace) -> LocalConfig:
         turn_model=args.turn_model,
         agreed_end_ms=args.agreed_end_ms,
         threads=args.local_threads,
+        decode_threads=args.local_decode_threads,
         device=args.device,
         allow_download=args.allow_download,
     )

@@ -206,10 +206,14 @@ class LlamaCppChat:
         name: str | None = None,
         context_tokens: int = 4096,
         threads: int = 2,
+        decode_threads: int = 1,
         device: str = "cpu",
         progress: ProgressCallback = log_progress,
     ) -> None:
-        """``device`` auto or cuda offloads every layer when llama-cpp-python was built with CUDA."""
+        """``threads`` read the prompt, ``decode_threads`` generate token by token (see ``LocalConfig``).
+
+        ``device`` auto or cuda offloads every layer when llama-cpp-python was built with CUDA.
+        """
         try:
             with briefly_spinning_openmp():
                 from llama_cpp import Llama
@@ -221,7 +225,7 @@ class LlamaCppChat:
             self._llama = Llama(
                 model_path=str(model),
                 n_ctx=context_tokens,
-                n_threads=threads,
+                n_threads=decode_threads,
                 n_threads_batch=threads,
                 n_gpu_layers=gpu_layers,
                 verbose=False,

@@ -108,6 +108,13 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
     )
     parser.add_argument("--local-threads", type=int, default=2, help="CPU threads per model (default %(default)s)")
     parser.add_argument(
+        "--local-decode-threads",
+        type=int,
+        default=1,
+        help="CPU threads for token-by-token decoding (Whisper, the chat model's tokens): small models decode "
+        "faster on one beside the other models' work (default %(default)s)",
+    )
+    parser.add_argument(
         "--allow-download",
         action="store_true",
         help="let missing models download from the Hugging Face hub (off: only local files)",
