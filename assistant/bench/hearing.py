@@ -285,13 +285,14 @@ def threshold_rows(clean: Sequence[Decoded], garbled: Sequence[Decoded]) -> list
 
 
 def run(args: argparse.Namespace) -> int:
+    from assistant.backends.local import LocalConfig
     from assistant.backends.local.asr import DEFAULT_ASR_MODEL, WhisperRecognizer, resolve_whisper_model
     from assistant.backends.local.models import ModelMissing
     from assistant.backends.local.tts import SpeechUnavailable
 
     rng = seed_everything(args.seed)
     try:
-        recognizer = WhisperRecognizer(threads=2)
+        recognizer = WhisperRecognizer(threads=LocalConfig().decode_threads)  # as the server decodes
         speakers = Speakers()
     except (ModelMissing, SpeechUnavailable) as exc:
         print(f"assistant bench hearing: {exc}", file=sys.stderr)
