@@ -80,6 +80,19 @@ def test_the_comparison_sets_the_relay_against_the_naive_proxy() -> None:
     compared = Comparison.of([relay, naive])
     assert compared == Comparison(sessions=50, relay_cpu_ms=6.0, naive_cpu_ms=18.0, ratio=3.0)
     assert Comparison.of([relay]) is None
+    idle = step(50, server_cpu=0.0)
+    assert Comparison.of([idle, naive]) is None  # no ratio against a CPU that did not register
+
+
+def test_the_comparison_also_sets_them_against_each_other_on_each_loop() -> None:
+    # The relay on uvloop (the default) against the guide's proxy on asyncio is the headline; the same-loop
+    # ratios pair each program with the other on one loop, so the loop's share drops out.
+    served, naive, served_asyncio, naive_uvloop = (step(50, server_cpu=cpu) for cpu in (0.4, 0.5, 0.5, 0.6))
+    served_asyncio.relay, naive.relay, naive_uvloop.relay = "gemini-asyncio", "naive", "naive-uvloop"
+    compared = Comparison.of([served, naive, served_asyncio, naive_uvloop])
+    assert compared is not None and compared.ratio == 1.25
+    assert compared.same_loop == {"asyncio": 1.0, "uvloop": 1.5}
+    assert Comparison.of([served, naive, served_asyncio]).same_loop == {"asyncio": 1.0}  # type: ignore[union-attr]
 
 
 @pytest.mark.slow
@@ -95,13 +108,21 @@ def test_bench_relay_quick_prints_and_writes_figures(tmp_path: Path) -> None:
         assert entry["server_cpu_cores"] > 0 and entry["server_rss_mib"] > 0 and entry["generator_cpu_cores"] > 0
     assert set(data["capacity"]) == {"sessions", "first_broken", "limited_by", "cpu_per_session", "rss_mib_per_session"}
     assert data["limits"] == {"max_p99_ms": 50.0, "max_send_lag_ms": 20.0}
-    # The naive proxy ran in the same run, at the comparison's session count, on the same core.
-    assert [(step["relay"], step["sessions"]) for step in data["comparison"]] == [("gemini", 4), ("naive", 4)]
+    # The naive proxy ran in the same run, at the comparison's session count, on the same core, and each
+    # program ran on the other's loop too.
+    assert [(step["relay"], step["sessions"]) for step in data["comparison"]] == [
+        ("gemini", 4),
+        ("naive", 4),
+        ("gemini-asyncio", 4),
+        ("naive-uvloop", 4),
+    ]
     for entry in data["comparison"]:
         assert entry["chunks_echoed"] + entry["chunks_lost"] == entry["chunks_sent"] >= 50 * 4
         assert_distribution(entry["added_latency_ms"])
     compared = data["compared"]
     assert compared["sessions"] == 4 and compared["relay_cpu_ms"] > 0 and compared["naive_cpu_ms"] > 0
     assert compared["ratio"] == pytest.approx(compared["naive_cpu_ms"] / compared["relay_cpu_ms"], rel=0.01)
+    assert set(compared["same_loop"]) == {"asyncio", "uvloop"} and all(r > 0 for r in compared["same_loop"].values())
+    assert "on the same loop, naive / relay: asyncio" in stdout
     assert "naive proxy (json.loads + json.dumps)" in stdout and "ms per session-second" in stdout
     assert (tmp_path / "relay.png").read_bytes().startswith(b"\x89PNG")

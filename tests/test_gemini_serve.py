@@ -121,3 +121,4 @@ async def test_the_sdk_talks_to_assistant_serve_across_an_upstream_go_away(tls_c
     assert "goAway" not in kinds(hello + how) and "sessionResumptionUpdate" not in kinds(hello + how)
     assert len(fake.connections) == 2
     assert any("Gemini sent goAway: moved to connection 2 (resumed)" in line for line in log), "\n".join(log)
+    assert any("uvloop event loop" in line for line in log), "\n".join(log)  # the default, where installed

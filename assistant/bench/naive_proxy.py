@@ -9,7 +9,9 @@ against it, measured in the same run on the same core.
 
 Run as its own process (``python -m assistant.bench.naive_proxy``), as the
 server is; it prints ``Live endpoint ws://...`` to stderr when it listens,
-the line ``assistant serve`` prints.
+the line ``assistant serve`` prints. It runs on asyncio's own loop, as the
+guide's does; ``--loop uvloop`` runs the same code on uvloop, so the bench
+can say how much of the relay's lead is the loop and how much its design.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from assistant.server.app import DEFAULT_LIVE_PATH
+from assistant.server.eventloop import LOOP_CHOICES, run
 
 
 class NaiveProxy:
@@ -74,5 +77,6 @@ if __name__ == "__main__":
     parser.add_argument("--upstream", required=True, help="the upstream's base URL, https://127.0.0.1:PORT")
     parser.add_argument("--api-key", required=True)
     parser.add_argument("--certificate", required=True, help="PEM file the upstream's certificate is checked with")
+    parser.add_argument("--loop", choices=LOOP_CHOICES, default="asyncio", help="default %(default)s, the guide's")
     options = parser.parse_args()
-    asyncio.run(main(options.upstream, options.api_key, options.certificate))
+    run(main(options.upstream, options.api_key, options.certificate), options.loop)

@@ -72,6 +72,7 @@ from assistant.bench.report import (
     seed_everything,
 )
 from assistant.bench.upstream import EchoMode, EchoUpstream, Stamp, make_certificate
+from assistant.server.eventloop import LoopChoice
 
 CHUNK_S = 0.02
 CHUNK_SAMPLES = 320  # 20 ms at 16 kHz
@@ -83,8 +84,26 @@ LOOP_TICK_S = 0.01
 ENDPOINT = re.compile(r"Live endpoint\s+(ws://\S+)")
 GENERATOR_LAG_LIMIT_MS = 10.0  # the load generator's own event loop may not fall further behind
 SERVER_FULL = 0.9  # of its one core: the server, not the generator, is what ran out
-# What relays in the comparison, in the order it runs, by how the table names it.
-RELAYS = {"gemini": "assistant serve --backend gemini", "naive": "naive proxy (json.loads + json.dumps)"}
+
+
+@dataclass(frozen=True, slots=True)
+class Relay:
+    """One program of the comparison on one event loop."""
+
+    program: str  # "gemini" (assistant serve --backend gemini) or "naive" (the naive proxy)
+    loop: LoopChoice
+    label: str  # how the table names it
+
+
+# What relays in the comparison, in the order it runs. The first is the server as it runs by default (the
+# ramp's too), the second the yardstick as the Pastra guide writes it; the other two swap their loops, so
+# the table tells the relay's own lead from the loop's.
+RELAYS = {
+    "gemini": Relay("gemini", "uvloop", "assistant serve --backend gemini"),
+    "naive": Relay("naive", "asyncio", "naive proxy (json.loads + json.dumps)"),
+    "gemini-asyncio": Relay("gemini", "asyncio", "  the same, --loop asyncio"),
+    "naive-uvloop": Relay("naive", "uvloop", "  the naive proxy on uvloop"),
+}
 COMPARE_SESSIONS = 50  # the issue's target point: CPU per session-second and p99 added latency here
 # A step the load generator failed (a neighbour's burst on a shared machine) is run again this often.
 GENERATOR_RETRIES = 2
@@ -138,7 +157,7 @@ class StepResult:
     failures: list[str] = field(default_factory=list)  # why real time did not hold; empty: it held
     generator_limited: bool = False
     attempts: int = 1  # runs of this step (one more for each the load generator failed)
-    relay: str = "gemini"  # what relayed: "gemini" (assistant serve --backend gemini) or "naive" (the naive proxy)
+    relay: str = "gemini"  # what relayed: a key of RELAYS
 
     @property
     def cpu_ms_per_session_second(self) -> float:
@@ -232,11 +251,11 @@ async def serve_gemini(
 
 
 @contextlib.asynccontextmanager
-async def serve_naive(upstream: EchoUpstream, cpu: int | None) -> AsyncIterator[ServerProcess]:
+async def serve_naive(upstream: EchoUpstream, cpu: int | None, loop: LoopChoice) -> AsyncIterator[ServerProcess]:
     """The naive proxy (``assistant.bench.naive_proxy``) in its own process, pointed at ``upstream``."""
     command = (
         *(sys.executable, "-m", "assistant.bench.naive_proxy", "--upstream", upstream.base_url),
-        *("--api-key", upstream.api_key, "--certificate", str(upstream.certificate.cert)),
+        *("--api-key", upstream.api_key, "--certificate", str(upstream.certificate.cert), "--loop", loop),
     )
     async with _serving(command, dict(os.environ), cpu) as server:
         yield server
@@ -479,11 +498,12 @@ class RelayBench:
     def serve(self, upstream: EchoUpstream, sessions: int, relay: str) -> contextlib.AbstractAsyncContextManager[
         ServerProcess
     ]:
-        if relay == "naive":
-            return serve_naive(upstream, self.placement.server_cpu)
+        program = RELAYS[relay]
+        if program.program == "naive":
+            return serve_naive(upstream, self.placement.server_cpu, program.loop)
         data_dir = self.folder / f"data-{sessions}"
         data_dir.mkdir(exist_ok=True)
-        return serve_gemini(upstream, data_dir, self.placement.server_cpu, self.log_level)
+        return serve_gemini(upstream, data_dir, self.placement.server_cpu, self.log_level, ("--loop", program.loop))
 
     async def step(self, upstream: EchoUpstream, sessions: int, relay: str = "gemini") -> StepResult:
         rng = np.random.default_rng([self.seed, sessions])
@@ -658,31 +678,52 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
 
 @dataclass(frozen=True, slots=True)
 class Comparison:
-    """The relay against the naive proxy at one session count, measured in the same run."""
+    """The relay against the naive proxy at one session count, measured in the same run.
+
+    ``ratio`` sets the server as it runs by default against the proxy as the
+    guide writes it; ``same_loop`` sets them against each other on one loop
+    at a time (where both ran on it), which leaves the loop's share out.
+    """
 
     sessions: int
     relay_cpu_ms: float  # server CPU ms per session-second
     naive_cpu_ms: float
     ratio: float  # naive / relay: how many times cheaper the relay is (below 1: dearer)
+    same_loop: dict[str, float] = field(default_factory=dict)  # loop -> naive / relay, both on that loop
 
     @classmethod
     def of(cls, steps: list[StepResult]) -> Comparison | None:
         by_relay = {step.relay: step for step in steps}
         relay, naive = by_relay.get("gemini"), by_relay.get("naive")
-        if relay is None or naive is None or not relay.cpu_ms_per_session_second:
+        ratio = _ratio(naive, relay) if relay is not None and naive is not None else None
+        if relay is None or naive is None or ratio is None:
             return None
+        by_program_loop = {(RELAYS[step.relay].program, RELAYS[step.relay].loop): step for step in steps}
+        same_loop = {
+            loop: _ratio(by_program_loop[("naive", loop)], by_program_loop[("gemini", loop)])
+            for loop in ("asyncio", "uvloop")
+            if ("naive", loop) in by_program_loop and ("gemini", loop) in by_program_loop
+        }
         return cls(
             relay.sessions,
             round(relay.cpu_ms_per_session_second, 3),
             round(naive.cpu_ms_per_session_second, 3),
-            round(naive.cpu_ms_per_session_second / relay.cpu_ms_per_session_second, 3),
+            ratio,
+            {loop: ratio for loop, ratio in same_loop.items() if ratio is not None},
         )
+
+
+def _ratio(naive: StepResult, relay: StepResult) -> float | None:
+    """How many times cheaper ``relay`` was than ``naive``; None where the relay's CPU did not register."""
+    if not relay.cpu_ms_per_session_second:
+        return None
+    return round(naive.cpu_ms_per_session_second / relay.cpu_ms_per_session_second, 3)
 
 
 def comparison_row(step: StepResult) -> list[Any]:
     added = step.added_latency_ms
     return [
-        RELAYS[step.relay],
+        RELAYS[step.relay].label,
         round(step.cpu_ms_per_session_second, 2),
         added.p50 if added else None,
         added.p95 if added else None,
@@ -713,7 +754,7 @@ def run(args: argparse.Namespace) -> int:
         added = f"{step.added_latency_ms.p99:.1f} ms" if step.added_latency_ms else "-"
         verdict = "holds" if step.real_time else f"breaks: {'; '.join(step.failures)}"
         again = " (the load generator fell behind)" if step.generator_limited else ""
-        relay = "" if step.relay == "gemini" else f" through the {step.relay} proxy"
+        relay = "" if step.relay == "gemini" else f" ({RELAYS[step.relay].label.strip()})"
         print(
             f"  {step.sessions:4d} sessions{relay}: p99 added {added}, server CPU {step.server_cpu_cores * 100:.0f}% "
             f"({step.cpu_ms_per_session_second:.1f} ms per session-second): real time {verdict}{again}",
@@ -744,6 +785,11 @@ def run(args: argparse.Namespace) -> int:
             f"relay CPU {compared.relay_cpu_ms:.2f} ms per session-second, naive proxy {compared.naive_cpu_ms:.2f}: "
             f"the relay is {compared.ratio:.2f}x as cheap"
         )
+        if compared.same_loop:
+            print(
+                "on the same loop, naive / relay: "
+                + ", ".join(f"{loop} {ratio:.2f}x" for loop, ratio in compared.same_loop.items())
+            )
     if steps:
         print()
         print(format_table(STEP_HEADERS, [step_row(step) for step in steps]))

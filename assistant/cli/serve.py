@@ -33,6 +33,8 @@ from assistant.personas.profiles import PersonaProfiles
 from assistant.server import LiveServer, ServerConfig
 from assistant.server.access import is_loopback
 from assistant.server.app import DEFAULT_MAX_MESSAGE_BYTES
+from assistant.server.eventloop import LOOP_CHOICES, LoopUnavailable, loop_name
+from assistant.server.eventloop import run as run_on_loop
 from assistant.session import (
     Backend,
     MemoryResumptionStore,
@@ -200,6 +202,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="on SIGTERM or Ctrl-C, refuse new sessions and give each client goAway, N seconds to finish its "
         "turn and a resumption handle before closing; a second signal stops at once (default %(default)s)",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=LOOP_CHOICES,
+        default="auto",
+        help="the event loop: uvloop (sockets, TLS and scheduling in C; the relay's CPU is mostly there), "
+        "asyncio's own, or auto: uvloop where it is installed (default)",
     )
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default %(default)s"
@@ -421,7 +430,11 @@ async def serve_with(
         raise
     http = "https" if server.scheme == "wss" else "http"
     persona = f", persona {profiles.default}" if profiles.default else ""
-    print(f"assistant: {name} backend ready, {len(tools.declarations())} server tools{persona}", file=sys.stderr)
+    print(
+        f"assistant: {name} backend ready, {len(tools.declarations())} server tools{persona}, "
+        f"{loop_name(asyncio.get_running_loop())} event loop",
+        file=sys.stderr,
+    )
     print(f"  Live endpoint  {server.live_url}", file=sys.stderr)
     print(f"  browser client {page_url(http, args.host, server.port, config.api_key)}", file=sys.stderr)
     lan = lan_address() if args.host in ("0.0.0.0", "::", "") else None
@@ -479,8 +492,8 @@ async def drain_unless_stopped(server: LiveServer, seconds: float, stop: asyncio
 def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, args.log_format)
     try:
-        asyncio.run(serve(args))
-    except (BackendUnavailable, UnknownProfile, KnowledgeError) as exc:
+        run_on_loop(serve(args), args.loop)
+    except (BackendUnavailable, UnknownProfile, KnowledgeError, LoopUnavailable) as exc:
         print(f"assistant: {exc}", file=sys.stderr)
         return 2
     except (OSError, ValueError) as exc:
