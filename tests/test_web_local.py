@@ -104,7 +104,10 @@ async def converse(browsing: Browsing) -> None:
 
 
 async def test_spoken_question_is_recognised_answered_and_played(serve: Serve, tmp_path: Path) -> None:
-    question = spoken_wav("what is the capital of france", tmp_path / "question.wav")
+    # Not France: tiny.en hears espeak-ng's "capital of France" as "capital and friends" in about one run in
+    # seven (the fake microphone's capture shifts the audio a little each run); that row is said by the Piper
+    # voice in test_web_spoken_rows.py. "Japan" was heard right in eight runs of eight.
+    question = spoken_wav("what is the capital of japan", tmp_path / "question.wav")
     async with chromium(serve.url, microphone=question) as browsing:
         await converse(browsing)
         await browsing.page.locator("#log .message.model[data-final]").first.wait_for(timeout=TURN_TIMEOUT_S * 1000)
@@ -112,7 +115,7 @@ async def test_spoken_question_is_recognised_answered_and_played(serve: Serve, t
             lambda s: s["playback"]["played"] > 0 and not s["playback"]["playing"], "the reply to play", timeout=60
         )
         heard = " ".join(await browsing.bubbles("user"))
-        assert {"capital", "france"} <= words(heard), heard
+        assert {"capital", "japan"} <= words(heard), heard
         reply = " ".join(await browsing.bubbles("model"))
         assert len(words(reply)) >= 2, reply
         assert stats["playback"]["played"] >= 0.5 * stats["contextRate"]  # at least half a second reached the graph
