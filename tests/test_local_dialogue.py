@@ -137,6 +137,8 @@ def test_chat_messages_carry_history_and_tool_traffic() -> None:
         ("What time is it in?", False),
         ("Remember that my sister's.", False),
         ("Remember that my sister's birthday is in May.", True),
+        ("Remember that my sisters.", False),  # heard so, with a full stop, before "... birthday is in May"
+        ("Please remember I parked downstairs.", True),
         ("What's the date today?", True),
     ],
 )

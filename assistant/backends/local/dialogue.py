@@ -123,6 +123,17 @@ def trails_off(text: str) -> bool:
     return last in _TRAILING_WORDS or (last.endswith("'s") and last not in _CONTRACTED_IS)
 
 
+# A fact shorter than this names something more often than it states something: "Remember that my sisters."
+# is heard (with Whisper's full stop) before "... birthday is in May". Such a request may still be whole; it
+# waits for the full silence rather than ending the turn on the shortcut.
+MIN_FACT_WORDS = 3
+
+
+def _names_without_stating(tool: str | None, arguments: dict[str, Any]) -> bool:
+    """A ``remember`` whose fact is only a noun phrase so far: the sentence likely goes on."""
+    return tool == "remember" and len(str(arguments.get("fact", "")).split()) < MIN_FACT_WORDS
+
+
 def new_call_id() -> str:
     return f"call-{secrets.token_hex(6)}"
 
@@ -173,7 +184,10 @@ class RouterDialogue:
         if is_request(text):
             return True
         route = await self._route_text(text, declared)
-        return route.intent is not None and isinstance(self._arguments(route.intent, text), tuple)
+        if route.intent is None:
+            return False
+        arguments = self._arguments(route.intent, text)
+        return isinstance(arguments, tuple) and not _names_without_stating(route.intent.tool, arguments[0])
 
     async def respond(self, conversation: Conversation, settings: GenerationSettings) -> AsyncIterator[DialogueEvent]:
         responses = conversation.pending_responses()
