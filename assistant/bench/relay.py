@@ -695,21 +695,23 @@ class Comparison:
     def of(cls, steps: list[StepResult]) -> Comparison | None:
         by_relay = {step.relay: step for step in steps}
         relay, naive = by_relay.get("gemini"), by_relay.get("naive")
-        ratio = _ratio(naive, relay) if relay is not None and naive is not None else None
-        if relay is None or naive is None or ratio is None:
+        if relay is None or naive is None:
+            return None
+        ratio = _ratio(naive, relay)
+        if ratio is None:
             return None
         by_program_loop = {(RELAYS[step.relay].program, RELAYS[step.relay].loop): step for step in steps}
-        same_loop = {
-            loop: _ratio(by_program_loop[("naive", loop)], by_program_loop[("gemini", loop)])
-            for loop in ("asyncio", "uvloop")
-            if ("naive", loop) in by_program_loop and ("gemini", loop) in by_program_loop
-        }
+        same_loop: dict[str, float] = {}
+        for loop in ("asyncio", "uvloop"):
+            naive_on, relay_on = by_program_loop.get(("naive", loop)), by_program_loop.get(("gemini", loop))
+            if naive_on is not None and relay_on is not None and (loop_ratio := _ratio(naive_on, relay_on)) is not None:
+                same_loop[loop] = loop_ratio
         return cls(
             relay.sessions,
             round(relay.cpu_ms_per_session_second, 3),
             round(naive.cpu_ms_per_session_second, 3),
             ratio,
-            {loop: ratio for loop, ratio in same_loop.items() if ratio is not None},
+            same_loop,
         )
 
 
