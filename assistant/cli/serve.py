@@ -35,6 +35,7 @@ from assistant.server.access import is_loopback
 from assistant.server.app import DEFAULT_MAX_MESSAGE_BYTES
 from assistant.server.eventloop import LOOP_CHOICES, LoopUnavailable, loop_name
 from assistant.server.eventloop import run as run_on_loop
+from assistant.server.heap import settle_heap
 from assistant.session import (
     Backend,
     MemoryResumptionStore,
@@ -428,6 +429,8 @@ async def serve_with(
     except BaseException:
         await store.aclose()
         raise
+    frozen = settle_heap()  # start-up is over: full collections no longer walk what it loaded
+    logger.debug("start-up heap frozen: %d objects", frozen)
     http = "https" if server.scheme == "wss" else "http"
     persona = f", persona {profiles.default}" if profiles.default else ""
     print(
