@@ -95,6 +95,15 @@ def test_the_comparison_also_sets_them_against_each_other_on_each_loop() -> None
     assert Comparison.of([served, naive, served_asyncio]).same_loop == {"asyncio": 1.0}  # type: ignore[union-attr]
 
 
+def test_the_byte_pipe_sets_the_ceiling_no_relay_that_reads_its_messages_can_pass() -> None:
+    served, naive, pipe = (step(50, server_cpu=cpu) for cpu in (0.4, 0.6, 0.25))
+    naive.relay, pipe.relay = "naive", "pipe"
+    compared = Comparison.of([served, naive, pipe])
+    assert compared is not None and (compared.floor_cpu_ms, compared.ceiling, compared.ratio) == (5.0, 2.4, 1.5)
+    without = Comparison.of([served, naive])
+    assert without is not None and (without.floor_cpu_ms, without.ceiling) == (None, None)
+
+
 @pytest.mark.slow
 def test_bench_relay_quick_prints_and_writes_figures(tmp_path: Path) -> None:
     stdout, data = run_bench(tmp_path, "relay", "--plot", str(tmp_path / "relay.png"))
@@ -115,6 +124,7 @@ def test_bench_relay_quick_prints_and_writes_figures(tmp_path: Path) -> None:
         ("naive", 4),
         ("gemini-asyncio", 4),
         ("naive-uvloop", 4),
+        ("pipe", 4),
     ]
     for entry in data["comparison"]:
         assert entry["chunks_echoed"] + entry["chunks_lost"] == entry["chunks_sent"] >= 50 * 4
@@ -124,5 +134,9 @@ def test_bench_relay_quick_prints_and_writes_figures(tmp_path: Path) -> None:
     assert compared["ratio"] == pytest.approx(compared["naive_cpu_ms"] / compared["relay_cpu_ms"], rel=0.01)
     assert set(compared["same_loop"]) == {"asyncio", "uvloop"} and all(r > 0 for r in compared["same_loop"].values())
     assert "on the same loop, naive / relay: asyncio" in stdout
+    # The byte pipe passed every echo too (its CPU is the floor), and the ceiling is set against it.
+    assert compared["floor_cpu_ms"] > 0
+    assert compared["ceiling"] == pytest.approx(compared["naive_cpu_ms"] / compared["floor_cpu_ms"], rel=0.01)
+    assert "floor (bytes through, nothing read)" in stdout
     assert "naive proxy (json.loads + json.dumps)" in stdout and "ms per session-second" in stdout
     assert (tmp_path / "relay.png").read_bytes().startswith(b"\x89PNG")

@@ -90,20 +90,24 @@ SERVER_FULL = 0.9  # of its one core: the server, not the generator, is what ran
 class Relay:
     """One program of the comparison on one event loop."""
 
-    program: str  # "gemini" (assistant serve --backend gemini) or "naive" (the naive proxy)
+    program: str  # "gemini" (assistant serve --backend gemini), "naive" (the naive proxy) or "pipe" (the floor)
     loop: LoopChoice
     label: str  # how the table names it
 
 
 # What relays in the comparison, in the order it runs. The first is the server as it runs by default (the
-# ramp's too), the second the yardstick as the Pastra guide writes it; the other two swap their loops, so
-# the table tells the relay's own lead from the loop's.
+# ramp's too), the second the yardstick as the Pastra guide writes it; the next two swap their loops, so
+# the table tells the relay's own lead from the loop's. The last reads no message at all (``byte_pipe``):
+# the floor under any relay that reads its messages, on the server's loop.
 RELAYS = {
     "gemini": Relay("gemini", "uvloop", "assistant serve --backend gemini"),
     "naive": Relay("naive", "asyncio", "naive proxy (json.loads + json.dumps)"),
     "gemini-asyncio": Relay("gemini", "asyncio", "  the same, --loop asyncio"),
     "naive-uvloop": Relay("naive", "uvloop", "  the naive proxy on uvloop"),
+    "pipe": Relay("pipe", "uvloop", "  bytes through, nothing read (floor)"),
 }
+# The program each yardstick row runs, as its own process with the same options.
+YARDSTICKS = {"naive": "assistant.bench.naive_proxy", "pipe": "assistant.bench.byte_pipe"}
 COMPARE_SESSIONS = 50  # the issue's target point: CPU per session-second and p99 added latency here
 # A step the load generator failed (a neighbour's burst on a shared machine) is run again this often.
 GENERATOR_RETRIES = 2
@@ -251,10 +255,12 @@ async def serve_gemini(
 
 
 @contextlib.asynccontextmanager
-async def serve_naive(upstream: EchoUpstream, cpu: int | None, loop: LoopChoice) -> AsyncIterator[ServerProcess]:
-    """The naive proxy (``assistant.bench.naive_proxy``) in its own process, pointed at ``upstream``."""
+async def serve_yardstick(
+    module: str, upstream: EchoUpstream, cpu: int | None, loop: LoopChoice
+) -> AsyncIterator[ServerProcess]:
+    """A yardstick (the naive proxy, the byte pipe) in its own process, pointed at ``upstream``."""
     command = (
-        *(sys.executable, "-m", "assistant.bench.naive_proxy", "--upstream", upstream.base_url),
+        *(sys.executable, "-m", module, "--upstream", upstream.base_url),
         *("--api-key", upstream.api_key, "--certificate", str(upstream.certificate.cert), "--loop", loop),
     )
     async with _serving(command, dict(os.environ), cpu) as server:
@@ -499,8 +505,8 @@ class RelayBench:
         ServerProcess
     ]:
         program = RELAYS[relay]
-        if program.program == "naive":
-            return serve_naive(upstream, self.placement.server_cpu, program.loop)
+        if program.program in YARDSTICKS:
+            return serve_yardstick(YARDSTICKS[program.program], upstream, self.placement.server_cpu, program.loop)
         data_dir = self.folder / f"data-{sessions}"
         data_dir.mkdir(exist_ok=True)
         return serve_gemini(upstream, data_dir, self.placement.server_cpu, self.log_level, ("--loop", program.loop))
@@ -683,6 +689,9 @@ class Comparison:
     ``ratio`` sets the server as it runs by default against the proxy as the
     guide writes it; ``same_loop`` sets them against each other on one loop
     at a time (where both ran on it), which leaves the loop's share out.
+    ``ceiling`` is the naive proxy against the byte pipe (where it ran): the
+    most times cheaper than the naive proxy that any relay reading its
+    messages could be on this machine.
     """
 
     sessions: int
@@ -690,6 +699,8 @@ class Comparison:
     naive_cpu_ms: float
     ratio: float  # naive / relay: how many times cheaper the relay is (below 1: dearer)
     same_loop: dict[str, float] = field(default_factory=dict)  # loop -> naive / relay, both on that loop
+    floor_cpu_ms: float | None = None  # the byte pipe's CPU ms per session-second
+    ceiling: float | None = None  # naive / floor
 
     @classmethod
     def of(cls, steps: list[StepResult]) -> Comparison | None:
@@ -706,17 +717,20 @@ class Comparison:
             naive_on, relay_on = by_program_loop.get(("naive", loop)), by_program_loop.get(("gemini", loop))
             if naive_on is not None and relay_on is not None and (loop_ratio := _ratio(naive_on, relay_on)) is not None:
                 same_loop[loop] = loop_ratio
+        floor = by_relay.get("pipe")
         return cls(
             relay.sessions,
             round(relay.cpu_ms_per_session_second, 3),
             round(naive.cpu_ms_per_session_second, 3),
             ratio,
             same_loop,
+            round(floor.cpu_ms_per_session_second, 3) if floor is not None else None,
+            _ratio(naive, floor) if floor is not None else None,
         )
 
 
 def _ratio(naive: StepResult, relay: StepResult) -> float | None:
-    """How many times cheaper ``relay`` was than ``naive``; None where the relay's CPU did not register."""
+    """How many times cheaper ``relay`` (or the floor) was than ``naive``; None where its CPU did not register."""
     if not relay.cpu_ms_per_session_second:
         return None
     return round(naive.cpu_ms_per_session_second / relay.cpu_ms_per_session_second, 3)
@@ -791,6 +805,11 @@ def run(args: argparse.Namespace) -> int:
             print(
                 "on the same loop, naive / relay: "
                 + ", ".join(f"{loop} {ratio:.2f}x" for loop, ratio in compared.same_loop.items())
+            )
+        if compared.floor_cpu_ms is not None and compared.ceiling is not None:
+            print(
+                f"floor (bytes through, nothing read) {compared.floor_cpu_ms:.2f} ms per session-second: no relay "
+                f"that reads its messages is more than {compared.ceiling:.2f}x as cheap as the naive proxy here"
             )
     if steps:
         print()
