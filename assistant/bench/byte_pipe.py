@@ -17,15 +17,12 @@ stderr when it listens. It runs on uvloop by default, as the server does.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ssl
-import sys
 from typing import cast
 from urllib.parse import urlsplit
 
-from assistant.server.app import DEFAULT_LIVE_PATH
-from assistant.server.eventloop import LOOP_CHOICES, run
+from assistant.bench.yardstick import announce, command_line
 
 HEAD_END = b"\r\n\r\n"
 MAX_HEAD_BYTES = 64 * 1024  # an opening request longer than this is not a websocket handshake
@@ -115,16 +112,9 @@ async def listen(upstream: str, api_key: str, certificate: str) -> asyncio.Serve
 
 async def main(upstream: str, api_key: str, certificate: str) -> None:
     async with await listen(upstream, api_key, certificate) as server:
-        port = server.sockets[0].getsockname()[1]
-        print(f"  Live endpoint  ws://127.0.0.1:{port}{DEFAULT_LIVE_PATH}", file=sys.stderr, flush=True)
+        announce(server.sockets[0].getsockname()[1])
         await server.serve_forever()
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--upstream", required=True, help="the upstream's base URL, https://127.0.0.1:PORT")
-    parser.add_argument("--api-key", required=True)
-    parser.add_argument("--certificate", required=True, help="PEM file the upstream's certificate is checked with")
-    parser.add_argument("--loop", choices=LOOP_CHOICES, default="uvloop", help="default %(default)s, the server's")
-    options = parser.parse_args()
-    run(main(options.upstream, options.api_key, options.certificate), options.loop)
+    command_line(__doc__.split("\n\n")[0], main, "uvloop", "the server's")

@@ -16,18 +16,16 @@ can say how much of the relay's lead is the loop and how much its design.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import ssl
-import sys
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from assistant.bench.yardstick import announce, command_line
 from assistant.server.app import DEFAULT_LIVE_PATH
-from assistant.server.eventloop import LOOP_CHOICES, run
 
 
 class NaiveProxy:
@@ -67,16 +65,9 @@ async def _pump(source: ServerConnection | ClientConnection, sink: ServerConnect
 async def main(upstream: str, api_key: str, certificate: str) -> None:
     proxy = NaiveProxy(upstream.replace("https://", "wss://", 1) + DEFAULT_LIVE_PATH, api_key, certificate)
     async with serve(proxy.handle, "127.0.0.1", 0, max_size=None, compression=None) as server:
-        port = server.sockets[0].getsockname()[1]
-        print(f"  Live endpoint  ws://127.0.0.1:{port}{DEFAULT_LIVE_PATH}", file=sys.stderr, flush=True)
+        announce(server.sockets[0].getsockname()[1])
         await server.serve_forever()
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--upstream", required=True, help="the upstream's base URL, https://127.0.0.1:PORT")
-    parser.add_argument("--api-key", required=True)
-    parser.add_argument("--certificate", required=True, help="PEM file the upstream's certificate is checked with")
-    parser.add_argument("--loop", choices=LOOP_CHOICES, default="asyncio", help="default %(default)s, the guide's")
-    options = parser.parse_args()
-    run(main(options.upstream, options.api_key, options.certificate), options.loop)
+    command_line(__doc__.split("\n\n")[0], main, "asyncio", "the guide's")

@@ -58,8 +58,8 @@ def add_relay_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compare-sessions",
         type=int,
-        help="compare the relay with a naive json.loads/json.dumps proxy at this many sessions, in the same run "
-        "(default 50; 4 with --quick; 0: no comparison)",
+        help="compare the relay with a naive json.loads/json.dumps proxy and a byte pipe that reads nothing "
+        "(the floor) at this many sessions, in the same run (default 50; 4 with --quick; 0: no comparison)",
     )
     parser.add_argument("--compare-only", action="store_true", help="run the comparison only, not the ramp")
 

@@ -459,7 +459,7 @@ class RelayBench:
         self.folder = folder
         self.log_level = log_level
         self.steps: list[StepResult] = []
-        self.comparison: list[StepResult] = []  # the relay, then the naive proxy, at ``plan.compare_sessions``
+        self.comparison: list[StepResult] = []  # each row of RELAYS in order, at ``plan.compare_sessions``
 
     async def run(self, progress: Callable[[StepResult], None]) -> list[StepResult]:
         certificate = make_certificate(self.folder)
