@@ -36,7 +36,7 @@ from assistant.protocol import (
 )
 from assistant.server import LiveServer
 from assistant.session import MemoryResumptionStore, ServerTools
-from assistant.session.session import merge_server_tools
+from assistant.session.tools import merge_server_tools
 from tests.conftest import Certificate, ServerFactory
 from tests.support.fake_gemini import (
     BAD_KEY_REASON,

@@ -27,7 +27,7 @@ from assistant.session import MemoryResumptionStore, NoServerTools, SavedSession
 from assistant.session.history import ConversationLog
 from assistant.session.pipe import PipeClosed, pipe
 from assistant.session.queues import FlowQueue, QueueClosed
-from assistant.session.session import merge_server_tools
+from assistant.session.tools import merge_server_tools
 
 
 class TestFlowQueue:

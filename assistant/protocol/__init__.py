@@ -13,6 +13,7 @@ from assistant.protocol.codec import (
     encode_event,
     encode_message,
     parse_client_message,
+    plain_audio_frame,
 )
 from assistant.protocol.errors import CloseCode, ProtocolError, fit_close_reason
 from assistant.protocol.events import (
@@ -132,5 +133,6 @@ __all__ = [
     "encode_message",
     "fit_close_reason",
     "parse_client_message",
+    "plain_audio_frame",
     "server_events",
 ]

@@ -156,6 +156,24 @@ def decode_client_frame(data: str | bytes) -> ClientMessage | AudioChunk:
     return _validated(payload)
 
 
+def plain_audio_frame(data: str | bytes) -> AudioChunk | None:
+    """The frame as a microphone chunk when it is exactly one (see ``_plain_audio``); None for anything else.
+
+    Raises nothing: what is not plain audio, well-formed or not, is for
+    ``decode_client_frame`` to read and, where it is wrong, to explain.
+    """
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    try:
+        return _plain_audio(payload)
+    except ProtocolError:
+        return None
+
+
 def parse_client_message(data: str | bytes) -> ClientMessage:
     """Decode one client frame; raise ``ProtocolError`` (1007) when it is not a Live message."""
     return _validated(_load(data))

@@ -19,6 +19,7 @@ from collections import Counter
 from assistant.server.tokens import EphemeralToken, TokenStore
 from assistant.session import Transport
 from assistant.session.counts import MemorySessionCounter, SessionCounter, SessionSlot
+from assistant.session.transport import MessageSink
 
 TRY_AGAIN_REASON = "server busy: too many sessions; try again later"
 TRY_AGAIN_KEY_REASON = "too many sessions for this key or address; try again later"
@@ -118,6 +119,11 @@ class TokenGate:
 
     def send_now(self, data: bytes) -> bool:
         return self.inner.send_now(data)
+
+    def push_messages(self, sink: MessageSink | None) -> bool:
+        if self._first is not None and sink is not None:
+            return False  # the setup it holds must be read first, through ``recv``
+        return self.inner.push_messages(sink)
 
     async def close(self, code: int, reason: str) -> None:
         await self.inner.close(code, reason)

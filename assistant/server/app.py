@@ -52,6 +52,7 @@ from assistant.session import (
     TransportClosed,
 )
 from assistant.session.counts import SessionCounter
+from assistant.session.transport import MessageSink
 from assistant.session.websocket import write_now
 
 logger = logging.getLogger("assistant.server")
@@ -167,6 +168,12 @@ class WebSocketTransport:
 
     def send_now(self, data: bytes) -> bool:
         return write_now(self.connection, data)
+
+    def push_messages(self, sink: MessageSink | None) -> bool:
+        if not isinstance(self.connection, LiveConnection):
+            return False
+        self.connection.message_sink = sink
+        return True
 
     async def close(self, code: int, reason: str) -> None:
         await self.connection.close(code, reason)

@@ -9,6 +9,7 @@ connection holds its conversation by then.
 
 from assistant.session.backend import Backend, BackendError, BackendStream, SessionRequest
 from assistant.session.late import LateResultRouter, LateResults
+from assistant.session.limits import SessionSettings
 from assistant.session.profiles import ProfileResolver, SessionProfile, UnknownProfile
 from assistant.session.resumption import (
     DEFAULT_HANDLE_TTL_S,
@@ -18,7 +19,7 @@ from assistant.session.resumption import (
     SqliteResumptionStore,
     StoreUnavailable,
 )
-from assistant.session.session import Session, SessionSettings, SessionStats
+from assistant.session.session import Session, SessionStats
 from assistant.session.tools import NoServerTools, ServerTools, ToolContext
 from assistant.session.transport import Transport, TransportClosed
 

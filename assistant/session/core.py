@@ -187,11 +187,19 @@ class SessionCore:
                 effects += self._after_answers()
         return effects
 
+    def client_audio(self, chunk: AudioChunk) -> AudioChunk:
+        """A microphone chunk: counted, and at the backend's input rate; what ``client_message`` does with one.
+
+        For the driver's fast path, which forwards the chunk itself (a chunk
+        has no other effect than ``SendToBackend``, droppable).
+        """
+        self.stats.audio_in_s += chunk.duration_s
+        return self._to_input_rate(chunk)
+
     def _accept_client_event(self, event: ClientEvent) -> ClientEvent | None:
         """Normalise one event and apply the session's bookkeeping; None drops it."""
         if isinstance(event, AudioChunk):
-            self.stats.audio_in_s += event.duration_s
-            return self._to_input_rate(event)
+            return self.client_audio(event)
         check_event_images(event, self.max_image_pixels)
         if isinstance(event, VideoFrame):
             self.latest_frame = event

@@ -19,6 +19,7 @@ import dataclasses
 import io
 import sys
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
@@ -26,6 +27,7 @@ from pydantic import BaseModel
 from assistant.errors import AssistantError
 from assistant.protocol import AudioChunk, ClientEvent, ClientTurns, CloseCode, ProtocolError, ReplyAudio, VideoFrame
 from assistant.protocol.server_events import base64_size
+from assistant.session.resumption import DEFAULT_HANDLE_TTL_S
 
 # 5 s of 24 kHz 16-bit mono reply audio (input audio is 16 kHz, so less), plus a few 256 KiB frames.
 AUDIO_BUDGET_BYTES = 5 * 24_000 * 2
@@ -140,3 +142,18 @@ def check_event_images(event: ClientEvent, max_pixels: int) -> None:
             check_image_pixels(data, max_pixels)
         except ImageTooLarge as exc:
             raise ProtocolError(f"{where}: {exc}; send smaller frames", CloseCode.MESSAGE_TOO_BIG) from None
+
+
+@dataclass(slots=True)
+class SessionSettings:
+    """Bounds and timeouts of one session; the defaults suit 20 ms audio chunks."""
+
+    inbound_queue_size: int = 250  # 5 s of 20 ms chunks before audio is shed
+    outbound_queue_size: int = 250
+    inbound_queue_bytes: int = DEFAULT_QUEUE_BYTES  # 5 s of audio plus a few frames, whichever bound comes first
+    outbound_queue_bytes: int = DEFAULT_QUEUE_BYTES
+    history_bytes: int = DEFAULT_HISTORY_BYTES  # text and images kept for resumption, oldest turns dropped first
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # larger client images close the session with 1009
+    setup_timeout_s: float = 30.0
+    handle_ttl_s: float = DEFAULT_HANDLE_TTL_S
+    drain_timeout_s: float = 5.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from assistant.session.transport import TransportClosed
+from assistant.session.transport import MessageSink, TransportClosed
 
 DEFAULT_PIPE_FRAMES = 64
 
@@ -64,6 +64,9 @@ class PipeEnd:
             return False
         self._outbox.put_nowait(data)
         return True
+
+    def push_messages(self, sink: MessageSink | None) -> bool:
+        return False  # in-process: a reader's hop costs no socket wake-up worth sparing
 
     async def close(self, code: int, reason: str) -> None:
         if self.closed is not None:

@@ -73,21 +73,30 @@ class FlowQueue(Generic[T]):
 
     async def put(self, item: T, *, droppable: bool = False) -> None:
         """Append ``item``; make room by dropping old media, else wait for the reader."""
-        weight = self._size(item)
-        while self._full(weight) and not self._closed:
-            if self._droppable:
-                self._drop_oldest_droppable()
-                continue
+        while not self.put_nowait(item, droppable=droppable):
             self._writable.clear()
             await self._writable.wait()
+
+    def put_nowait(self, item: T, *, droppable: bool = False) -> bool:
+        """Append ``item`` where that needs no waiting (room, or old media dropped to make it); else False.
+
+        An empty queue always takes one item, so a producer that found the
+        consumer idle (``consumer_idle``) never gets False.
+        """
         if self._closed:
             raise QueueClosed
+        weight = self._size(item)
+        while self._full(weight):
+            if not self._droppable:
+                return False
+            self._drop_oldest_droppable()
         self._items.append((item, droppable, weight))
         self._droppable += droppable
         self.bytes += weight
         self.high_water = max(self.high_water, len(self._items))
         self.high_water_bytes = max(self.high_water_bytes, self.bytes)
         self._readable.set()
+        return True
 
     def _full(self, weight: int) -> bool:
         """No room for an item of ``weight`` bytes (an empty queue always has room for one)."""

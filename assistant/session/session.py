@@ -17,6 +17,8 @@ whose queue is empty and whose writer waits for work writes through instead
 (``Transport.send_now``, ``BackendStream.send_now``) when that needs no
 waiting: nothing is ahead of the message, so order holds, and it spares the
 task switch per 20 ms chunk; anything that would wait is queued as before.
+Microphone chunks skip the client reader's wake-up too: a websocket hands
+them over in its own callback (``Transport.push_messages``) on the same terms.
 Saves run in their own task so the backend reader never waits for the
 store. Whatever ends the session ends it with a close code and reason.
 """
@@ -30,7 +32,6 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import assert_never
 
 from assistant import metrics
@@ -50,6 +51,7 @@ from assistant.protocol import (
     encode_event,
     fit_close_reason,
     parse_client_message,
+    plain_audio_frame,
 )
 from assistant.protocol.errors import new_error_id, with_error_id
 from assistant.session.backend import Backend, BackendError, BackendStream, SessionRequest
@@ -67,42 +69,17 @@ from assistant.session.effects import (
 )
 from assistant.session.history import ConversationLog
 from assistant.session.late import LateResultRouter, LateResults
-from assistant.session.limits import DEFAULT_HISTORY_BYTES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_QUEUE_BYTES, event_bytes
+from assistant.session.limits import SessionSettings, event_bytes
 from assistant.session.profiles import ProfileResolver, SessionProfile, UnknownProfile
 from assistant.session.queues import FlowQueue, QueueClosed
-from assistant.session.resumption import DEFAULT_HANDLE_TTL_S, ResumptionStore, SavedSession, StoreUnavailable
-from assistant.session.tools import NoServerTools, ServerTools, ToolContext, merge_server_tools
+from assistant.session.resumption import ResumptionStore, SavedSession, StoreUnavailable
+from assistant.session.tools import NoServerTools, ServerTools, ToolContext
 from assistant.session.transport import Transport, TransportClosed
 from assistant.session.turns import SessionStats
-
-__all__ = [
-    "DRAINED_REASON",
-    "Session",
-    "SessionSettings",
-    "SessionStats",
-    "Transport",
-    "TransportClosed",
-    "merge_server_tools",
-]
 
 logger = logging.getLogger("assistant.session")
 
 DRAINED_REASON = "the server is restarting; reconnect with your newest resumption handle"
-
-
-@dataclass(slots=True)
-class SessionSettings:
-    """Bounds and timeouts of one session; the defaults suit 20 ms audio chunks."""
-
-    inbound_queue_size: int = 250  # 5 s of 20 ms chunks before audio is shed
-    outbound_queue_size: int = 250
-    inbound_queue_bytes: int = DEFAULT_QUEUE_BYTES  # 5 s of audio plus a few frames, whichever bound comes first
-    outbound_queue_bytes: int = DEFAULT_QUEUE_BYTES
-    history_bytes: int = DEFAULT_HISTORY_BYTES  # text and images kept for resumption, oldest turns dropped first
-    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # larger client images close the session with 1009
-    setup_timeout_s: float = 30.0
-    handle_ttl_s: float = DEFAULT_HANDLE_TTL_S
-    drain_timeout_s: float = 5.0
 
 
 def _detail(detail: str | None) -> str:
@@ -396,10 +373,36 @@ class Session:
     # -- client -> backend ---------------------------------------------------
 
     async def _read_client(self) -> None:
-        while True:
-            data = await self.transport.recv()
-            if self.core.frame_received():
-                await self._perform(self.core.client_message(decode_client_frame(data)))
+        pushed = self.transport.push_messages(self._client_frame_now)
+        try:
+            while True:
+                data = await self.transport.recv()
+                if self.core.frame_received():
+                    await self._perform(self.core.client_message(decode_client_frame(data)))
+        finally:
+            if pushed:
+                self.transport.push_messages(None)
+
+    def _client_frame_now(self, data: bytes) -> bool:
+        """A plain microphone chunk, taken in the socket's callback while the backend writer waits for work.
+
+        The transport offers a message only when nothing is queued for the
+        reader before it, and the core took every earlier one when it was
+        read, so the chunk is next in order; anything else, malformed frames
+        too, is left to the reader.
+        """
+        backend = self._backend_session
+        if not (self.inbound.consumer_idle and backend is not None):
+            return False
+        chunk = plain_audio_frame(data)
+        if chunk is None:
+            return False
+        if self.core.frame_received():
+            forward = self.core.client_audio(chunk)
+            if not backend.send_now(forward):
+                self.inbound.put_nowait(forward, droppable=True)  # the queue is empty: it has room
+            self._changed.set()
+        return True
 
     async def _write_backend(self) -> None:
         assert self._backend_session is not None

@@ -7,9 +7,13 @@ token first: the session uses nothing else of it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from assistant.errors import AssistantError
+
+# Takes one whole client message straight off the socket: True when it did (``recv`` never sees it).
+MessageSink = Callable[[bytes], bool]
 
 
 class TransportClosed(AssistantError):
@@ -31,6 +35,16 @@ class Transport(Protocol):
 
     def send_now(self, data: bytes) -> bool:
         """Send one server frame if that needs no waiting; False when nothing was sent (then ``send`` it)."""
+        ...
+
+    def push_messages(self, sink: MessageSink | None) -> bool:
+        """Offer each whole client message to ``sink`` as it arrives, before ``recv`` would return it.
+
+        A message is offered only when nothing is queued for ``recv`` before
+        it; what ``sink`` declines (False) comes through ``recv``, in order.
+        None stops the offers. False where this transport cannot push: then
+        every message comes through ``recv``.
+        """
         ...
 
     async def close(self, code: int, reason: str) -> None:

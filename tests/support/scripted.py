@@ -98,9 +98,15 @@ class ScriptedBackend(Backend):
 
     name = "scripted"
 
-    def __init__(self, script: Script, open_error: BackendError | None = None) -> None:
+    def __init__(
+        self,
+        script: Script,
+        open_error: BackendError | None = None,
+        stream: Callable[[SessionRequest], ScriptedSession] = ScriptedSession,
+    ) -> None:
         self.script = script
         self.open_error = open_error
+        self.stream = stream
         self.sessions: list[ScriptedSession] = []
         self.script_errors: list[BaseException] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -108,7 +114,7 @@ class ScriptedBackend(Backend):
     async def open(self, request: SessionRequest) -> BackendStream:
         if self.open_error is not None:
             raise self.open_error
-        session = ScriptedSession(request)
+        session = self.stream(request)
         self.sessions.append(session)
         task = asyncio.create_task(self._run(session))
         self._tasks.add(task)
