@@ -12,9 +12,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import serve
 
 from assistant.protocol import AudioChunk, ClientEvent, TextInput
-from assistant.server import DEFAULT_LIVE_PATH
+from assistant.server import DEFAULT_LIVE_PATH, ServerConfig
 from assistant.server.handshake import LiveConnection, connection_class
-from assistant.session import Session, SessionRequest
+from assistant.session import Session, SessionRequest, SessionSettings
 from tests.conftest import ServerFactory
 from tests.support.scripted import ScriptedBackend, ScriptedSession
 from tests.test_server_raw import closed_with, eventually
@@ -199,3 +199,33 @@ async def test_a_chunk_never_overtakes_words_the_backend_is_still_taking(live_se
             stream.gate.set()
             await eventually(lambda: len(stream.received) == 3)
             assert [described(event) for event in stream.received] == ["audio 0", "text wait for me", "audio 1"]
+
+
+async def test_a_chunk_behind_a_full_queue_of_words_waits_in_the_reader_and_is_not_lost(
+    live_server: ServerFactory,
+) -> None:
+    async def script(s: ScriptedSession) -> None:
+        await s.closed.wait()
+
+    backend = ScriptedBackend(script, stream=WritingThrough)
+    config = ServerConfig(session=SessionSettings(inbound_queue_size=2))
+    async with live_server(backend, config=config) as server:
+        async with connect(f"ws://127.0.0.1:{server.port}{DEFAULT_LIVE_PATH}") as client:
+            await client.send(json.dumps({"setup": {"model": "models/test"}}))
+            await client.recv()
+            [session], [stream] = server.sessions, backend.sessions
+            await client.send(text("held"))
+            await eventually(lambda: not session.inbound.consumer_idle)  # the writer holds these words
+            await send_all(client, [text("queued one"), text("queued two")])
+            await eventually(lambda: len(session.inbound) == 2)  # full, and nothing in it may be dropped
+            await client.send(audio(7))  # no room without waiting: the reader takes it and waits
+            await eventually(lambda: session.stats.messages_in == 4)  # read before the words move on
+            assert isinstance(stream, WritingThrough)
+            stream.gate.set()
+            await eventually(lambda: len(stream.received) == 4)
+            assert [described(event) for event in stream.received] == [
+                "text held",
+                "text queued one",
+                "text queued two",
+                "audio 7",
+            ]

@@ -325,8 +325,7 @@ class Session:
                     if not (self.outbound.consumer_idle and self._send_to_client_now(event)):
                         await self.outbound.put(event, droppable=droppable)
                 case SendToBackend(event, droppable):
-                    backend = self._backend_session
-                    if not (self.inbound.consumer_idle and backend is not None and backend.send_now(event)):
+                    if not self._send_to_backend_now(event, droppable):
                         await self.inbound.put(event, droppable=droppable)
                 case FlushReplyAudio():
                     self.stats.flushed_on_interrupt += self.outbound.discard(
@@ -388,21 +387,26 @@ class Session:
 
         The transport offers a message only when nothing is queued for the
         reader before it, and the core took every earlier one when it was
-        read, so the chunk is next in order; anything else, malformed frames
-        too, is left to the reader.
+        read, so the chunk is next in order. An idle writer means an empty
+        queue, so the chunk never has to wait for room (a callback cannot);
+        anything else, malformed frames too, is left to the reader.
         """
-        backend = self._backend_session
-        if not (self.inbound.consumer_idle and backend is not None):
+        if not (self.inbound.consumer_idle and self._backend_session is not None):
             return False
         chunk = plain_audio_frame(data)
         if chunk is None:
             return False
         if self.core.frame_received():
-            forward = self.core.client_audio(chunk)
-            if not backend.send_now(forward):
-                self.inbound.put_nowait(forward, droppable=True)  # the queue is empty: it has room
+            self._send_to_backend_now(self.core.client_audio(chunk), droppable=True)
             self._changed.set()
         return True
+
+    def _send_to_backend_now(self, event: ClientEvent, droppable: bool) -> bool:
+        """Write-through when the writer waits for work, else queue without waiting; False: only ``put`` can."""
+        backend = self._backend_session
+        if self.inbound.consumer_idle and backend is not None and backend.send_now(event):
+            return True
+        return self.inbound.put_nowait(event, droppable=droppable)
 
     async def _write_backend(self) -> None:
         assert self._backend_session is not None
